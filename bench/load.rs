@@ -1,0 +1,366 @@
+//! Hookline's load tool: starts a release `hookline serve` on a fresh SQLite file or PostgreSQL
+//! schema, local receivers, endpoints, then publishes events and measures end-to-end deliveries/s,
+//! publish→receipt latency (p50/p95/p99) and the server's peak RSS.
+//!
+//! Run it with `bench/run` (see bench/README.md). Every loop is bounded by a count or a duration,
+//! and all traffic stays on 127.0.0.1.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use clap::Parser;
+use serde_json::json;
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Debug, Parser)]
+#[command(about = "Measure Hookline's outbound delivery throughput and latency")]
+struct Args {
+    /// `sqlite` or `postgres`.
+    #[arg(long, default_value = "sqlite")]
+    backend: String,
+    /// PostgreSQL to use with --backend postgres (a fresh schema is created and dropped).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1/test")]
+    postgres_url: String,
+    /// The hookline binary to start.
+    #[arg(long, default_value = "target/release/hookline")]
+    binary: String,
+    /// Endpoints (each with its own receiver) every event fans out to.
+    #[arg(long, default_value_t = 10)]
+    endpoints: usize,
+    /// Events to publish as fast as possible (ignored with --rate).
+    #[arg(long, default_value_t = 2_000)]
+    events: u64,
+    /// Publish at this many events per second instead, for --seconds.
+    #[arg(long)]
+    rate: Option<u64>,
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent publishers in the as-fast-as-possible mode.
+    #[arg(long, default_value_t = 32)]
+    publishers: usize,
+    /// Queue this many events with the worker stopped, then start it and measure the drain.
+    #[arg(long)]
+    backlog: Option<u64>,
+}
+
+fn micros_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+#[derive(Default)]
+struct Received {
+    count: AtomicU64,
+    latencies_us: Mutex<Vec<u64>>,
+}
+
+async fn receive(State(received): State<Arc<Received>>, body: Bytes) -> &'static str {
+    let now = micros_now();
+    let text = std::str::from_utf8(&body).unwrap_or_default();
+    if let Some(sent) = text
+        .split("\"sent_at_us\":")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|digits| digits.parse::<u64>().ok())
+    {
+        received
+            .latencies_us
+            .lock()
+            .unwrap()
+            .push(now.saturating_sub(sent));
+    }
+    received.count.fetch_add(1, Ordering::Relaxed);
+    "ok"
+}
+
+/// The server process and what it printed.
+struct Server {
+    child: tokio::process::Child,
+    base_url: String,
+    token: String,
+}
+
+async fn start_server(args: &Args, database_url: &str, role: &str, master_key: &str) -> Server {
+    let mut child = tokio::process::Command::new(&args.binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--role", role])
+        .env("HOOKLINE_DATABASE_URL", database_url)
+        .env("HOOKLINE_MASTER_KEY", master_key)
+        .env("HOOKLINE_DELIVERY__ALLOW_HTTP", "true")
+        .env("HOOKLINE_SSRF__ALLOW", "[\"127.0.0.0/8\"]")
+        .env("HOOKLINE_LOG__LEVEL", "warn")
+        .env("HOOKLINE_DATABASE__MAX_CONNECTIONS", "32")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|error| panic!("cannot start {} (build it first): {error}", args.binary));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut token = String::new();
+    let base_url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let line = line.trim();
+            if line.starts_with("hkl_") {
+                token = line.to_owned();
+            }
+            if let Some(url) = line.strip_prefix("Hookline listening on ") {
+                return url.to_owned();
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server started in time");
+    Server {
+        child,
+        base_url,
+        token,
+    }
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+}
+
+fn current_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index] as f64 / 1000.0
+}
+
+async fn publish_one(client: &reqwest::Client, server_url: &str, token: &str, n: u64) {
+    let body = json!({"type": "bench.event", "data": {"sent_at_us": micros_now(), "n": n}});
+    let response = client
+        .post(format!("{server_url}/api/events"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("publish request");
+    assert_eq!(
+        response.status(),
+        202,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let master_key = hookline::crypto::generate_key();
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, schema) = match args.backend.as_str() {
+        "sqlite" => (
+            format!("sqlite://{}", dir.path().join("bench.db").display()),
+            None,
+        ),
+        "postgres" => {
+            let schema = format!("hl_bench_{}", uuid::Uuid::new_v4().simple());
+            let mut admin = sqlx::PgConnection::connect(&args.postgres_url)
+                .await
+                .expect("PostgreSQL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let separator = if args.postgres_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            (
+                format!(
+                    "{}{separator}options[search_path]={schema}",
+                    args.postgres_url
+                ),
+                Some(schema),
+            )
+        }
+        other => panic!("unknown backend {other}"),
+    };
+
+    let received = Arc::new(Received::default());
+    let mut receiver_urls = Vec::new();
+    for _ in 0..args.endpoints {
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        receiver_urls.push(format!("http://{}/hook", listener.local_addr().unwrap()));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+    }
+
+    let first_role = if args.backlog.is_some() { "api" } else { "all" };
+    let mut server = start_server(&args, &database_url, first_role, &master_key).await;
+    hookline::outbound::client::install_crypto_provider();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let setup = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{}{path}", server.base_url))
+            .bearer_auth(&server.token)
+            .json(&body)
+            .send()
+    };
+    let created = setup("/api/event-types", json!({"name": "bench.event"}))
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    for url in &receiver_urls {
+        let created = setup(
+            "/api/webhooks/endpoints",
+            json!({"url": url, "name": "bench"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.status(), 201);
+    }
+
+    let endpoints = args.endpoints as u64;
+    let (published, started) = if let Some(rate) = args.rate {
+        let total = rate * args.seconds;
+        let started = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let mut tasks = Vec::with_capacity(total as usize);
+        for n in 0..total {
+            let due = started + interval.mul_f64(n as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let (client, url, token) = (
+                client.clone(),
+                server.base_url.clone(),
+                server.token.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                publish_one(&client, &url, &token, n).await
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        (total, started)
+    } else {
+        let total = args.backlog.unwrap_or(args.events);
+        let next = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let publishers: Vec<_> = (0..args.publishers)
+            .map(|_| {
+                let (client, url, token, next) = (
+                    client.clone(),
+                    server.base_url.clone(),
+                    server.token.clone(),
+                    next.clone(),
+                );
+                tokio::spawn(async move {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        if n >= total {
+                            break;
+                        }
+                        publish_one(&client, &url, &token, n).await;
+                    }
+                })
+            })
+            .collect();
+        for publisher in publishers {
+            publisher.await.unwrap();
+        }
+        (total, started)
+    };
+    let publish_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "published {published} events in {publish_secs:.2} s ({:.0}/s)",
+        published as f64 / publish_secs
+    );
+
+    let mut drain_rss = Vec::new();
+    let started = if args.backlog.is_some() {
+        let _ = server.child.start_kill();
+        let _ = server.child.wait().await;
+        received.latencies_us.lock().unwrap().clear();
+        let worker = start_server(&args, &database_url, "all", &master_key).await;
+        server = worker;
+        Instant::now()
+    } else {
+        started
+    };
+
+    let expected = published * endpoints;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let pid = server.child.id().unwrap();
+    let mut last_sample = Instant::now();
+    while received.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if args.backlog.is_some() && last_sample.elapsed() >= Duration::from_secs(5) {
+            last_sample = Instant::now();
+            let done = received.count.load(Ordering::Relaxed);
+            if let Some(rss) = current_rss_kib(pid) {
+                drain_rss.push(rss);
+                eprintln!("  {done} delivered, RSS {} MiB", rss / 1024);
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let delivered = received.count.load(Ordering::Relaxed);
+    let mut latencies = received.latencies_us.lock().unwrap().clone();
+    latencies.sort_unstable();
+    let rss = peak_rss_kib(pid).unwrap_or(0);
+    println!(
+        "backend={} endpoints={} mode={} events={} delivered={}/{} elapsed={:.2}s deliveries/s={:.0} \
+         p50={:.1}ms p95={:.1}ms p99={:.1}ms peak_rss={}MiB",
+        args.backend,
+        args.endpoints,
+        match (args.rate, args.backlog) {
+            (Some(rate), _) => format!("rate{rate}/s"),
+            (_, Some(_)) => "backlog-drain".to_owned(),
+            _ => "max".to_owned(),
+        },
+        published,
+        delivered,
+        expected,
+        elapsed,
+        delivered as f64 / elapsed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        rss / 1024,
+    );
+    if !drain_rss.is_empty() {
+        println!(
+            "drain RSS samples (MiB): {:?}",
+            drain_rss.iter().map(|kib| kib / 1024).collect::<Vec<_>>()
+        );
+    }
+    let _ = server.child.start_kill();
+    let _ = server.child.wait().await;
+    if let Some(schema) = schema
+        && let Ok(mut admin) = sqlx::PgConnection::connect(&args.postgres_url).await
+    {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut admin)
+            .await;
+    }
+    if delivered < expected {
+        eprintln!("only {delivered} of {expected} deliveries arrived within the time limit");
+        std::process::exit(1);
+    }
+}

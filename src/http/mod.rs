@@ -1,0 +1,137 @@
+//! The HTTP surface: router assembly, middleware (request ids, tracing, metrics, body limits),
+//! the OpenAPI document, and the operational endpoints.
+
+pub mod error;
+pub mod extract;
+pub mod paging;
+mod system;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::HeaderName;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::app::AppState;
+use crate::config::Role;
+use error::ApiError;
+
+/// The header that carries each request's id, set when the client did not send one.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Hookline API",
+        description = "Self-hosted webhook hub: inbound forge webhooks, signed outbound webhooks, \
+                       and the engineering record between them.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+        (name = "tenancy", description = "The caller's tenant and its API tokens"),
+        (name = "events", description = "Event types and publishing events"),
+        (name = "webhooks", description = "Outbound webhook endpoints, deliveries and their history"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApiDoc) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token: `Authorization: Bearer hkl_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route of the API with its OpenAPI description (the document is derived from it).
+fn documented_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(system::router())
+        .merge(crate::tenancy::api::router())
+        .merge(crate::outbound::api::router())
+}
+
+/// The OpenAPI document of every route, as served at `/api/openapi.json`.
+pub fn openapi() -> OpenApiDoc {
+    documented_routes().split_for_parts().1
+}
+
+/// The application's router for a node of `role`: a worker node answers only the operational
+/// endpoints (health, readiness, metrics).
+pub fn router(state: AppState, role: Role) -> Router {
+    let (api, _) = documented_routes().split_for_parts();
+    let routes = if role.serves_api() {
+        api
+    } else {
+        system::operations_only()
+    };
+    let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
+    routes
+        .fallback(|| async { ApiError::NotFound("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed("method not allowed on this route".to_owned())
+        })
+        .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                let id = request
+                    .headers()
+                    .get(REQUEST_ID_HEADER)
+                    .and_then(|value| value.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!(
+                    "request",
+                    request_id = %id,
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                )
+            }),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Counts requests and times them by route template (never by raw path, which holds IDs).
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "hookline_http_requests_total",
+        "method" => method.clone(), "route" => route.clone(), "status" => status
+    )
+    .increment(1);
+    metrics::histogram!(
+        "hookline_http_request_duration_seconds",
+        "method" => method, "route" => route
+    )
+    .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,98 @@
+//! Prefixed, time-ordered object IDs (`tn_…`, `tok_…`, …).
+//!
+//! IDs are UUIDv7 in simple hex form behind a type prefix, so they sort by creation time: list
+//! endpoints page with an ID cursor and no separate sort key.
+
+use uuid::Uuid;
+
+/// The kinds of object Hookline names, with their prefixes from the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Tenant,
+    Token,
+    Endpoint,
+    Delivery,
+    Attempt,
+}
+
+impl Kind {
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            Kind::Tenant => "tn",
+            Kind::Token => "tok",
+            Kind::Endpoint => "wh",
+            Kind::Delivery => "dlv",
+            Kind::Attempt => "att",
+        }
+    }
+
+    /// What a person calls this kind of object, for error messages.
+    pub const fn noun(self) -> &'static str {
+        match self {
+            Kind::Tenant => "tenant",
+            Kind::Token => "API token",
+            Kind::Endpoint => "webhook endpoint",
+            Kind::Delivery => "delivery",
+            Kind::Attempt => "delivery attempt",
+        }
+    }
+}
+
+/// A fresh ID of the given kind.
+pub fn new(kind: Kind) -> String {
+    format!("{}_{}", kind.prefix(), Uuid::now_v7().simple())
+}
+
+/// Whether `candidate` has the shape of an ID of `kind` (prefix and 32 lowercase hex digits).
+pub fn is_valid(kind: Kind, candidate: &str) -> bool {
+    candidate
+        .strip_prefix(kind.prefix())
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|hex| {
+            hex.len() == 32
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_ids_have_their_prefix_and_validate() {
+        let id = new(Kind::Tenant);
+        assert!(id.starts_with("tn_"), "{id}");
+        assert!(is_valid(Kind::Tenant, &id));
+        assert!(!is_valid(Kind::Token, &id));
+    }
+
+    #[test]
+    fn malformed_ids_are_rejected() {
+        for bad in [
+            "",
+            "tn_",
+            "tn",
+            "tn_xyz",
+            "tn_0123456789abcdef0123456789ABCDEF",
+            "tn_0123456789abcdef0123456789abcdef0",
+            "tok_0123456789abcdef0123456789abcdef",
+            "tn-0123456789abcdef0123456789abcdef",
+        ] {
+            assert!(!is_valid(Kind::Tenant, bad), "{bad:?} accepted");
+        }
+        assert!(is_valid(
+            Kind::Tenant,
+            "tn_0123456789abcdef0123456789abcdef"
+        ));
+    }
+
+    #[test]
+    fn ids_sort_by_creation() {
+        let first = new(Kind::Token);
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = new(Kind::Token);
+        assert!(first < second);
+    }
+}

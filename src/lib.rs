@@ -1,0 +1,19 @@
+//! Hookline: a self-hosted webhook hub.
+//!
+//! The binary is a thin shell over [`cli::run`]; tests build an [`Application`] directly.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod http;
+pub mod ids;
+pub mod outbound;
+pub mod store;
+pub mod telemetry;
+pub mod tenancy;
+
+pub use app::Application;
+pub use config::Config;

@@ -1,0 +1,992 @@
+//! The outbound webhooks API: event types, publishing events, endpoints, deliveries and their
+//! history.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::event_types::{self, BUILT_IN};
+use super::{
+    Audience, enqueue, previous_secret_context, secret_context, signing, validate_endpoint_url,
+};
+use crate::app::AppState;
+use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::paging::{PageQuery, next_cursor};
+use crate::ids::{self, Kind};
+use crate::store::StoreError;
+use crate::store::outbound::{
+    self as queue, Attempt, Delivery, DeliveryFilter, Endpoint, IdempotentAnswer,
+};
+use crate::tenancy::Principal;
+use crate::tenancy::api::not_found_as;
+
+/// How long a publish answer is replayed for a repeated `Idempotency-Key`.
+pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_event_types, create_event_type))
+        .routes(routes!(get_event_type, delete_event_type))
+        .routes(routes!(publish_event))
+        .routes(routes!(list_endpoints, create_endpoint))
+        .routes(routes!(get_endpoint, update_endpoint, delete_endpoint))
+        .routes(routes!(activate_endpoint))
+        .routes(routes!(deactivate_endpoint))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(send_test))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(recover_endpoint))
+        .routes(routes!(get_delivery))
+        .routes(routes!(redeliver))
+}
+
+// ---- event types ----------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeOut {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the event's `data`.
+    pub schema: Value,
+    /// Built-in types are emitted by Hookline itself and cannot be deleted.
+    pub built_in: bool,
+    pub created_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventTypeList {
+    pub data: Vec<EventTypeOut>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEventType {
+    /// Dot-separated lowercase segments, e.g. `invoice.paid`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// JSON Schema for `data` (default: any object).
+    pub schema: Option<Value>,
+}
+
+fn custom_out(kind: queue::EventType) -> EventTypeOut {
+    EventTypeOut {
+        schema: serde_json::from_str(&kind.schema).unwrap_or(Value::Null),
+        name: kind.name,
+        description: kind.description,
+        built_in: false,
+        created_at: Some(rfc3339_ms(kind.created_at)),
+    }
+}
+
+fn built_in_out(kind: &event_types::BuiltIn) -> EventTypeOut {
+    EventTypeOut {
+        name: kind.name.to_owned(),
+        description: kind.description.to_owned(),
+        schema: (kind.schema)(),
+        built_in: true,
+        created_at: None,
+    }
+}
+
+#[utoipa::path(get, path = "/api/event-types", tag = "events",
+    responses((status = 200, body = EventTypeList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_event_types(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> ApiResult<Json<EventTypeList>> {
+    let mut data: Vec<EventTypeOut> = BUILT_IN.iter().map(built_in_out).collect();
+    data.extend(
+        queue::list_event_types(&state.store, &principal.tenant_id)
+            .await?
+            .into_iter()
+            .map(custom_out),
+    );
+    Ok(Json(EventTypeList { data }))
+}
+
+#[utoipa::path(post, path = "/api/event-types", tag = "events", request_body = CreateEventType,
+    responses((status = 201, body = EventTypeOut), (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, description = "Bad name or schema", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_event_type(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(input): ApiJson<CreateEventType>,
+) -> ApiResult<(StatusCode, Json<EventTypeOut>)> {
+    event_types::validate_custom_name(&input.name).map_err(ApiError::Unprocessable)?;
+    if event_types::built_in(&input.name).is_some() {
+        return Err(ApiError::Conflict(format!(
+            "`{}` is a built-in event type",
+            input.name
+        )));
+    }
+    let description = check_description(&input.description)?;
+    let schema = input
+        .schema
+        .unwrap_or_else(event_types::default_custom_schema);
+    event_types::check_schema(&schema)
+        .map_err(|why| ApiError::Unprocessable(format!("schema: {why}")))?;
+    let created = queue::insert_event_type(
+        &state.store,
+        &principal.tenant_id,
+        &input.name,
+        &description,
+        &schema.to_string(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(custom_out(created))))
+}
+
+#[utoipa::path(get, path = "/api/event-types/{name}", tag = "events",
+    params(("name" = String, Path)),
+    responses((status = 200, body = EventTypeOut), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_event_type(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<Json<EventTypeOut>> {
+    if let Some(kind) = event_types::built_in(&name) {
+        return Ok(Json(built_in_out(kind)));
+    }
+    queue::get_event_type(&state.store, &principal.tenant_id, &name)
+        .await?
+        .map(|kind| Json(custom_out(kind)))
+        .ok_or(ApiError::NotFound("event type"))
+}
+
+#[utoipa::path(delete, path = "/api/event-types/{name}", tag = "events",
+    params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody),
+        (status = 409, description = "Built-in types cannot be deleted", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_event_type(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    if event_types::built_in(&name).is_some() {
+        return Err(ApiError::Conflict(format!(
+            "`{name}` is built in and cannot be deleted"
+        )));
+    }
+    if queue::delete_event_type(&state.store, &principal.tenant_id, &name).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::NotFound("event type"))
+    }
+}
+
+/// Checks `data` against the schema of `event_type` (built-in or the tenant's own).
+async fn validate_event(
+    state: &AppState,
+    tenant_id: &str,
+    event_type: &str,
+    data: &Value,
+) -> ApiResult<()> {
+    let verdict = match event_types::validate_built_in(event_type, data) {
+        Some(verdict) => verdict,
+        None => {
+            let Some(custom) = queue::get_event_type(&state.store, tenant_id, event_type).await?
+            else {
+                return Err(ApiError::Unprocessable(format!(
+                    "unknown event type `{event_type}`: register it with POST /api/event-types"
+                )));
+            };
+            event_types::validate_custom(&state.outbound.schemas, &custom.schema, data)
+        }
+    };
+    verdict.map_err(|error| ApiError::Unprocessable(error.to_string()))
+}
+
+// ---- publishing -----------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishEvent {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub data: Value,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct PublishedOut {
+    /// `evt_<uuid>`
+    pub id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// How many endpoints the event was queued for.
+    pub deliveries: usize,
+}
+
+#[utoipa::path(post, path = "/api/events", tag = "events", request_body = PublishEvent,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Repeats within 24 h return the first answer")),
+    responses((status = 202, description = "Committed and queued", body = PublishedOut),
+        (status = 409, description = "Idempotency-Key reused for a different request", body = ErrorBody),
+        (status = 422, description = "Unknown type, or data failing the type's schema", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn publish_event(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    ApiJson(input): ApiJson<PublishEvent>,
+) -> ApiResult<Response> {
+    let tenant_id = &principal.tenant_id;
+    validate_event(&state, tenant_id, &input.event_type, &input.data).await?;
+    let key = idempotency_key(&headers)?;
+    let request_hash =
+        crate::crypto::sha256_hex(&json!([input.event_type, input.data]).to_string());
+    let not_before = clock::now_ms() - IDEMPOTENCY_WINDOW_MS;
+    if let Some(key) = &key
+        && let Some(answer) =
+            queue::idempotent_answer(&state.store, tenant_id, key, not_before).await?
+    {
+        return replay(answer, &request_hash);
+    }
+
+    let mut tx = state.store.begin().await?;
+    let published = enqueue(
+        &mut tx,
+        tenant_id,
+        &input.event_type,
+        &input.data,
+        Audience::Subscribers,
+    )
+    .await?;
+    let out = PublishedOut {
+        id: published.event_id,
+        event_type: input.event_type,
+        deliveries: published.delivery_ids.len(),
+    };
+    if let Some(key) = &key {
+        let answer = IdempotentAnswer {
+            request_hash: request_hash.clone(),
+            response_status: 202,
+            response_body: serde_json::to_string(&out).expect("serialises"),
+        };
+        match queue::save_idempotent_answer(&mut tx, tenant_id, key, &answer, not_before).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                // A concurrent request with the same key won; answer as it did.
+                drop(tx);
+                let stored = queue::idempotent_answer(&state.store, tenant_id, key, not_before)
+                    .await?
+                    .ok_or_else(|| ApiError::Conflict("Idempotency-Key is in use".to_owned()))?;
+                return replay(stored, &request_hash);
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    tx.commit().await?;
+    state.outbound.wake();
+    Ok((StatusCode::ACCEPTED, Json(out)).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|key| !key.is_empty() && key.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest(
+                "Idempotency-Key must be 1 to 255 visible ASCII characters".to_owned(),
+            )
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn replay(answer: IdempotentAnswer, request_hash: &str) -> ApiResult<Response> {
+    if answer.request_hash != request_hash {
+        return Err(ApiError::Conflict(
+            "Idempotency-Key was already used with a different request".to_owned(),
+        ));
+    }
+    let status = StatusCode::from_u16(u16::try_from(answer.response_status).unwrap_or(202))
+        .unwrap_or(StatusCode::ACCEPTED);
+    let body: Value = serde_json::from_str(&answer.response_body).unwrap_or(Value::Null);
+    Ok((status, [("idempotent-replayed", "true")], Json(body)).into_response())
+}
+
+// ---- endpoints ------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointOut {
+    #[schema(example = "wh_0192f0c1a2b37c4d8e9f0a1b2c3d4e5f")]
+    pub id: String,
+    pub url: String,
+    pub name: String,
+    pub description: String,
+    /// Subscribed event types; `null` means every type.
+    pub event_types: Option<Vec<String>>,
+    pub active: bool,
+    /// Why Hookline disabled the endpoint (failures, 410 Gone), if it did.
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<String>,
+    /// Failed deliveries in a row; at the configured limit the endpoint is disabled.
+    pub consecutive_failures: i64,
+    /// Until when the previous secret still signs beside the current one, after a rotation.
+    pub previous_secret_expires_at: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<&Endpoint> for EndpointOut {
+    fn from(endpoint: &Endpoint) -> Self {
+        let now = clock::now_ms();
+        EndpointOut {
+            id: endpoint.id.clone(),
+            url: endpoint.url.clone(),
+            name: endpoint.name.clone(),
+            description: endpoint.description.clone(),
+            event_types: endpoint.event_type_filter(),
+            active: endpoint.active,
+            disabled_reason: endpoint.disabled_reason.clone(),
+            disabled_at: endpoint.disabled_at.map(rfc3339_ms),
+            consecutive_failures: endpoint.consecutive_failures,
+            previous_secret_expires_at: endpoint
+                .previous_secret_until
+                .filter(|until| *until > now)
+                .map(rfc3339_ms),
+            created_at: rfc3339_ms(endpoint.created_at),
+            updated_at: rfc3339_ms(endpoint.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointPage {
+    pub data: Vec<EndpointOut>,
+    pub next_cursor: Option<String>,
+}
+
+/// A new endpoint; `secret` is shown only in this answer (and after a rotation).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    pub endpoint: EndpointOut,
+    /// `whsec_…`: verify deliveries with it.
+    pub secret: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    pub url: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Event types to receive; omitted or `null` means every type.
+    pub event_types: Option<Vec<String>>,
+}
+
+/// Only the fields given change. `event_types: null` subscribes to every type.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateEndpoint {
+    pub url: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub event_types: Option<Option<Vec<String>>>,
+    pub active: Option<bool>,
+}
+
+/// Tells a field given as `null` from a missing one.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotatedSecret {
+    /// The new `whsec_…` secret, shown only now.
+    pub secret: String,
+    /// Until then the previous secret signs too.
+    pub previous_secret_expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestSent {
+    pub event_id: String,
+    pub delivery_id: String,
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = check_text("name", name, 200)?;
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("name must not be empty".to_owned()));
+    }
+    Ok(name)
+}
+
+fn check_description(description: &str) -> ApiResult<String> {
+    check_text("description", description, 1_000)
+}
+
+/// Checks a filter: every named type must exist (built-in or the tenant's own).
+async fn check_filter(
+    state: &AppState,
+    tenant_id: &str,
+    filter: Option<Vec<String>>,
+) -> ApiResult<Option<String>> {
+    let Some(mut types) = filter else {
+        return Ok(None);
+    };
+    if types.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "event_types must name at least one type; omit it (or send null) for every type"
+                .to_owned(),
+        ));
+    }
+    types.sort();
+    types.dedup();
+    let custom: Vec<String> = queue::list_event_types(&state.store, tenant_id)
+        .await?
+        .into_iter()
+        .map(|kind| kind.name)
+        .collect();
+    let unknown: Vec<&str> = types
+        .iter()
+        .filter(|name| event_types::built_in(name).is_none() && !custom.contains(name))
+        .map(String::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Unprocessable(format!(
+            "unknown event types: {}",
+            unknown.join(", ")
+        )));
+    }
+    Ok(Some(
+        serde_json::to_string(&types).expect("strings serialise"),
+    ))
+}
+
+async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
+    validate_endpoint_url(
+        url,
+        state.config.delivery.allow_http,
+        &state.outbound.policy,
+    )
+    .await
+    .map(String::from)
+    .map_err(ApiError::Unprocessable)
+}
+
+#[utoipa::path(post, path = "/api/webhooks/endpoints", tag = "webhooks", request_body = CreateEndpoint,
+    responses((status = 201, description = "Created; the secret is shown only now", body = CreatedEndpoint),
+        (status = 422, description = "Bad URL (scheme, credentials, forbidden destination), name or event types", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(input): ApiJson<CreateEndpoint>,
+) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
+    let name = check_name(&input.name)?;
+    let description = check_description(&input.description)?;
+    let event_types = check_filter(&state, &principal.tenant_id, input.event_types).await?;
+    let url = check_url(&state, &input.url).await?;
+    let id = ids::new(Kind::Endpoint);
+    let secret = signing::generate_secret();
+    let now = clock::now_ms();
+    let endpoint = Endpoint {
+        secret: state.cipher.seal_str(&secret_context(&id), &secret),
+        id,
+        tenant_id: principal.tenant_id,
+        url,
+        name,
+        description,
+        event_types,
+        active: true,
+        previous_secret: None,
+        previous_secret_until: None,
+        consecutive_failures: 0,
+        disabled_reason: None,
+        disabled_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    queue::insert_endpoint(&state.store, &endpoint).await?;
+    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEndpoint {
+            endpoint: EndpointOut::from(&endpoint),
+            secret,
+        }),
+    ))
+}
+
+#[utoipa::path(get, path = "/api/webhooks/endpoints", tag = "webhooks", params(PageQuery),
+    responses((status = 200, body = EndpointPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_endpoints(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<EndpointPage>> {
+    let limit = page.limit()?;
+    let cursor = page.cursor(Kind::Endpoint)?;
+    let rows = queue::list_endpoints(
+        &state.store,
+        &principal.tenant_id,
+        cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let (rows, next_cursor) = next_cursor(rows, limit, |endpoint| endpoint.id.clone());
+    Ok(Json(EndpointPage {
+        data: rows.iter().map(EndpointOut::from).collect(),
+        next_cursor,
+    }))
+}
+
+async fn load_endpoint(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Endpoint> {
+    let id = parse_id(Kind::Endpoint, id)?;
+    queue::get_endpoint(&state.store, &principal.tenant_id, &id)
+        .await
+        .map_err(|error| not_found_as(error, "webhook endpoint"))
+}
+
+#[utoipa::path(get, path = "/api/webhooks/endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 200, body = EndpointOut), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointOut>> {
+    Ok(Json(EndpointOut::from(
+        &load_endpoint(&state, &principal, &id).await?,
+    )))
+}
+
+#[utoipa::path(patch, path = "/api/webhooks/endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")), request_body = UpdateEndpoint,
+    responses((status = 200, body = EndpointOut), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn update_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UpdateEndpoint>,
+) -> ApiResult<Json<EndpointOut>> {
+    let mut endpoint = load_endpoint(&state, &principal, &id).await?;
+    if let Some(name) = &input.name {
+        endpoint.name = check_name(name)?;
+    }
+    if let Some(description) = &input.description {
+        endpoint.description = check_description(description)?;
+    }
+    if let Some(filter) = input.event_types {
+        endpoint.event_types = check_filter(&state, &principal.tenant_id, filter).await?;
+    }
+    if let Some(url) = &input.url {
+        endpoint.url = check_url(&state, url).await?;
+    }
+    queue::update_endpoint(&state.store, &endpoint).await?;
+    if let Some(active) = input.active
+        && active != endpoint.active
+    {
+        endpoint =
+            queue::set_endpoint_active(&state.store, &principal.tenant_id, &endpoint.id, active)
+                .await?;
+        state.outbound.wake();
+    } else {
+        endpoint = queue::get_endpoint(&state.store, &principal.tenant_id, &endpoint.id).await?;
+    }
+    Ok(Json(EndpointOut::from(&endpoint)))
+}
+
+#[utoipa::path(delete, path = "/api/webhooks/endpoints/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 204, description = "Deleted with its pending deliveries and history"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let endpoint = load_endpoint(&state, &principal, &id).await?;
+    queue::delete_endpoint(&state.store, &principal.tenant_id, &endpoint.id).await?;
+    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_active(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    active: bool,
+) -> ApiResult<Json<EndpointOut>> {
+    let endpoint = load_endpoint(state, principal, id).await?;
+    let endpoint =
+        queue::set_endpoint_active(&state.store, &principal.tenant_id, &endpoint.id, active)
+            .await?;
+    if active {
+        state.outbound.wake();
+    }
+    Ok(Json(EndpointOut::from(&endpoint)))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/endpoints/{id}/activate", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 200, description = "Active; the failure count is reset and paused deliveries resume", body = EndpointOut),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn activate_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointOut>> {
+    set_active(&state, &principal, &id, true).await
+}
+
+#[utoipa::path(post, path = "/api/webhooks/endpoints/{id}/deactivate", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 200, description = "Inactive; new events skip it and pending deliveries wait", body = EndpointOut),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn deactivate_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EndpointOut>> {
+    set_active(&state, &principal, &id, false).await
+}
+
+#[utoipa::path(post, path = "/api/webhooks/endpoints/{id}/rotate-secret", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 200, description = "The new secret, shown only now", body = RotatedSecret), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<RotatedSecret>> {
+    let endpoint = load_endpoint(&state, &principal, &id).await?;
+    let current = state
+        .cipher
+        .open_str(&secret_context(&endpoint.id), &endpoint.secret)
+        .map_err(ApiError::internal)?;
+    let secret = signing::generate_secret();
+    let until = clock::now_ms()
+        + i64::try_from(state.config.delivery.rotation_overlap_seconds * 1000)
+            .unwrap_or(i64::MAX / 2);
+    queue::rotate_endpoint_secret(
+        &state.store,
+        &endpoint,
+        &state
+            .cipher
+            .seal_str(&secret_context(&endpoint.id), &secret),
+        &state
+            .cipher
+            .seal_str(&previous_secret_context(&endpoint.id), &current),
+        until,
+    )
+    .await?;
+    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint secret rotated");
+    Ok(Json(RotatedSecret {
+        secret,
+        previous_secret_expires_at: rfc3339_ms(until),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/endpoints/{id}/test", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")),
+    responses((status = 202, description = "A test.ping was queued for this endpoint only", body = TestSent),
+        (status = 404, body = ErrorBody), (status = 409, description = "The endpoint is inactive", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn send_test(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<TestSent>)> {
+    let endpoint = load_endpoint(&state, &principal, &id).await?;
+    if !endpoint.active {
+        return Err(ApiError::Conflict(
+            "the endpoint is inactive: activate it before testing".to_owned(),
+        ));
+    }
+    let data = json!({"message": "Webhook endpoint test", "endpoint_id": endpoint.id});
+    let mut tx = state.store.begin().await?;
+    let published = enqueue(
+        &mut tx,
+        &principal.tenant_id,
+        "test.ping",
+        &data,
+        Audience::Endpoint(&endpoint.id),
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbound.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(TestSent {
+            event_id: published.event_id,
+            delivery_id: published
+                .delivery_ids
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+        }),
+    ))
+}
+
+// ---- deliveries -----------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryOut {
+    #[schema(example = "dlv_0192f0c1a2b37c4d8e9f0a1b2c3d4e5f")]
+    pub id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    /// `pending`, `paused` (endpoint inactive), `succeeded` or `failed`.
+    pub status: String,
+    pub attempt_count: i64,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<i64>,
+    pub last_error_kind: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub completed_at: Option<String>,
+}
+
+impl From<&Delivery> for DeliveryOut {
+    fn from(delivery: &Delivery) -> Self {
+        DeliveryOut {
+            id: delivery.id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            event_id: delivery.event_id.clone(),
+            event_type: delivery.event_type.clone(),
+            status: delivery.status.clone(),
+            attempt_count: delivery.attempt_count,
+            next_attempt_at: (delivery.status == queue::status::PENDING)
+                .then_some(delivery.next_attempt_at)
+                .flatten()
+                .map(rfc3339_ms),
+            last_status_code: delivery.last_status_code,
+            last_error_kind: delivery.last_error_kind.clone(),
+            created_at: rfc3339_ms(delivery.created_at),
+            updated_at: rfc3339_ms(delivery.updated_at),
+            completed_at: delivery.completed_at.map(rfc3339_ms),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptOut {
+    pub id: String,
+    pub attempt_number: i64,
+    pub started_at: String,
+    pub duration_ms: i64,
+    pub url: String,
+    pub request_headers: Value,
+    pub response_status: Option<i64>,
+    pub response_headers: Option<Value>,
+    /// The first 64 KiB of the answer.
+    pub response_body: Option<String>,
+    /// `dns`, `connect`, `tls`, `timeout`, `ssrf_blocked` or `http_status`.
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub succeeded: bool,
+}
+
+impl From<Attempt> for AttemptOut {
+    fn from(attempt: Attempt) -> Self {
+        AttemptOut {
+            id: attempt.id,
+            attempt_number: attempt.attempt_number,
+            started_at: rfc3339_ms(attempt.started_at),
+            duration_ms: attempt.duration_ms,
+            url: attempt.url,
+            request_headers: serde_json::from_str(&attempt.request_headers).unwrap_or(Value::Null),
+            response_status: attempt.response_status,
+            response_headers: attempt
+                .response_headers
+                .as_deref()
+                .and_then(|text| serde_json::from_str(text).ok()),
+            response_body: attempt.response_body,
+            error_kind: attempt.error_kind,
+            error_message: attempt.error_message,
+            succeeded: attempt.succeeded,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: DeliveryOut,
+    /// The exact body sent (the event envelope).
+    pub payload: Value,
+    pub attempts: Vec<AttemptOut>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryPage {
+    pub data: Vec<DeliveryOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryQuery {
+    /// `pending`, `paused`, `succeeded` or `failed`.
+    status: Option<String>,
+    /// Only this event type.
+    event_type: Option<String>,
+    /// Only deliveries created at or after this RFC 3339 time.
+    since: Option<String>,
+    /// Items per page, 1 to 250 (default 50).
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// Re-queue failed deliveries created at or after this RFC 3339 time.
+    pub since: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Recovered {
+    pub requeued: u64,
+}
+
+fn parse_time(field: &str, text: &str) -> ApiResult<i64> {
+    parse_rfc3339_ms(text).ok_or_else(|| {
+        ApiError::BadRequest(format!(
+            "{field} must be an RFC 3339 time such as 2026-03-21T14:30:00Z"
+        ))
+    })
+}
+
+#[utoipa::path(get, path = "/api/webhooks/endpoints/{id}/deliveries", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`"), DeliveryQuery),
+    responses((status = 200, description = "Newest first", body = DeliveryPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_deliveries(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<DeliveryQuery>,
+) -> ApiResult<Json<DeliveryPage>> {
+    let endpoint = load_endpoint(&state, &principal, &id).await?;
+    let page = PageQuery::new(query.limit, query.cursor);
+    let limit = page.limit()?;
+    if let Some(status) = &query.status
+        && !queue::status::ALL.contains(&status.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "status must be one of {}",
+            queue::status::ALL.join(", ")
+        )));
+    }
+    if let Some(event_type) = &query.event_type {
+        event_types::validate_custom_name(event_type).map_err(ApiError::BadRequest)?;
+    }
+    let filter = DeliveryFilter {
+        status: query.status,
+        event_type: query.event_type,
+        since: query
+            .since
+            .as_deref()
+            .map(|since| parse_time("since", since))
+            .transpose()?,
+        before_id: page.cursor(Kind::Delivery)?,
+    };
+    let rows = queue::list_deliveries(
+        &state.store,
+        &principal.tenant_id,
+        &endpoint.id,
+        &filter,
+        limit + 1,
+    )
+    .await?;
+    let (rows, next_cursor) = next_cursor(rows, limit, |delivery| delivery.id.clone());
+    Ok(Json(DeliveryPage {
+        data: rows.iter().map(DeliveryOut::from).collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/endpoints/{id}/recover", tag = "webhooks",
+    params(("id" = String, Path, description = "`wh_…`")), request_body = RecoverRequest,
+    responses((status = 202, body = Recovered), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn recover_endpoint(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<RecoverRequest>,
+) -> ApiResult<(StatusCode, Json<Recovered>)> {
+    let endpoint = load_endpoint(&state, &principal, &id).await?;
+    let since = parse_time("since", &input.since)?;
+    let requeued = queue::recover(&state.store, &principal.tenant_id, &endpoint.id, since).await?;
+    state.outbound.wake();
+    Ok((StatusCode::ACCEPTED, Json(Recovered { requeued })))
+}
+
+async fn load_delivery(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Delivery> {
+    let id = parse_id(Kind::Delivery, id)?;
+    queue::get_delivery(&state.store, &principal.tenant_id, &id)
+        .await
+        .map_err(|error| not_found_as(error, "delivery"))
+}
+
+#[utoipa::path(get, path = "/api/webhooks/deliveries/{id}", tag = "webhooks",
+    params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 200, description = "The delivery, its body and every attempt", body = DeliveryDetail), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_delivery(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeliveryDetail>> {
+    let delivery = load_delivery(&state, &principal, &id).await?;
+    let payload = queue::event_payload(&state.store, &delivery.event_id).await?;
+    let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
+    Ok(Json(DeliveryDetail {
+        delivery: DeliveryOut::from(&delivery),
+        payload: serde_json::from_str(&payload).unwrap_or(Value::Null),
+        attempts: attempts.into_iter().map(AttemptOut::from).collect(),
+    }))
+}
+
+#[utoipa::path(post, path = "/api/webhooks/deliveries/{id}/redeliver", tag = "webhooks",
+    params(("id" = String, Path, description = "`dlv_…`")),
+    responses((status = 202, description = "Queued again with a fresh retry budget", body = DeliveryOut),
+        (status = 404, body = ErrorBody), (status = 409, description = "Still pending", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn redeliver(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
+    let delivery = load_delivery(&state, &principal, &id).await?;
+    let delivery = queue::redeliver(&state.store, &principal.tenant_id, &delivery.id).await?;
+    state.outbound.wake();
+    Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&delivery))))
+}

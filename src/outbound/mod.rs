@@ -1,0 +1,237 @@
+//! Outbound webhooks: event types, endpoints, the transactional outbox that turns an event into
+//! deliveries, signing, the SSRF guard, and the durable delivery worker.
+//!
+//! Producers (the API, and Hookline's own features) call [`enqueue`] inside their own database
+//! transaction, so an event exists exactly when the change it reports does; after the commit they
+//! call [`Outbound::wake`] so workers pick the deliveries up at once.
+
+pub mod api;
+pub mod client;
+pub mod event_types;
+pub mod retry;
+pub mod signing;
+pub mod ssrf;
+pub mod worker;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::Notify;
+use url::Url;
+
+use crate::clock;
+use crate::config::Config;
+use crate::crypto::Cipher;
+use crate::ids::{self, Kind};
+use crate::store::outbound::{self as queue, Endpoint};
+use crate::store::{StoreResult, Tx};
+
+/// The envelope version every delivery carries.
+pub const ENVELOPE_VERSION: &str = "1";
+
+/// What the API and the workers share about outbound delivery.
+pub struct Outbound {
+    wake: Arc<Notify>,
+    pub policy: Arc<ssrf::Policy>,
+    pub client: reqwest::Client,
+    pub retry: retry::RetryPolicy,
+    pub schemas: event_types::SchemaCache,
+}
+
+impl Outbound {
+    pub fn new(config: &Config) -> anyhow::Result<Outbound> {
+        let policy = Arc::new(
+            ssrf::Policy::new(&config.ssrf.allow)
+                .map_err(|why| anyhow::anyhow!("ssrf.allow: {why}"))?,
+        );
+        Ok(Outbound {
+            wake: Arc::new(Notify::new()),
+            client: client::build(&config.delivery, policy.clone())?,
+            policy,
+            retry: retry::RetryPolicy::new(
+                &config.delivery.retry_schedule_ms,
+                config.delivery.jitter_percent,
+            ),
+            schemas: event_types::SchemaCache::default(),
+        })
+    }
+
+    /// Tells this node's delivery worker that new work was committed.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}
+
+/// The body of every delivery, field for field as documented.
+#[derive(Debug, Serialize)]
+pub struct Envelope<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub event_type: &'a str,
+    pub version: &'static str,
+    pub created_at: String,
+    pub tenant_id: &'a str,
+    pub data: &'a Value,
+}
+
+/// An event written to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub event_id: String,
+    pub delivery_ids: Vec<String>,
+}
+
+/// Which endpoints an event goes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// Every active endpoint of the tenant whose filter matches.
+    Subscribers,
+    /// Only this endpoint, whatever its filter (test pings).
+    Endpoint(&'a str),
+}
+
+/// Writes an event and its deliveries inside the caller's transaction (the outbox). `data` must
+/// already be valid for its type.
+pub async fn enqueue(
+    tx: &mut Tx,
+    tenant_id: &str,
+    event_type: &str,
+    data: &Value,
+    audience: Audience<'_>,
+) -> StoreResult<Published> {
+    let now = clock::now_ms();
+    let event_id = format!("evt_{}", uuid::Uuid::now_v7().hyphenated());
+    let envelope = Envelope {
+        id: &event_id,
+        event_type,
+        version: ENVELOPE_VERSION,
+        created_at: clock::rfc3339_ms(now),
+        tenant_id,
+        data,
+    };
+    let payload = serde_json::to_string(&envelope).expect("an envelope serialises");
+    queue::insert_event(tx, &event_id, tenant_id, event_type, &payload, now).await?;
+    let targets: Vec<Endpoint> = match audience {
+        Audience::Subscribers => queue::active_endpoints_in(tx, tenant_id)
+            .await?
+            .into_iter()
+            .filter(|endpoint| endpoint.wants(event_type))
+            .collect(),
+        Audience::Endpoint(id) => vec![queue::endpoint_in(tx, tenant_id, id).await?],
+    };
+    let delivery_ids: Vec<String> = targets.iter().map(|_| ids::new(Kind::Delivery)).collect();
+    let deliveries: Vec<queue::NewDelivery<'_>> = targets
+        .iter()
+        .zip(&delivery_ids)
+        .map(|(endpoint, id)| queue::NewDelivery {
+            id,
+            endpoint_id: &endpoint.id,
+        })
+        .collect();
+    queue::insert_deliveries(tx, tenant_id, &event_id, event_type, &deliveries, now).await?;
+    if !delivery_ids.is_empty() {
+        queue::notify_queued(tx).await?;
+    }
+    Ok(Published {
+        event_id,
+        delivery_ids,
+    })
+}
+
+/// Where an endpoint's sealed secrets live, bound into their encryption.
+pub fn secret_context(endpoint_id: &str) -> String {
+    format!("endpoints.secret:{endpoint_id}")
+}
+
+pub fn previous_secret_context(endpoint_id: &str) -> String {
+    format!("endpoints.previous_secret:{endpoint_id}")
+}
+
+/// The secrets that sign an endpoint's deliveries now: the current one, and the previous one while
+/// its overlap lasts.
+pub fn signing_secrets(
+    cipher: &Cipher,
+    endpoint: &Endpoint,
+    now: i64,
+) -> Result<Vec<String>, crate::crypto::CryptoError> {
+    let mut secrets = vec![cipher.open_str(&secret_context(&endpoint.id), &endpoint.secret)?];
+    if let (Some(previous), Some(until)) =
+        (&endpoint.previous_secret, endpoint.previous_secret_until)
+        && until > now
+    {
+        secrets.push(cipher.open_str(&previous_secret_context(&endpoint.id), previous)?);
+    }
+    Ok(secrets)
+}
+
+/// Checks an endpoint URL as it is saved: scheme, no credentials, a host the SSRF guard allows
+/// (by name and by every address it resolves to). Returns the normalised URL.
+pub async fn validate_endpoint_url(
+    raw: &str,
+    allow_http: bool,
+    policy: &ssrf::Policy,
+) -> Result<Url, String> {
+    let raw = raw.trim();
+    if raw.len() > 2_048 {
+        return Err("url must be at most 2048 characters".to_owned());
+    }
+    let url = Url::parse(raw).map_err(|error| format!("url is not a valid URL: {error}"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_http => {}
+        "http" => {
+            return Err(
+                "url must use https:// (plain http:// is not allowed on this server)".to_owned(),
+            );
+        }
+        other => return Err(format!("url must use https://, not {other}://")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("url must not contain credentials (user:password@)".to_owned());
+    }
+    if url.fragment().is_some() {
+        return Err("url must not contain a #fragment".to_owned());
+    }
+    policy
+        .check_url(&url)
+        .await
+        .map_err(|why| format!("url: {why}"))?;
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn endpoint_urls_are_checked_before_any_lookup() {
+        let strict = ssrf::Policy::new(&[]).unwrap();
+        let cases = [
+            ("ftp://127.0.0.1/", "https://"),
+            ("http://127.0.0.1/", "https://"),
+            ("https://user:pw@127.0.0.1/", "credentials"),
+            ("https://127.0.0.1/#frag", "fragment"),
+            ("not a url", "valid URL"),
+            ("https://127.0.0.1/hook", "loopback"),
+            ("https://[::1]/hook", "loopback"),
+            ("https://localhost/hook", "localhost"),
+            ("https://169.254.169.254/latest", "metadata"),
+        ];
+        for (url, expected) in cases {
+            let error = validate_endpoint_url(url, false, &strict)
+                .await
+                .unwrap_err();
+            assert!(error.contains(expected), "{url}: {error}");
+        }
+        let loopback = ssrf::Policy::new(&["127.0.0.0/8".to_owned()]).unwrap();
+        let url = validate_endpoint_url("http://127.0.0.1:9/x", true, &loopback)
+            .await
+            .unwrap();
+        assert_eq!(url.as_str(), "http://127.0.0.1:9/x");
+    }
+}

@@ -1,0 +1,683 @@
+//! The delivery worker: claims due deliveries in short transactions, attempts them outside any
+//! transaction under per-endpoint and per-node concurrency caps, and writes results in batches,
+//! each only where the lease is still held. It wakes on new work (in-process, and through
+//! PostgreSQL LISTEN/NOTIFY from other nodes) and polls slowly as a fallback.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, USER_AGENT};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::client::{self, AttemptOutcome, ErrorKind};
+use super::{signing, signing_secrets};
+use crate::app::AppState;
+use crate::clock;
+use crate::ids::{self, Kind};
+use crate::store::Store;
+use crate::store::outbound::{self as queue, Attempt, AttemptResult, Claimed, Endpoint, Next};
+
+const CHANNEL: &str = "hookline_deliveries";
+const RECORD_BATCH: usize = 512;
+
+/// Starts the delivery worker and its helpers on `tracker`; all of them end when `shutdown` is
+/// cancelled (in-flight attempts finish first, claimed-but-unstarted ones are released).
+pub fn spawn(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    let worker = Arc::new(Worker::new(state.clone()));
+    let (results, recorder_input) = mpsc::channel(4 * RECORD_BATCH);
+    tracker.spawn(record(worker.clone(), recorder_input));
+    tracker.spawn(claim_loop(
+        worker.clone(),
+        results,
+        tracker.clone(),
+        shutdown.clone(),
+    ));
+    if let Store::Postgres(pool) = &state.store {
+        tracker.spawn(listen(
+            pool.clone(),
+            state.outbound.wake_handle(),
+            shutdown.clone(),
+        ));
+    }
+    tracker.spawn(report_queue(state.clone(), shutdown.clone()));
+    tracker.spawn(prune(state.clone(), shutdown.clone()));
+}
+
+struct Worker {
+    state: AppState,
+    node_slots: Arc<Semaphore>,
+    endpoint_slots: Mutex<HashMap<String, EndpointSlots>>,
+    /// A finished attempt: room for more work.
+    capacity: Notify,
+    /// The earliest retry the recorder scheduled (ms), `i64::MAX` when none is known.
+    next_retry: AtomicI64,
+    /// Endpoints this node's recorder disabled: jobs already claimed for them are not sent.
+    disabled: Mutex<std::collections::HashSet<String>>,
+}
+
+struct EndpointSlots {
+    semaphore: Arc<Semaphore>,
+    claimed: usize,
+}
+
+/// A claimed delivery with what its attempt needs.
+struct Job {
+    claimed: Claimed,
+    lease_until: i64,
+    endpoint: Arc<Endpoint>,
+    payload: Bytes,
+}
+
+impl Worker {
+    fn new(state: AppState) -> Worker {
+        let max_in_flight = usize::try_from(state.config.delivery.max_in_flight).unwrap_or(512);
+        Worker {
+            node_slots: Arc::new(Semaphore::new(max_in_flight)),
+            endpoint_slots: Mutex::new(HashMap::new()),
+            capacity: Notify::new(),
+            next_retry: AtomicI64::new(i64::MAX),
+            disabled: Mutex::new(std::collections::HashSet::new()),
+            state,
+        }
+    }
+
+    fn endpoint_cap(&self) -> usize {
+        usize::try_from(self.state.config.delivery.endpoint_concurrency).unwrap_or(8)
+    }
+
+    /// Endpoints with as many claimed deliveries on this node as their cap.
+    fn saturated_endpoints(&self) -> Vec<String> {
+        let cap = self.endpoint_cap();
+        self.endpoint_slots
+            .lock()
+            .expect("slots lock")
+            .iter()
+            .filter(|(_, slots)| slots.claimed >= cap)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn take_endpoint_slot(&self, endpoint_id: &str) -> Arc<Semaphore> {
+        let cap = self.endpoint_cap();
+        let mut all = self.endpoint_slots.lock().expect("slots lock");
+        let slots = all
+            .entry(endpoint_id.to_owned())
+            .or_insert_with(|| EndpointSlots {
+                semaphore: Arc::new(Semaphore::new(cap)),
+                claimed: 0,
+            });
+        slots.claimed += 1;
+        slots.semaphore.clone()
+    }
+
+    /// Gives back a finished job's slots. The claim loop is woken only when that makes room it
+    /// could use: an endpoint dropping below its cap, or the node's first free slot.
+    fn finish_job(&self, endpoint_id: &str, node_slot: OwnedSemaphorePermit) {
+        let cap = self.endpoint_cap();
+        let mut below_cap_again = false;
+        let mut all = self.endpoint_slots.lock().expect("slots lock");
+        if let Some(slots) = all.get_mut(endpoint_id) {
+            below_cap_again = slots.claimed == cap;
+            slots.claimed = slots.claimed.saturating_sub(1);
+            if slots.claimed == 0 {
+                all.remove(endpoint_id);
+            }
+        }
+        drop(all);
+        drop(node_slot);
+        if below_cap_again || self.node_slots.available_permits() == 1 {
+            self.capacity.notify_one();
+        }
+    }
+
+    /// How long the claim loop may sleep before something could be due.
+    fn idle_wait(&self) -> Duration {
+        let poll = Duration::from_millis(self.state.config.delivery.poll_interval_ms);
+        let next = self.next_retry.load(Ordering::Acquire);
+        if next == i64::MAX {
+            return poll;
+        }
+        let now = clock::now_ms();
+        if next <= now {
+            let _ = self.next_retry.compare_exchange(
+                next,
+                i64::MAX,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            return Duration::ZERO;
+        }
+        poll.min(Duration::from_millis(
+            u64::try_from(next - now).unwrap_or(0),
+        ))
+    }
+}
+
+async fn claim_loop(
+    worker: Arc<Worker>,
+    results: mpsc::Sender<AttemptResult>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let state = &worker.state;
+    let delivery = &state.config.delivery;
+    let wake = state.outbound.wake_handle();
+    let lease = i64::try_from(delivery.lease_seconds * 1000).unwrap_or(60_000);
+    tracing::info!("delivery worker started");
+    while !shutdown.is_cancelled() {
+        let room = worker
+            .node_slots
+            .available_permits()
+            .min(delivery.batch_size as usize);
+        if room == 0 {
+            tokio::select! {
+                () = worker.capacity.notified() => {}
+                () = shutdown.cancelled() => break,
+            }
+            continue;
+        }
+        let owner = uuid::Uuid::new_v4().simple().to_string();
+        let now = clock::now_ms();
+        let excluded = worker.saturated_endpoints();
+        let claim = queue::Claim {
+            now,
+            lease_until: now + lease,
+            owner: &owner,
+            limit: room as u32,
+            // One claim may fill a batch for a single endpoint: fewer, larger claims keep the
+            // single SQLite writer free for publishes. Attempts still run `endpoint_concurrency`
+            // at a time, and a job whose lease would end first goes back to the queue.
+            oldest_per_endpoint: delivery.batch_size,
+            per_endpoint: delivery.endpoint_concurrency.saturating_mul(2),
+            window: delivery.batch_size.saturating_mul(8),
+        };
+        let claimed = match queue::claim_due(&state.store, claim, &excluded).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(error = %error, "claiming deliveries failed; retrying shortly");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                continue;
+            }
+        };
+        let full_batch = claimed.len() == room;
+        if !claimed.is_empty() {
+            start_attempts(
+                &worker,
+                claimed,
+                &owner,
+                now + lease,
+                &results,
+                &tracker,
+                &shutdown,
+            )
+            .await;
+        }
+        if full_batch {
+            continue;
+        }
+        tokio::select! {
+            () = wake.notified() => {}
+            () = worker.capacity.notified(), if !excluded.is_empty() => {}
+            () = tokio::time::sleep(worker.idle_wait()) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    tracing::info!("delivery worker stopped claiming");
+}
+
+/// Loads what the claimed deliveries need and starts one task per attempt.
+async fn start_attempts(
+    worker: &Arc<Worker>,
+    claimed: Vec<Claimed>,
+    owner: &str,
+    lease_until: i64,
+    results: &mpsc::Sender<AttemptResult>,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+) {
+    let store = &worker.state.store;
+    let mut event_ids: Vec<String> = claimed.iter().map(|c| c.event_id.clone()).collect();
+    event_ids.sort_unstable();
+    event_ids.dedup();
+    let mut endpoint_ids: Vec<String> = claimed.iter().map(|c| c.endpoint_id.clone()).collect();
+    endpoint_ids.sort_unstable();
+    endpoint_ids.dedup();
+    let loaded = async {
+        let payloads = queue::event_payloads(store, &event_ids).await?;
+        let endpoints = queue::endpoints_by_ids(store, &endpoint_ids).await?;
+        Ok::<_, crate::store::StoreError>((payloads, endpoints))
+    }
+    .await;
+    let (payloads, endpoints) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            tracing::warn!(error = %error, "loading claimed deliveries failed; releasing them");
+            let ids: Vec<String> = claimed.into_iter().map(|c| c.id).collect();
+            let _ = queue::release(store, &ids, owner, 1_000).await;
+            return;
+        }
+    };
+    let payloads: HashMap<String, Bytes> = payloads
+        .into_iter()
+        .map(|(id, payload)| (id, Bytes::from(payload)))
+        .collect();
+    let endpoints: HashMap<String, Arc<Endpoint>> = endpoints
+        .into_iter()
+        .map(|endpoint| (endpoint.id.clone(), Arc::new(endpoint)))
+        .collect();
+    {
+        // An endpoint read as active again was re-activated since this node disabled it.
+        let mut disabled = worker.disabled.lock().expect("disabled lock");
+        disabled.retain(|id| endpoints.get(id).is_none_or(|endpoint| !endpoint.active));
+    }
+    for claimed in claimed {
+        // Deleted meanwhile: the delivery went with its endpoint or event.
+        let (Some(endpoint), Some(payload)) = (
+            endpoints.get(&claimed.endpoint_id),
+            payloads.get(&claimed.event_id),
+        ) else {
+            continue;
+        };
+        let Ok(node_slot) = worker.node_slots.clone().try_acquire_owned() else {
+            let _ = queue::release(store, std::slice::from_ref(&claimed.id), owner, 0).await;
+            continue;
+        };
+        let endpoint_slot = worker.take_endpoint_slot(&claimed.endpoint_id);
+        let job = Job {
+            claimed,
+            lease_until,
+            endpoint: endpoint.clone(),
+            payload: payload.clone(),
+        };
+        tracker.spawn(run_job(
+            worker.clone(),
+            job,
+            owner.to_owned(),
+            node_slot,
+            endpoint_slot,
+            results.clone(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+async fn run_job(
+    worker: Arc<Worker>,
+    job: Job,
+    owner: String,
+    node_slot: OwnedSemaphorePermit,
+    endpoint_slot: Arc<Semaphore>,
+    results: mpsc::Sender<AttemptResult>,
+    shutdown: CancellationToken,
+) {
+    let endpoint_id = job.claimed.endpoint_id.clone();
+    let permit = tokio::select! {
+        permit = endpoint_slot.acquire_owned() => permit.ok(),
+        () = shutdown.cancelled() => None,
+    };
+    match permit {
+        Some(_permit) => match attempt(&worker, &job).await {
+            Ok((attempt, next)) => {
+                let result = AttemptResult {
+                    claimed: job.claimed,
+                    lease_owner: owner,
+                    attempt,
+                    next,
+                };
+                if results.send(result).await.is_err() {
+                    tracing::error!("the delivery recorder stopped; the lease will expire");
+                }
+            }
+            Err(Skip::Unpreparable) => {
+                // Cannot be signed now (e.g. its secret does not open): try again later.
+                let _ =
+                    queue::release(&worker.state.store, &[job.claimed.id], &owner, 60_000).await;
+            }
+            Err(Skip::LeaseEnding) => {
+                let _ = queue::release(&worker.state.store, &[job.claimed.id], &owner, 0).await;
+            }
+            Err(Skip::EndpointDisabled) => {
+                let _ = queue::pause_claimed(&worker.state.store, &[job.claimed.id], &owner).await;
+            }
+        },
+        None => {
+            let _ = queue::release(&worker.state.store, &[job.claimed.id], &owner, 0).await;
+        }
+    }
+    worker.finish_job(&endpoint_id, node_slot);
+}
+
+/// Why a claimed delivery was not attempted.
+enum Skip {
+    /// It cannot be signed (its secret does not open).
+    Unpreparable,
+    /// Its lease would run out before the attempt could finish: another claim may take it.
+    LeaseEnding,
+    /// Its endpoint was disabled by a result recorded after the claim.
+    EndpointDisabled,
+}
+
+/// One attempt of one delivery, unless it should not be made now.
+async fn attempt(worker: &Worker, job: &Job) -> Result<(Attempt, Next), Skip> {
+    let state = &worker.state;
+    let claimed = &job.claimed;
+    let started_at = clock::now_ms();
+    let timeout = i64::try_from(state.config.delivery.timeout_ms).unwrap_or(i64::MAX / 2);
+    if started_at + timeout >= job.lease_until {
+        return Err(Skip::LeaseEnding);
+    }
+    if worker
+        .disabled
+        .lock()
+        .expect("disabled lock")
+        .contains(&claimed.endpoint_id)
+    {
+        return Err(Skip::EndpointDisabled);
+    }
+    let timestamp = started_at / 1000;
+    let secrets = match signing_secrets(&state.cipher, &job.endpoint, started_at) {
+        Ok(secrets) => secrets,
+        Err(error) => {
+            tracing::error!(endpoint_id = %job.endpoint.id, error = %error, "endpoint secret cannot be opened");
+            return Err(Skip::Unpreparable);
+        }
+    };
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let signatures = signing::sign(&secret_refs, &claimed.event_id, timestamp, &job.payload);
+    let headers = delivery_headers(claimed, timestamp, &signatures);
+    let recorded_headers = headers_json(&headers);
+
+    let outcome = match url::Url::parse(&job.endpoint.url) {
+        Ok(url) => {
+            client::attempt(
+                &state.outbound.client,
+                &state.outbound.policy,
+                &url,
+                headers,
+                job.payload.clone(),
+            )
+            .await
+        }
+        Err(error) => AttemptOutcome {
+            status: None,
+            response_headers: Vec::new(),
+            body: None,
+            error: Some((
+                ErrorKind::Connect,
+                format!("stored URL is invalid: {error}"),
+            )),
+            duration: Duration::ZERO,
+            retry_after: None,
+        },
+    };
+    metrics::histogram!("hookline_delivery_attempt_duration_seconds")
+        .record(outcome.duration.as_secs_f64());
+    let result_label = outcome
+        .error
+        .as_ref()
+        .map_or("success", |(kind, _)| kind.as_str());
+    metrics::counter!("hookline_delivery_attempts_total", "result" => result_label).increment(1);
+
+    let attempts_in_round = u32::try_from(claimed.round_attempts + 1).unwrap_or(u32::MAX);
+    let next = if outcome.succeeded() {
+        Next::Succeeded
+    } else if outcome.gone() {
+        Next::Failed { gone: true }
+    } else {
+        match state
+            .outbound
+            .retry
+            .next_delay(attempts_in_round, outcome.retry_after)
+        {
+            Some(delay) => {
+                let at = clock::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+                worker.next_retry.fetch_min(at, Ordering::AcqRel);
+                Next::RetryAt(at)
+            }
+            None => Next::Failed { gone: false },
+        }
+    };
+    let (error_kind, error_message) = match &outcome.error {
+        Some((kind, message)) => (Some(kind.as_str().to_owned()), Some(message.clone())),
+        None => (None, None),
+    };
+    let attempt = Attempt {
+        id: ids::new(Kind::Attempt),
+        delivery_id: claimed.id.clone(),
+        attempt_number: claimed.attempt_count + 1,
+        started_at,
+        duration_ms: i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX),
+        url: job.endpoint.url.clone(),
+        request_headers: recorded_headers,
+        response_status: outcome.status.map(i64::from),
+        response_headers: (!outcome.response_headers.is_empty()).then(|| {
+            let map: serde_json::Map<String, serde_json::Value> = outcome
+                .response_headers
+                .iter()
+                .map(|(name, value)| (name.clone(), serde_json::Value::String(value.clone())))
+                .collect();
+            serde_json::Value::Object(map).to_string()
+        }),
+        response_body: outcome.body,
+        error_kind,
+        error_message,
+        succeeded: outcome.error.is_none(),
+    };
+    Ok((attempt, next))
+}
+
+fn delivery_headers(
+    claimed: &Claimed,
+    timestamp: i64,
+    signatures: &signing::SignatureHeaders,
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(10);
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    let timestamp = timestamp.to_string();
+    put("x-hookline-signature", &signatures.hookline);
+    put("x-hookline-timestamp", &timestamp);
+    put("x-hookline-event", &claimed.event_type);
+    put("x-hookline-delivery", &claimed.id);
+    put("webhook-id", &claimed.event_id);
+    put("webhook-timestamp", &timestamp);
+    put("webhook-signature", &signatures.standard);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        USER_AGENT,
+        HeaderValue::from_static(concat!("Hookline/", env!("CARGO_PKG_VERSION"))),
+    );
+    headers
+}
+
+fn headers_json(headers: &HeaderMap) -> String {
+    let map: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                serde_json::Value::String(client::storable_text(value.as_bytes())),
+            )
+        })
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// Writes attempt results in batches: whatever has arrived since the last write, in one
+/// transaction. A failed write is retried; if it keeps failing the leases expire and the
+/// deliveries are attempted again (at-least-once).
+async fn record(worker: Arc<Worker>, mut input: mpsc::Receiver<AttemptResult>) {
+    let disable_after = i64::from(worker.state.config.delivery.disable_after_failures);
+    while let Some(first) = input.recv().await {
+        let mut batch = Vec::with_capacity(RECORD_BATCH);
+        batch.push(first);
+        while batch.len() < RECORD_BATCH {
+            match input.try_recv() {
+                Ok(result) => batch.push(result),
+                Err(_) => break,
+            }
+        }
+        let mut backoff = Duration::from_millis(50);
+        for round in 1..=4 {
+            match queue::record_results(&worker.state.store, &batch, disable_after).await {
+                Ok(recorded) => {
+                    remember_disabled(&worker, &recorded);
+                    report(&batch, recorded);
+                    break;
+                }
+                Err(error) if round < 4 => {
+                    tracing::warn!(error = %error, round, "recording attempt results failed; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+                Err(error) => {
+                    // One bad row must not cost the others: write them one at a time.
+                    tracing::warn!(error = %error, "recording a batch failed; writing its results one by one");
+                    for result in &batch {
+                        match queue::record_results(
+                            &worker.state.store,
+                            std::slice::from_ref(result),
+                            disable_after,
+                        )
+                        .await
+                        {
+                            Ok(recorded) => {
+                                remember_disabled(&worker, &recorded);
+                                report(std::slice::from_ref(result), recorded);
+                            }
+                            Err(error) => tracing::error!(
+                                delivery_id = %result.claimed.id,
+                                error = %error,
+                                "attempt result lost; the delivery is retried when its lease expires"
+                            ),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remember_disabled(worker: &Worker, recorded: &queue::Recorded) {
+    if !recorded.disabled.is_empty() {
+        let mut disabled = worker.disabled.lock().expect("disabled lock");
+        disabled.extend(recorded.disabled.iter().map(|d| d.endpoint_id.clone()));
+    }
+}
+
+/// Metrics and log lines for a written batch.
+fn report(batch: &[AttemptResult], recorded: queue::Recorded) {
+    count_outcomes(batch);
+    if recorded.lease_lost > 0 {
+        tracing::warn!(
+            lost = recorded.lease_lost,
+            "attempt results dropped: their lease had passed to another claim"
+        );
+        metrics::counter!("hookline_delivery_leases_lost_total")
+            .increment(recorded.lease_lost as u64);
+    }
+    for disabled in recorded.disabled {
+        tracing::warn!(
+            event = "endpoint.disabled",
+            endpoint_id = %disabled.endpoint_id,
+            tenant_id = %disabled.tenant_id,
+            reason = %disabled.reason,
+            "endpoint disabled"
+        );
+        metrics::counter!("hookline_endpoints_disabled_total").increment(1);
+    }
+}
+
+fn count_outcomes(batch: &[AttemptResult]) {
+    for result in batch {
+        let outcome = match result.next {
+            Next::Succeeded => "succeeded",
+            Next::RetryAt(_) => "retrying",
+            Next::Failed { .. } => "failed",
+        };
+        metrics::counter!("hookline_deliveries_total", "outcome" => outcome).increment(1);
+    }
+}
+
+/// Wakes this node when another node queues deliveries (PostgreSQL LISTEN/NOTIFY).
+async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match sqlx::postgres::PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(CHANNEL).await {
+                Ok(()) => loop {
+                    tokio::select! {
+                        notification = listener.recv() => match notification {
+                            Ok(_) => wake.notify_one(),
+                            Err(error) => {
+                                tracing::warn!(error = %error, "delivery notifications interrupted");
+                                break;
+                            }
+                        },
+                        () = shutdown.cancelled() => return,
+                    }
+                },
+                Err(error) => tracing::warn!(error = %error, "LISTEN failed"),
+            },
+            Err(error) => tracing::warn!(error = %error, "cannot open the notification connection"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// Publishes queue depth and the age of the oldest due delivery as gauges.
+async fn report_queue(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = clock::now_ms();
+        match queue::queue_stats(&state.store, now).await {
+            Ok((depth, oldest_due)) => {
+                metrics::gauge!("hookline_delivery_queue_depth").set(depth as f64);
+                let age = oldest_due.map_or(0.0, |due| (now - due).max(0) as f64 / 1000.0);
+                metrics::gauge!("hookline_delivery_oldest_due_age_seconds").set(age);
+            }
+            Err(error) => tracing::debug!(error = %error, "queue statistics unavailable"),
+        }
+    }
+}
+
+/// Deletes history past the retention period, and expired idempotency keys, once an hour.
+async fn prune(state: AppState, shutdown: CancellationToken) {
+    let retention = i64::from(state.config.delivery.retention_days) * 86_400_000;
+    let mut tick = tokio::time::interval(Duration::from_secs(3_600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let now = clock::now_ms();
+        match queue::prune(&state.store, now - retention).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "old deliveries pruned"),
+            Err(error) => tracing::warn!(error = %error, "pruning deliveries failed"),
+        }
+        if let Err(error) =
+            queue::prune_idempotency_keys(&state.store, now - super::api::IDEMPOTENCY_WINDOW_MS)
+                .await
+        {
+            tracing::warn!(error = %error, "pruning idempotency keys failed");
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The store: every query Hookline makes, on embedded SQLite or on PostgreSQL, with one behaviour.
+//!
+//! SQL is written once where both engines accept it (`$1` placeholders, integer millisecond
+//! timestamps, text IDs) and dispatched to the right pool by [`dispatch!`]; the few statements that
+//! differ live beside each other in the feature's store module. Schema migrations are embedded per
+//! backend under `migrations/<backend>/` with the same version numbers.
+
+pub mod outbound;
+pub mod settings;
+pub mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Postgres, Sqlite, SqlitePool};
+
+use crate::config::{Backend, DatabaseConfig, DatabaseUrl};
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Runs `$body` with `$pool` bound to the backend's pool for reads; the body is compiled once per
+/// backend, so one SQL string and one row type serve both.
+macro_rules! dispatch {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(sqlite) => {
+                let $pool = &sqlite.reader;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`dispatch!`] for a statement that writes: on SQLite it runs on the single writer
+/// connection, so writers of this process queue in order instead of spinning on SQLite's lock.
+macro_rules! dispatch_write {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store {
+            $crate::store::Store::Sqlite(sqlite) => {
+                let $pool = &sqlite.writer;
+                $body
+            }
+            $crate::store::Store::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Like [`dispatch!`] for an open transaction: `$conn` is the transaction's connection.
+macro_rules! dispatch_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::store::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {dispatch, dispatch_tx, dispatch_write};
+
+/// What went wrong in the store, in terms the API layer can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("database error: {0}")]
+    Database(#[source] sqlx::Error),
+    #[error("schema migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored secret could not be opened: {0}")]
+    Crypto(#[from] crate::crypto::CryptoError),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        match &error {
+            sqlx::Error::RowNotFound => StoreError::NotFound,
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                StoreError::Conflict("already exists".to_owned())
+            }
+            _ => StoreError::Database(error),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A connection pool to one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgPool),
+}
+
+/// SQLite allows one writer at a time: writes go through a one-connection pool (queued fairly in
+/// this process), reads through a pool of many (WAL lets them run beside the writer).
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pub reader: SqlitePool,
+    pub writer: SqlitePool,
+}
+
+/// A write transaction on either backend. Dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// Opens a pool for `url`, creating the SQLite file (WAL, foreign keys, busy timeout) if needed.
+    pub async fn connect(url: &DatabaseUrl, settings: &DatabaseConfig) -> StoreResult<Store> {
+        match url.backend() {
+            Some(Backend::Sqlite) => {
+                let options = SqliteConnectOptions::from_str(url.expose())?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_millis(settings.sqlite_busy_timeout_ms));
+                // The writer connects first: it creates the file and switches it to WAL.
+                let writer = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options.clone())
+                    .await?;
+                let reader = SqlitePoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                Ok(Store::Sqlite(SqliteStore { reader, writer }))
+            }
+            Some(Backend::Postgres) => {
+                let options = PgConnectOptions::from_str(url.expose())?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(settings.max_connections)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await?;
+                Ok(Store::Postgres(pool))
+            }
+            None => Err(StoreError::Database(sqlx::Error::Configuration(
+                format!("unsupported database URL {url}").into(),
+            ))),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Store::Sqlite(_) => Backend::Sqlite,
+            Store::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Applies every pending migration of this backend; returns how many were applied.
+    /// On PostgreSQL the migrator holds an advisory lock, so nodes starting together take turns.
+    pub async fn migrate(&self) -> StoreResult<usize> {
+        let before = self.applied_migrations().await?;
+        match self {
+            Store::Sqlite(sqlite) => SQLITE_MIGRATIONS.run(&sqlite.writer).await?,
+            Store::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(self.applied_migrations().await?.saturating_sub(before))
+    }
+
+    async fn applied_migrations(&self) -> StoreResult<usize> {
+        let table_exists = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'"
+            }
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 =
+            dispatch!(self, pool => sqlx::query_scalar(table_exists).fetch_one(pool).await?);
+        if exists == 0 {
+            return Ok(0);
+        }
+        let applied: i64 = dispatch!(self, pool => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(pool)
+                .await?
+        });
+        Ok(usize::try_from(applied).unwrap_or(0))
+    }
+
+    /// The embedded migrations of a backend, as `(version, description)`.
+    pub fn migrations(backend: Backend) -> Vec<(i64, String)> {
+        let migrator = match backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        };
+        migrator
+            .iter()
+            .map(|m| (m.version, m.description.to_string()))
+            .collect()
+    }
+
+    /// Starts a write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`) so a
+    /// writer in another process waits on the busy timeout instead of failing on a lock upgrade.
+    /// Nothing else may wait for the writer while a transaction holds it.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Store::Sqlite(sqlite) => Tx::Sqlite(sqlite.writer.begin_with("BEGIN IMMEDIATE").await?),
+            Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> StoreResult<()> {
+        dispatch!(self, pool => sqlx::query("SELECT 1").execute(pool).await?.rows_affected());
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Store::Sqlite(sqlite) => {
+                sqlite.reader.close().await;
+                sqlite.writer.close().await;
+            }
+            Store::Postgres(pool) => pool.close().await,
+        }
+    }
+}

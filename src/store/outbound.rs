@@ -1,0 +1,1328 @@
+//! Outbound webhooks in the store: custom event types, endpoints, events, the delivery queue with
+//! leases, attempt history, and idempotency keys.
+//!
+//! The queue is the `deliveries` table. A claim pushes a due row's `next_attempt_at` to the end of
+//! its lease and stamps it with the claimer's `lease_owner`; a result is written only where that
+//! stamp is still in place, and a lease that runs out simply makes the row due again.
+
+use sqlx::FromRow;
+
+use super::{Store, StoreError, StoreResult, Tx, dispatch, dispatch_tx, dispatch_write};
+use crate::clock;
+
+/// Delivery states.
+pub mod status {
+    /// Waiting for its next attempt (or being attempted under a lease).
+    pub const PENDING: &str = "pending";
+    /// Waiting for its endpoint to be activated again.
+    pub const PAUSED: &str = "paused";
+    pub const SUCCEEDED: &str = "succeeded";
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 4] = [PENDING, PAUSED, SUCCEEDED, FAILED];
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct EventType {
+    pub name: String,
+    pub description: String,
+    pub schema: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Endpoint {
+    pub id: String,
+    pub tenant_id: String,
+    pub url: String,
+    pub name: String,
+    pub description: String,
+    /// JSON array of event type names; `None` means every type.
+    pub event_types: Option<String>,
+    pub active: bool,
+    pub secret: Vec<u8>,
+    pub previous_secret: Option<Vec<u8>>,
+    pub previous_secret_until: Option<i64>,
+    pub consecutive_failures: i64,
+    pub disabled_reason: Option<String>,
+    pub disabled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Endpoint {
+    /// The event types this endpoint subscribes to; `None` for all.
+    pub fn event_type_filter(&self) -> Option<Vec<String>> {
+        self.event_types
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+    }
+
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.event_type_filter()
+            .is_none_or(|types| types.iter().any(|wanted| wanted == event_type))
+    }
+}
+
+macro_rules! endpoint_columns {
+    () => {
+        "id, tenant_id, url, name, description, event_types, active, secret, previous_secret, \
+         previous_secret_until, consecutive_failures, disabled_reason, disabled_at, created_at, \
+         updated_at"
+    };
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, tenant_id, endpoint_id, event_id, event_type, status, attempt_count, round_attempts, \
+         next_attempt_at, last_status_code, last_error_kind, created_at, updated_at, completed_at"
+    };
+}
+
+macro_rules! attempt_columns {
+    () => {
+        "id, delivery_id, attempt_number, started_at, duration_ms, url, request_headers, \
+         response_status, response_headers, response_body, error_kind, error_message, succeeded"
+    };
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub status: String,
+    pub attempt_count: i64,
+    pub round_attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_status_code: Option<i64>,
+    pub last_error_kind: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Attempt {
+    pub id: String,
+    pub delivery_id: String,
+    pub attempt_number: i64,
+    pub started_at: i64,
+    pub duration_ms: i64,
+    pub url: String,
+    /// JSON object of the headers sent.
+    pub request_headers: String,
+    pub response_status: Option<i64>,
+    /// JSON object of the headers received.
+    pub response_headers: Option<String>,
+    /// The first 64 KiB of the response body (lossy UTF-8).
+    pub response_body: Option<String>,
+    pub error_kind: Option<String>,
+    pub error_message: Option<String>,
+    pub succeeded: bool,
+}
+
+/// A delivery taken from the queue under a lease.
+#[derive(Debug, Clone, FromRow)]
+pub struct Claimed {
+    pub id: String,
+    pub tenant_id: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempt_count: i64,
+    pub round_attempts: i64,
+}
+
+/// What to do with a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Succeeded,
+    RetryAt(i64),
+    /// No retry left (or the receiver answered 410 Gone, `gone`).
+    Failed {
+        gone: bool,
+    },
+}
+
+/// One attempt's result, to be written if the lease is still held.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub claimed: Claimed,
+    pub lease_owner: String,
+    pub attempt: Attempt,
+    pub next: Next,
+}
+
+/// An endpoint the recorder just disabled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disabled {
+    pub endpoint_id: String,
+    pub tenant_id: String,
+    pub reason: String,
+}
+
+/// How a batch of results was written.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub written: usize,
+    pub lease_lost: usize,
+    pub disabled: Vec<Disabled>,
+}
+
+// ---- event types ----------------------------------------------------------------------------
+
+pub async fn insert_event_type(
+    store: &Store,
+    tenant_id: &str,
+    name: &str,
+    description: &str,
+    schema: &str,
+) -> StoreResult<EventType> {
+    let created_at = clock::now_ms();
+    dispatch_write!(store, pool => {
+        sqlx::query(
+            "INSERT INTO event_types (tenant_id, name, description, schema, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .bind(description)
+        .bind(schema)
+        .bind(created_at)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected())
+    })
+    .map_err(|error| match StoreError::from(error) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict(format!("event type `{name}` already exists"))
+        }
+        other => other,
+    })?;
+    Ok(EventType {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        schema: schema.to_owned(),
+        created_at,
+    })
+}
+
+pub async fn list_event_types(store: &Store, tenant_id: &str) -> StoreResult<Vec<EventType>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, EventType>(
+            "SELECT name, description, schema, created_at FROM event_types \
+             WHERE tenant_id = $1 ORDER BY name",
+        )
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+pub async fn get_event_type(
+    store: &Store,
+    tenant_id: &str,
+    name: &str,
+) -> StoreResult<Option<EventType>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, EventType>(
+            "SELECT name, description, schema, created_at FROM event_types \
+             WHERE tenant_id = $1 AND name = $2",
+        )
+        .bind(tenant_id)
+        .bind(name)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+pub async fn delete_event_type(store: &Store, tenant_id: &str, name: &str) -> StoreResult<bool> {
+    let deleted = dispatch_write!(store, pool => {
+        sqlx::query("DELETE FROM event_types WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id)
+            .bind(name)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    Ok(deleted == 1)
+}
+
+// ---- endpoints ------------------------------------------------------------------------------
+
+pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<()> {
+    dispatch_write!(store, pool => {
+        sqlx::query(concat!(
+            "INSERT INTO endpoints (", endpoint_columns!(), ") \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        ))
+        .bind(&endpoint.id)
+        .bind(&endpoint.tenant_id)
+        .bind(&endpoint.url)
+        .bind(&endpoint.name)
+        .bind(&endpoint.description)
+        .bind(&endpoint.event_types)
+        .bind(endpoint.active)
+        .bind(&endpoint.secret)
+        .bind(&endpoint.previous_secret)
+        .bind(endpoint.previous_secret_until)
+        .bind(endpoint.consecutive_failures)
+        .bind(&endpoint.disabled_reason)
+        .bind(endpoint.disabled_at)
+        .bind(endpoint.created_at)
+        .bind(endpoint.updated_at)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Writes an endpoint's URL, name, description and filter. Secrets are left alone: they change
+/// only through [`rotate_endpoint_secret`], so an edit cannot undo a rotation.
+pub async fn update_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<()> {
+    let updated = dispatch_write!(store, pool => {
+        sqlx::query(
+            "UPDATE endpoints SET url = $3, name = $4, description = $5, event_types = $6, \
+             updated_at = $7 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(&endpoint.tenant_id)
+        .bind(&endpoint.id)
+        .bind(&endpoint.url)
+        .bind(&endpoint.name)
+        .bind(&endpoint.description)
+        .bind(&endpoint.event_types)
+        .bind(clock::now_ms())
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    if updated == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Replaces an endpoint's secret, keeping the current one as the previous secret until `until`.
+/// Only applies while the stored secret is still `current` (a concurrent rotation is a conflict).
+pub async fn rotate_endpoint_secret(
+    store: &Store,
+    endpoint: &Endpoint,
+    new_secret: &[u8],
+    previous_secret: &[u8],
+    until: i64,
+) -> StoreResult<()> {
+    let updated = dispatch_write!(store, pool => {
+        sqlx::query(
+            "UPDATE endpoints SET secret = $4, previous_secret = $5, previous_secret_until = $6, \
+             updated_at = $7 WHERE tenant_id = $1 AND id = $2 AND secret = $3",
+        )
+        .bind(&endpoint.tenant_id)
+        .bind(&endpoint.id)
+        .bind(&endpoint.secret)
+        .bind(new_secret)
+        .bind(previous_secret)
+        .bind(until)
+        .bind(clock::now_ms())
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    if updated == 0 {
+        return Err(StoreError::Conflict(
+            "the secret was rotated concurrently; rotate again if needed".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+pub async fn get_endpoint(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Endpoint> {
+    dispatch!(store, pool => {
+        sqlx::query_as::<_, Endpoint>(concat!(
+            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+    })
+    .ok_or(StoreError::NotFound)
+}
+
+pub async fn list_endpoints(
+    store: &Store,
+    tenant_id: &str,
+    before_id: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<Endpoint>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, Endpoint>(concat!(
+            "SELECT ", endpoint_columns!(), " FROM endpoints \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(tenant_id)
+        .bind(before_id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// Deletes an endpoint with its deliveries and their history.
+pub async fn delete_endpoint(store: &Store, tenant_id: &str, id: &str) -> StoreResult<()> {
+    let mut tx = store.begin().await?;
+    let deleted = dispatch_tx!(&mut tx, conn => {
+        sqlx::query("DELETE FROM delivery_attempts WHERE delivery_id IN \
+                     (SELECT id FROM deliveries WHERE endpoint_id = $1 AND tenant_id = $2)")
+            .bind(id)
+            .bind(tenant_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM deliveries WHERE endpoint_id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant_id)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("DELETE FROM endpoints WHERE id = $1 AND tenant_id = $2")
+            .bind(id)
+            .bind(tenant_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
+    });
+    if deleted == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.commit().await
+}
+
+/// Activates or deactivates an endpoint. Activation clears the failure count and the disable
+/// reason and releases paused deliveries; deactivation pauses pending ones.
+pub async fn set_endpoint_active(
+    store: &Store,
+    tenant_id: &str,
+    id: &str,
+    active: bool,
+) -> StoreResult<Endpoint> {
+    let now = clock::now_ms();
+    let mut tx = store.begin().await?;
+    let changed = dispatch_tx!(&mut tx, conn => {
+        let changed = sqlx::query(
+            "UPDATE endpoints SET active = $3, updated_at = $4, \
+             consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures END, \
+             disabled_reason = CASE WHEN $3 THEN NULL ELSE disabled_reason END, \
+             disabled_at = CASE WHEN $3 THEN NULL ELSE disabled_at END \
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(active)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if active {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
+                 lease_owner = NULL, updated_at = $2 WHERE endpoint_id = $1 AND status = 'paused'",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        } else {
+            // Deliveries in flight (leased) keep their lease: their results are recorded, and a
+            // retry of one of them is paused then.
+            sqlx::query(
+                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, updated_at = $2 \
+                 WHERE endpoint_id = $1 AND status = 'pending' \
+                 AND (lease_owner IS NULL OR next_attempt_at <= $2)",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        }
+        changed
+    });
+    if changed == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.commit().await?;
+    get_endpoint(store, tenant_id, id).await
+}
+
+/// The active endpoints of a tenant, for fan-out inside a publishing transaction.
+pub async fn active_endpoints_in(tx: &mut Tx, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
+    Ok(dispatch_tx!(tx, conn => {
+        sqlx::query_as::<_, Endpoint>(concat!(
+            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND active"
+        ))
+        .bind(tenant_id)
+        .fetch_all(conn)
+        .await?
+    }))
+}
+
+/// One endpoint of a tenant inside a transaction.
+pub async fn endpoint_in(tx: &mut Tx, tenant_id: &str, id: &str) -> StoreResult<Endpoint> {
+    dispatch_tx!(tx, conn => {
+        sqlx::query_as::<_, Endpoint>(concat!(
+            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+    })
+    .ok_or(StoreError::NotFound)
+}
+
+/// Endpoints by id, for the delivery worker.
+pub async fn endpoints_by_ids(store: &Store, ids: &[String]) -> StoreResult<Vec<Endpoint>> {
+    Ok(match store {
+        Store::Sqlite(sqlite) => {
+            let pool = &sqlite.reader;
+            sqlx::query_as::<_, Endpoint>(concat!(
+                "SELECT ",
+                endpoint_columns!(),
+                " FROM endpoints WHERE id IN (SELECT value FROM json_each($1))"
+            ))
+            .bind(serde_json::to_string(ids).expect("strings serialise"))
+            .fetch_all(pool)
+            .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_as::<_, Endpoint>(concat!(
+                "SELECT ",
+                endpoint_columns!(),
+                " FROM endpoints WHERE id = ANY($1)"
+            ))
+            .bind(ids)
+            .fetch_all(pool)
+            .await?
+        }
+    })
+}
+
+// ---- events and deliveries ------------------------------------------------------------------
+
+pub async fn insert_event(
+    tx: &mut Tx,
+    id: &str,
+    tenant_id: &str,
+    event_type: &str,
+    payload: &str,
+    created_at: i64,
+) -> StoreResult<()> {
+    dispatch_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(event_type)
+        .bind(payload)
+        .bind(created_at)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// A delivery to queue: its id and endpoint.
+pub struct NewDelivery<'a> {
+    pub id: &'a str,
+    pub endpoint_id: &'a str,
+}
+
+/// Queues deliveries of `event_id`, due at once, in one statement.
+pub async fn insert_deliveries(
+    tx: &mut Tx,
+    tenant_id: &str,
+    event_id: &str,
+    event_type: &str,
+    deliveries: &[NewDelivery<'_>],
+    now: i64,
+) -> StoreResult<()> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    dispatch_tx!(tx, conn => {
+        for chunk in deliveries.chunks(500) {
+            let mut insert = sqlx::QueryBuilder::new(
+                "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
+                 attempt_count, round_attempts, next_attempt_at, created_at, updated_at) ",
+            );
+            insert.push_values(chunk, |mut row, delivery| {
+                row.push_bind(delivery.id)
+                    .push_bind(tenant_id)
+                    .push_bind(delivery.endpoint_id)
+                    .push_bind(event_id)
+                    .push_bind(event_type)
+                    .push_bind(status::PENDING)
+                    .push_bind(0_i64)
+                    .push_bind(0_i64)
+                    .push_bind(now)
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *conn).await?;
+        }
+    });
+    Ok(())
+}
+
+/// Tells other nodes that work was queued; PostgreSQL delivers it when the transaction commits.
+pub async fn notify_queued(tx: &mut Tx) -> StoreResult<()> {
+    if let Tx::Postgres(tx) = tx {
+        sqlx::query("SELECT pg_notify('hookline_deliveries', '')")
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The stored envelope bodies of events, by id.
+pub async fn event_payloads(store: &Store, ids: &[String]) -> StoreResult<Vec<(String, String)>> {
+    Ok(match store {
+        Store::Sqlite(sqlite) => {
+            let pool = &sqlite.reader;
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT id, payload FROM events WHERE id IN (SELECT value FROM json_each($1))",
+            )
+            .bind(serde_json::to_string(ids).expect("strings serialise"))
+            .fetch_all(pool)
+            .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_as::<_, (String, String)>(
+                "SELECT id, payload FROM events WHERE id = ANY($1)",
+            )
+            .bind(ids)
+            .fetch_all(pool)
+            .await?
+        }
+    })
+}
+
+/// How to claim: when, for whom, how many.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub now: i64,
+    pub lease_until: i64,
+    pub owner: &'a str,
+    pub limit: u32,
+    /// The most the oldest-first pass takes for one endpoint.
+    pub oldest_per_endpoint: u32,
+    /// The most the endpoint-by-endpoint pass takes for one endpoint.
+    pub per_endpoint: u32,
+    /// How many of the oldest due deliveries the first pass looks at.
+    pub window: u32,
+}
+
+/// Claims up to `limit` due deliveries, oldest first, skipping the endpoints in `excluded` (those
+/// at their concurrency cap on this node). The first pass looks only at the oldest `window` due
+/// deliveries, so its cost does not grow with the queue. When it comes back short because
+/// excluded endpoints fill that window, a second pass takes due deliveries endpoint by endpoint,
+/// so a slow endpoint's backlog never hides the others' work.
+pub async fn claim_due(
+    store: &Store,
+    claim: Claim<'_>,
+    excluded: &[String],
+) -> StoreResult<Vec<Claimed>> {
+    let mut claimed = claim_oldest(store, claim, excluded).await?;
+    let short = claim.limit as usize - claimed.len();
+    if short > 0 && !excluded.is_empty() {
+        let rest = Claim {
+            limit: short as u32,
+            ..claim
+        };
+        claimed.extend(claim_per_endpoint(store, rest, excluded).await?);
+    }
+    Ok(claimed)
+}
+
+async fn claim_oldest(
+    store: &Store,
+    claim: Claim<'_>,
+    excluded: &[String],
+) -> StoreResult<Vec<Claimed>> {
+    Ok(match store {
+        Store::Sqlite(sqlite) => {
+            sqlx::query_as::<_, Claimed>(
+                "UPDATE deliveries SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                 WHERE id IN (SELECT id FROM (SELECT id, endpoint_id, next_attempt_at, \
+                       ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank \
+                     FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
+                       WHERE status = 'pending' AND next_attempt_at <= $1 \
+                       ORDER BY next_attempt_at LIMIT $6)) \
+                   WHERE rank <= $7 AND endpoint_id NOT IN (SELECT value FROM json_each($5)) \
+                   AND endpoint_id IN (SELECT id FROM endpoints WHERE active) \
+                   ORDER BY next_attempt_at LIMIT $4) \
+                 RETURNING id, tenant_id, endpoint_id, event_id, event_type, attempt_count, \
+                 round_attempts",
+            )
+            .bind(claim.now)
+            .bind(claim.lease_until)
+            .bind(claim.owner)
+            .bind(i64::from(claim.limit))
+            .bind(serde_json::to_string(excluded).expect("strings serialise"))
+            .bind(i64::from(claim.window))
+            .bind(i64::from(claim.oldest_per_endpoint))
+            .fetch_all(&sqlite.writer)
+            .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_as::<_, Claimed>(
+                // The candidate ids come from an InitPlan array, so the rows are then fetched and
+                // locked by primary key: the planner cannot turn this into a queue-wide scan.
+                "WITH due AS (SELECT id FROM deliveries WHERE id = ANY(ARRAY( \
+                     SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at, \
+                         ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank \
+                       FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
+                         WHERE status = 'pending' AND next_attempt_at <= $1 \
+                         ORDER BY next_attempt_at LIMIT $6) w) c \
+                     WHERE c.rank <= $7 AND NOT (c.endpoint_id = ANY($5)) \
+                     AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = c.endpoint_id AND e.active) \
+                     ORDER BY c.next_attempt_at LIMIT $4)) \
+                   AND status = 'pending' AND next_attempt_at <= $1 \
+                   FOR UPDATE SKIP LOCKED) \
+                 UPDATE deliveries d SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                 FROM due WHERE d.id = due.id \
+                 RETURNING d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
+                 d.attempt_count, d.round_attempts",
+            )
+            .bind(claim.now)
+            .bind(claim.lease_until)
+            .bind(claim.owner)
+            .bind(i64::from(claim.limit))
+            .bind(excluded)
+            .bind(i64::from(claim.window))
+            .bind(i64::from(claim.oldest_per_endpoint))
+            .fetch_all(pool)
+            .await?
+        }
+    })
+}
+
+async fn claim_per_endpoint(
+    store: &Store,
+    claim: Claim<'_>,
+    excluded: &[String],
+) -> StoreResult<Vec<Claimed>> {
+    Ok(match store {
+        Store::Sqlite(sqlite) => {
+            sqlx::query_as::<_, Claimed>(
+                "UPDATE deliveries SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                 WHERE id IN (SELECT d.id FROM endpoints e JOIN deliveries d ON d.id IN \
+                     (SELECT x.id FROM deliveries x WHERE x.endpoint_id = e.id \
+                      AND x.status = 'pending' AND x.next_attempt_at <= $1 \
+                      ORDER BY x.next_attempt_at LIMIT $6) \
+                   WHERE e.active AND e.id NOT IN (SELECT value FROM json_each($5)) LIMIT $4) \
+                 RETURNING id, tenant_id, endpoint_id, event_id, event_type, attempt_count, \
+                 round_attempts",
+            )
+            .bind(claim.now)
+            .bind(claim.lease_until)
+            .bind(claim.owner)
+            .bind(i64::from(claim.limit))
+            .bind(serde_json::to_string(excluded).expect("strings serialise"))
+            .bind(i64::from(claim.per_endpoint))
+            .fetch_all(&sqlite.writer)
+            .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_as::<_, Claimed>(
+                // `status || ''` keeps the planner on the per-endpoint index: the partial
+                // queue-wide index would also match, and walks every due row of other endpoints.
+                "WITH due AS (SELECT d.id FROM endpoints e CROSS JOIN LATERAL \
+                     (SELECT x.id FROM deliveries x WHERE x.endpoint_id = e.id \
+                      AND x.status || '' = 'pending' AND x.next_attempt_at <= $1 \
+                      ORDER BY x.next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED) d \
+                   WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4) \
+                 UPDATE deliveries dd SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                 FROM due WHERE dd.id = due.id \
+                 RETURNING dd.id, dd.tenant_id, dd.endpoint_id, dd.event_id, dd.event_type, \
+                 dd.attempt_count, dd.round_attempts",
+            )
+            .bind(claim.now)
+            .bind(claim.lease_until)
+            .bind(claim.owner)
+            .bind(i64::from(claim.limit))
+            .bind(excluded)
+            .bind(i64::from(claim.per_endpoint))
+            .fetch_all(pool)
+            .await?
+        }
+    })
+}
+
+/// Gives claimed deliveries back to the queue, due again after `delay_ms` (0 for a node shutting
+/// down; longer for one that cannot be attempted now, so it does not spin).
+pub async fn release(
+    store: &Store,
+    ids: &[String],
+    owner: &str,
+    delay_ms: i64,
+) -> StoreResult<u64> {
+    let now = clock::now_ms();
+    Ok(match store {
+        Store::Sqlite(sqlite) => sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, updated_at = $4 \
+             WHERE id IN (SELECT value FROM json_each($1)) AND lease_owner = $2 \
+             AND status = 'pending'",
+        )
+        .bind(serde_json::to_string(ids).expect("strings serialise"))
+        .bind(owner)
+        .bind(now + delay_ms)
+        .bind(now)
+        .execute(&sqlite.writer)
+        .await?
+        .rows_affected(),
+        Store::Postgres(pool) => sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, updated_at = $4 \
+             WHERE id = ANY($1) AND lease_owner = $2 AND status = 'pending'",
+        )
+        .bind(ids)
+        .bind(owner)
+        .bind(now + delay_ms)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    })
+}
+
+/// How one endpoint's failure count moves with a batch of results.
+#[derive(Debug, Default)]
+struct EndpointTally {
+    tenant_id: String,
+    /// A success in the batch resets the count to the failures after the last success.
+    reset: bool,
+    failures_after_last_success: i64,
+    gone: bool,
+}
+
+/// The columns of a delivery after an attempt, as written in bulk.
+#[derive(Debug, serde::Serialize)]
+struct DeliveryUpdate<'a> {
+    id: &'a str,
+    owner: &'a str,
+    status: &'static str,
+    next_at: Option<i64>,
+    code: Option<i64>,
+    kind: Option<&'a str>,
+    completed_at: Option<i64>,
+}
+
+/// Parks claimed deliveries whose endpoint was disabled meanwhile: they wait (`paused`) for
+/// the endpoint to be activated again.
+pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreResult<()> {
+    let now = clock::now_ms();
+    for id in ids {
+        dispatch_write!(store, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, updated_at = $3 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// Writes a batch of attempt results in one transaction with a few bulk statements, each result
+/// only where its lease still holds. Failed deliveries count against their endpoint; at
+/// `disable_after` in a row (or on 410 Gone) the endpoint is disabled and its pending deliveries
+/// paused.
+pub async fn record_results(
+    store: &Store,
+    results: &[AttemptResult],
+    disable_after: i64,
+) -> StoreResult<Recorded> {
+    let now = clock::now_ms();
+    let updates: Vec<DeliveryUpdate<'_>> = results
+        .iter()
+        .map(|result| {
+            let (status, next_at, completed_at) = match result.next {
+                Next::Succeeded => (status::SUCCEEDED, None, Some(now)),
+                Next::RetryAt(at) => (status::PENDING, Some(at), None),
+                Next::Failed { .. } => (status::FAILED, None, Some(now)),
+            };
+            DeliveryUpdate {
+                id: &result.claimed.id,
+                owner: &result.lease_owner,
+                status,
+                next_at,
+                code: result.attempt.response_status,
+                kind: result.attempt.error_kind.as_deref(),
+                completed_at,
+            }
+        })
+        .collect();
+
+    let mut tx = store.begin().await?;
+    if let Tx::Postgres(tx) = &mut tx {
+        // Endpoints first, in id order, as deactivation does: no lock-order deadlock with it or
+        // with another node's recorder.
+        let mut endpoint_ids: Vec<&str> = results
+            .iter()
+            .map(|r| r.claimed.endpoint_id.as_str())
+            .collect();
+        endpoint_ids.sort_unstable();
+        endpoint_ids.dedup();
+        sqlx::query("SELECT id FROM endpoints WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
+            .bind(&endpoint_ids)
+            .execute(&mut **tx)
+            .await?;
+    }
+    // A retry of a delivery whose endpoint was deactivated meanwhile waits paused.
+    let written: std::collections::HashSet<String> = match &mut tx {
+        Tx::Sqlite(tx) => sqlx::query_scalar::<_, String>(
+            "UPDATE deliveries SET \
+               status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints \
+                 WHERE endpoints.id = deliveries.endpoint_id) THEN 'paused' ELSE v.status END, \
+               attempt_count = attempt_count + 1, round_attempts = round_attempts + 1, \
+               next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
+               last_error_kind = v.kind, updated_at = $2, completed_at = v.completed_at \
+             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.owner') AS owner, \
+                     json_extract(value, '$.status') AS status, json_extract(value, '$.next_at') AS next_at, \
+                     json_extract(value, '$.code') AS code, json_extract(value, '$.kind') AS kind, \
+                     json_extract(value, '$.completed_at') AS completed_at \
+                   FROM json_each($1)) AS v \
+             WHERE deliveries.id = v.id AND deliveries.lease_owner = v.owner \
+               AND deliveries.status = 'pending' \
+             RETURNING deliveries.id",
+        )
+        .bind(serde_json::to_string(&updates).expect("updates serialise"))
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?,
+        Tx::Postgres(tx) => sqlx::query_scalar::<_, String>(
+            "UPDATE deliveries d SET \
+               status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints e \
+                 WHERE e.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
+               attempt_count = d.attempt_count + 1, round_attempts = d.round_attempts + 1, \
+               next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
+               last_error_kind = v.kind, updated_at = $8, completed_at = v.completed_at \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], \
+                         $7::int8[]) AS v(id, owner, status, next_at, code, kind, completed_at) \
+             WHERE d.id = ANY($1) AND d.id = v.id AND d.lease_owner = v.owner \
+               AND d.status = 'pending' \
+             RETURNING d.id",
+        )
+        .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.owner).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.status).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.next_at).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.code).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.kind).collect::<Vec<_>>())
+        .bind(updates.iter().map(|u| u.completed_at).collect::<Vec<_>>())
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await?,
+    }
+    .into_iter()
+    .collect();
+
+    let mut recorded = Recorded {
+        written: written.len(),
+        lease_lost: results.len() - written.len(),
+        disabled: Vec::new(),
+    };
+    let kept: Vec<&AttemptResult> = results
+        .iter()
+        .filter(|result| written.contains(&result.claimed.id))
+        .collect();
+    let mut tallies: Vec<(&str, EndpointTally)> = Vec::new();
+    for result in &kept {
+        let endpoint_id = result.claimed.endpoint_id.as_str();
+        let at = match tallies.iter().position(|(id, _)| *id == endpoint_id) {
+            Some(at) => at,
+            None => {
+                tallies.push((
+                    endpoint_id,
+                    EndpointTally {
+                        tenant_id: result.claimed.tenant_id.clone(),
+                        ..EndpointTally::default()
+                    },
+                ));
+                tallies.len() - 1
+            }
+        };
+        let tally = &mut tallies[at].1;
+        match result.next {
+            Next::Succeeded => {
+                tally.reset = true;
+                tally.failures_after_last_success = 0;
+            }
+            Next::RetryAt(_) => {}
+            Next::Failed { gone } => {
+                tally.failures_after_last_success += 1;
+                tally.gone |= gone;
+            }
+        }
+    }
+
+    tallies.sort_by(|a, b| a.0.cmp(b.0));
+    dispatch_tx!(&mut tx, conn => {
+        for chunk in kept.chunks(200) {
+            let mut insert = sqlx::QueryBuilder::new(concat!(
+                "INSERT INTO delivery_attempts (", attempt_columns!(), ") "
+            ));
+            insert.push_values(chunk, |mut row, result| {
+                let attempt = &result.attempt;
+                row.push_bind(&attempt.id)
+                    .push_bind(&attempt.delivery_id)
+                    .push_bind(attempt.attempt_number)
+                    .push_bind(attempt.started_at)
+                    .push_bind(attempt.duration_ms)
+                    .push_bind(&attempt.url)
+                    .push_bind(&attempt.request_headers)
+                    .push_bind(attempt.response_status)
+                    .push_bind(&attempt.response_headers)
+                    .push_bind(&attempt.response_body)
+                    .push_bind(&attempt.error_kind)
+                    .push_bind(&attempt.error_message)
+                    .push_bind(attempt.succeeded);
+            });
+            insert.build().execute(&mut *conn).await?;
+        }
+
+        for (endpoint_id, tally) in &tallies {
+            let counted: Option<(i64, bool)> = if tally.reset {
+                sqlx::query_as(
+                    "UPDATE endpoints SET consecutive_failures = $2 \
+                     WHERE id = $1 AND consecutive_failures <> $2 \
+                     RETURNING consecutive_failures, active",
+                )
+                .bind(endpoint_id)
+                .bind(tally.failures_after_last_success)
+                .fetch_optional(&mut *conn)
+                .await?
+            } else if tally.failures_after_last_success > 0 {
+                sqlx::query_as(
+                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + $2 \
+                     WHERE id = $1 RETURNING consecutive_failures, active",
+                )
+                .bind(endpoint_id)
+                .bind(tally.failures_after_last_success)
+                .fetch_optional(&mut *conn)
+                .await?
+            } else {
+                None
+            };
+            let reason = if tally.gone {
+                Some("the receiver answered 410 Gone".to_owned())
+            } else {
+                match counted {
+                    Some((failures, true)) if failures >= disable_after => {
+                        Some(format!("{failures} consecutive deliveries failed"))
+                    }
+                    _ => None,
+                }
+            };
+            let Some(reason) = reason else {
+                continue;
+            };
+            let disabled = sqlx::query(
+                "UPDATE endpoints SET active = FALSE, disabled_reason = $2, disabled_at = $3, \
+                 updated_at = $3 WHERE id = $1 AND active",
+            )
+            .bind(endpoint_id)
+            .bind(&reason)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if disabled == 0 {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE deliveries SET status = 'paused', updated_at = $2 \
+                 WHERE endpoint_id = $1 AND status = 'pending' AND lease_owner IS NULL",
+            )
+            .bind(endpoint_id)
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+            recorded.disabled.push(Disabled {
+                endpoint_id: (*endpoint_id).to_owned(),
+                tenant_id: tally.tenant_id.clone(),
+                reason,
+            });
+        }
+    });
+    tx.commit().await?;
+    Ok(recorded)
+}
+
+/// Filters of a delivery listing.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+    pub since: Option<i64>,
+    pub before_id: Option<String>,
+}
+
+pub async fn list_deliveries(
+    store: &Store,
+    tenant_id: &str,
+    endpoint_id: &str,
+    filter: &DeliveryFilter,
+    limit: u32,
+) -> StoreResult<Vec<Delivery>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, Delivery>(concat!(
+            "SELECT ", delivery_columns!(), " FROM deliveries \
+             WHERE tenant_id = $1 AND endpoint_id = $2 \
+             AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR event_type = $4) \
+             AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR id < $6) \
+             ORDER BY id DESC LIMIT $7"
+        ))
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(&filter.status)
+        .bind(&filter.event_type)
+        .bind(filter.since)
+        .bind(&filter.before_id)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+pub async fn get_delivery(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Delivery> {
+    dispatch!(store, pool => {
+        sqlx::query_as::<_, Delivery>(concat!(
+            "SELECT ", delivery_columns!(), " FROM deliveries WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+    })
+    .ok_or(StoreError::NotFound)
+}
+
+pub async fn attempts_of(store: &Store, delivery_id: &str) -> StoreResult<Vec<Attempt>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, Attempt>(concat!(
+            "SELECT ", attempt_columns!(), " FROM delivery_attempts \
+             WHERE delivery_id = $1 ORDER BY attempt_number"
+        ))
+        .bind(delivery_id)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// The stored envelope of one event.
+pub async fn event_payload(store: &Store, event_id: &str) -> StoreResult<String> {
+    dispatch!(store, pool => {
+        sqlx::query_scalar::<_, String>("SELECT payload FROM events WHERE id = $1")
+            .bind(event_id)
+            .fetch_optional(pool)
+            .await?
+    })
+    .ok_or(StoreError::NotFound)
+}
+
+/// Queues a finished delivery again with a fresh retry budget. A pending one is a conflict.
+pub async fn redeliver(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Delivery> {
+    let now = clock::now_ms();
+    let changed = dispatch_write!(store, pool => {
+        sqlx::query(
+            "UPDATE deliveries SET \
+               status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
+                 deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
+               round_attempts = 0, next_attempt_at = $3, lease_owner = NULL, updated_at = $3, \
+               completed_at = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed')",
+        )
+        .bind(tenant_id)
+        .bind(id)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    let delivery = get_delivery(store, tenant_id, id).await?;
+    if changed == 0 {
+        let why = if delivery.status == status::PAUSED {
+            "paused: it is sent when its endpoint is activated"
+        } else {
+            "still pending: it will be attempted anyway"
+        };
+        return Err(StoreError::Conflict(format!("delivery {id} is {why}")));
+    }
+    Ok(delivery)
+}
+
+/// Queues again every failed delivery of an endpoint created at or after `since`.
+pub async fn recover(
+    store: &Store,
+    tenant_id: &str,
+    endpoint_id: &str,
+    since: i64,
+) -> StoreResult<u64> {
+    let now = clock::now_ms();
+    Ok(dispatch_write!(store, pool => {
+        sqlx::query(
+            "UPDATE deliveries SET \
+               status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
+                 deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
+               round_attempts = 0, next_attempt_at = $4, lease_owner = NULL, updated_at = $4, \
+               completed_at = NULL \
+             WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
+        )
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(since)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    }))
+}
+
+/// Pending deliveries, and the due time of the oldest one that is due.
+pub async fn queue_stats(store: &Store, now: i64) -> StoreResult<(i64, Option<i64>)> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, (i64, Option<i64>)>(
+            "SELECT COUNT(*), MIN(CASE WHEN next_attempt_at <= $1 THEN next_attempt_at END) \
+             FROM deliveries WHERE status = 'pending'",
+        )
+        .bind(now)
+        .fetch_one(pool)
+        .await?
+    }))
+}
+
+/// Deletes finished deliveries (with their attempts) and orphaned events older than `cutoff`, a
+/// chunk at a time so no transaction grows large; returns how many deliveries went.
+pub async fn prune(store: &Store, cutoff: i64) -> StoreResult<u64> {
+    let mut total = 0;
+    loop {
+        let deleted = dispatch_write!(store, pool => {
+            sqlx::query(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+                 WHERE completed_at IS NOT NULL AND completed_at < $1 LIMIT 5000)",
+            )
+            .bind(cutoff)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        total += deleted;
+        if deleted < 5000 {
+            break;
+        }
+    }
+    dispatch_write!(store, pool => {
+        sqlx::query(
+            "DELETE FROM delivery_attempts WHERE NOT EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.id = delivery_attempts.delivery_id)",
+        )
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    dispatch_write!(store, pool => {
+        sqlx::query(
+            "DELETE FROM events WHERE created_at < $1 AND NOT EXISTS \
+             (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+        )
+        .bind(cutoff)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(total)
+}
+
+// ---- idempotency ----------------------------------------------------------------------------
+
+/// A stored answer to a publish request.
+#[derive(Debug, Clone, FromRow)]
+pub struct IdempotentAnswer {
+    pub request_hash: String,
+    pub response_status: i64,
+    pub response_body: String,
+}
+
+pub async fn idempotent_answer(
+    store: &Store,
+    tenant_id: &str,
+    key: &str,
+    not_before: i64,
+) -> StoreResult<Option<IdempotentAnswer>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, IdempotentAnswer>(
+            "SELECT request_hash, response_status, response_body FROM idempotency_keys \
+             WHERE tenant_id = $1 AND idempotency_key = $2 AND created_at >= $3",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .bind(not_before)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+/// Stores the answer to a keyed request in the transaction that made it; an expired entry for the
+/// same key is replaced. A concurrent request with the same key makes this a conflict.
+pub async fn save_idempotent_answer(
+    tx: &mut Tx,
+    tenant_id: &str,
+    key: &str,
+    answer: &IdempotentAnswer,
+    not_before: i64,
+) -> StoreResult<()> {
+    dispatch_tx!(tx, conn => {
+        sqlx::query(
+            "DELETE FROM idempotency_keys \
+             WHERE tenant_id = $1 AND idempotency_key = $2 AND created_at < $3",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .bind(not_before)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, idempotency_key, request_hash, \
+             response_status, response_body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant_id)
+        .bind(key)
+        .bind(&answer.request_hash)
+        .bind(answer.response_status)
+        .bind(&answer.response_body)
+        .bind(clock::now_ms())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+pub async fn prune_idempotency_keys(store: &Store, cutoff: i64) -> StoreResult<u64> {
+    Ok(dispatch_write!(store, pool => {
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(cutoff)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    }))
+}

@@ -1,0 +1,150 @@
+//! Tenancy and access: tenants, API tokens (issued once, kept only as a hash), the first-start
+//! bootstrap, and authentication of bearer tokens.
+
+pub mod api;
+
+use crate::clock;
+use crate::crypto;
+use crate::store::tenants::{self, NewToken, Tenant, Token};
+use crate::store::{Store, StoreResult, Tx};
+
+/// Every API token starts with this, so secret scanners and people can recognise one.
+pub const TOKEN_PREFIX: &str = "hkl_";
+/// How many leading characters of a token are kept to tell tokens apart in listings.
+const DISPLAY_PREFIX_LEN: usize = TOKEN_PREFIX.len() + 8;
+/// `last_used_at` is refreshed at most this often, so authentication is not a write per request.
+const LAST_USED_RESOLUTION_MS: i64 = 60_000;
+
+/// An authenticated caller: which tenant, through which token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub tenant_id: String,
+    pub token_id: String,
+}
+
+/// A token just created, with its secret: the only moment the secret exists outside the caller.
+pub struct IssuedToken {
+    pub token: Token,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &self.token)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
+/// What a first start on an empty database created.
+#[derive(Debug)]
+pub struct Bootstrap {
+    pub tenant: Tenant,
+    pub admin_token: IssuedToken,
+}
+
+/// Checks a token name: 1 to 100 characters once trimmed.
+pub fn validate_token_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.chars().any(char::is_control) {
+        return Err("name must not contain control characters".to_owned());
+    }
+    match name.chars().count() {
+        0 => Err("name must not be empty".to_owned()),
+        1..=100 => Ok(name),
+        _ => Err("name must be at most 100 characters".to_owned()),
+    }
+}
+
+/// Checks a tenant name: 1 to 64 characters of letters, digits, `-`, `_` and `.`.
+pub fn validate_tenant_name(name: &str) -> Result<&str, String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 64 {
+        return Err("tenant name must be 1 to 64 characters".to_owned());
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err("tenant name may hold only letters, digits, `-`, `_` and `.`".to_owned());
+    }
+    Ok(name)
+}
+
+/// Creates a token for `tenant_id` inside `tx`; the secret is returned once and stored as a hash.
+pub async fn issue_token(tx: &mut Tx, tenant_id: &str, name: &str) -> StoreResult<IssuedToken> {
+    let secret = crypto::random_token(TOKEN_PREFIX);
+    let token = tenants::insert_token(
+        tx,
+        NewToken {
+            tenant_id,
+            name,
+            prefix: &secret[..DISPLAY_PREFIX_LEN],
+            token_hash: &crypto::sha256_hex(&secret),
+        },
+    )
+    .await?;
+    Ok(IssuedToken { token, secret })
+}
+
+/// On a database with no tenant: creates the `default` tenant and an `admin` token, atomically.
+pub async fn bootstrap(store: &Store) -> StoreResult<Option<Bootstrap>> {
+    let mut tx = store.begin().await?;
+    let Some(tenant) = tenants::create_default_tenant_if_none(&mut tx).await? else {
+        return Ok(None);
+    };
+    let admin_token = issue_token(&mut tx, &tenant.id, "admin").await?;
+    tx.commit().await?;
+    Ok(Some(Bootstrap {
+        tenant,
+        admin_token,
+    }))
+}
+
+/// The caller behind `presented`, or `None` when the token is unknown or revoked.
+pub async fn authenticate(store: &Store, presented: &str) -> StoreResult<Option<Principal>> {
+    if !presented.starts_with(TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let Some(token) = tenants::find_token_by_hash(store, &crypto::sha256_hex(presented)).await?
+    else {
+        return Ok(None);
+    };
+    if token.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let now = clock::now_ms();
+    if token
+        .last_used_at
+        .is_none_or(|at| now - at >= LAST_USED_RESOLUTION_MS)
+    {
+        tenants::touch_token(store, &token.id, now).await?;
+    }
+    Ok(Some(Principal {
+        tenant_id: token.tenant_id,
+        token_id: token.id,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_names_are_trimmed_and_bounded() {
+        assert_eq!(validate_token_name("  ci  "), Ok("ci"));
+        assert!(validate_token_name("   ").is_err());
+        assert!(validate_token_name(&"x".repeat(101)).is_err());
+        assert!(validate_token_name(&"é".repeat(100)).is_ok());
+        assert!(validate_token_name("ci\u{0}").is_err());
+    }
+
+    #[test]
+    fn tenant_names_are_slugs() {
+        assert_eq!(validate_tenant_name("acme-prod"), Ok("acme-prod"));
+        assert!(validate_tenant_name("acme prod").is_err());
+        assert!(validate_tenant_name("").is_err());
+        assert!(validate_tenant_name(&"a".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! End-to-end tests: the real server over HTTP, on SQLite and on PostgreSQL.
+//!
+//! One test binary (one link step) holds every end-to-end module.
+
+mod support;
+
+mod api;
+mod cli;
+mod harness;
+mod migrations;
+mod outbound;
+mod receivers;
+mod secrets;
+mod store;
+mod workers;
