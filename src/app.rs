@@ -26,6 +26,7 @@ pub struct Shared {
     pub store: Store,
     pub cipher: Cipher,
     pub outbound: Outbound,
+    pub github: crate::github::GithubClient,
     pub metrics: PrometheusHandle,
     pub openapi_json: Bytes,
 }
@@ -72,6 +73,7 @@ impl Application {
             .context("creating the default tenant")?;
 
         let outbound = Outbound::new(&config)?;
+        let github = crate::github::GithubClient::new(&config.github)?;
         let openapi_json = serde_json::to_vec_pretty(&http::openapi())
             .context("serialising the OpenAPI document")?;
         let listener = TcpListener::bind(config.listen)
@@ -83,6 +85,7 @@ impl Application {
             store,
             cipher,
             outbound,
+            github,
             metrics: telemetry::metrics_handle(),
             openapi_json: Bytes::from(openapi_json),
         }));

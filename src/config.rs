@@ -37,6 +37,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub delivery: DeliveryConfig,
     pub ssrf: SsrfConfig,
+    pub inbound: InboundConfig,
+    pub github: GithubConfig,
 }
 
 impl Default for Config {
@@ -53,6 +55,43 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             delivery: DeliveryConfig::default(),
             ssrf: SsrfConfig::default(),
+            inbound: InboundConfig::default(),
+            github: GithubConfig::default(),
+        }
+    }
+}
+
+/// The forge webhook receivers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// The largest webhook body accepted, in bytes (GitHub's own cap is 25 MiB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        InboundConfig {
+            max_body_bytes: 25 * 1024 * 1024,
+        }
+    }
+}
+
+/// Calls Hookline makes to the GitHub REST API (issues, pull requests, commit details).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GithubConfig {
+    /// The API base URL: `https://api.github.com`, or a GitHub Enterprise `https://host/api/v3`.
+    pub api_url: String,
+    /// Timeout of one API call, in milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl Default for GithubConfig {
+    fn default() -> Self {
+        GithubConfig {
+            api_url: "https://api.github.com".to_owned(),
+            timeout_ms: 10_000,
         }
     }
 }
@@ -399,6 +438,21 @@ impl Config {
         }
         if self.http.max_body_bytes == 0 {
             return invalid("http.max_body_bytes must be at least 1".to_owned());
+        }
+        if self.inbound.max_body_bytes == 0 {
+            return invalid("inbound.max_body_bytes must be at least 1".to_owned());
+        }
+        match url::Url::parse(&self.github.api_url) {
+            Ok(api) if matches!(api.scheme(), "http" | "https") && api.host().is_some() => {}
+            _ => {
+                return invalid(format!(
+                    "github.api_url `{}` must be an http(s) URL",
+                    self.github.api_url
+                ));
+            }
+        }
+        if self.github.timeout_ms == 0 {
+            return invalid("github.timeout_ms must be at least 1".to_owned());
         }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".to_owned());

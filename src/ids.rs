@@ -13,6 +13,15 @@ pub enum Kind {
     Endpoint,
     Delivery,
     Attempt,
+    Service,
+    Commit,
+    PullRequest,
+    ForgeIssue,
+    InboundDelivery,
+    Integration,
+    Experiment,
+    Activity,
+    AnalysisJob,
 }
 
 impl Kind {
@@ -23,6 +32,15 @@ impl Kind {
             Kind::Endpoint => "wh",
             Kind::Delivery => "dlv",
             Kind::Attempt => "att",
+            Kind::Service => "svc",
+            Kind::Commit => "cmt",
+            Kind::PullRequest => "pr",
+            Kind::ForgeIssue => "iss",
+            Kind::InboundDelivery => "ind",
+            Kind::Integration => "int",
+            Kind::Experiment => "exp",
+            Kind::Activity => "act",
+            Kind::AnalysisJob => "job",
         }
     }
 
@@ -34,13 +52,33 @@ impl Kind {
             Kind::Endpoint => "webhook endpoint",
             Kind::Delivery => "delivery",
             Kind::Attempt => "delivery attempt",
+            Kind::Service => "service",
+            Kind::Commit => "commit",
+            Kind::PullRequest => "pull request",
+            Kind::ForgeIssue => "issue",
+            Kind::InboundDelivery => "inbound delivery",
+            Kind::Integration => "integration",
+            Kind::Experiment => "experiment",
+            Kind::Activity => "activity entry",
+            Kind::AnalysisJob => "analysis job",
         }
+    }
+
+    /// Integrations carry a hyphenated UUID (`int_0190…-…`), as the spec's integration API shows;
+    /// every other kind uses 32 plain hex digits.
+    const fn hyphenated(self) -> bool {
+        matches!(self, Kind::Integration)
     }
 }
 
 /// A fresh ID of the given kind.
 pub fn new(kind: Kind) -> String {
-    format!("{}_{}", kind.prefix(), Uuid::now_v7().simple())
+    let uuid = Uuid::now_v7();
+    if kind.hyphenated() {
+        format!("{}_{}", kind.prefix(), uuid.hyphenated())
+    } else {
+        format!("{}_{}", kind.prefix(), uuid.simple())
+    }
 }
 
 /// Whether `candidate` has the shape of an ID of `kind` (prefix and 32 lowercase hex digits).
@@ -48,11 +86,19 @@ pub fn is_valid(kind: Kind, candidate: &str) -> bool {
     candidate
         .strip_prefix(kind.prefix())
         .and_then(|rest| rest.strip_prefix('_'))
-        .is_some_and(|hex| {
-            hex.len() == 32
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        .is_some_and(|rest| {
+            if kind.hyphenated() {
+                rest.len() == 36
+                    && rest.bytes().enumerate().all(|(at, b)| match at {
+                        8 | 13 | 18 | 23 => b == b'-',
+                        _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+                    })
+            } else {
+                rest.len() == 32
+                    && rest
+                        .bytes()
+                        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }
         })
 }
 
@@ -86,6 +132,18 @@ mod tests {
             Kind::Tenant,
             "tn_0123456789abcdef0123456789abcdef"
         ));
+    }
+
+    #[test]
+    fn integrations_use_hyphenated_uuids() {
+        let id = new(Kind::Integration);
+        assert_eq!(id.len(), "int_".len() + 36, "{id}");
+        assert!(is_valid(Kind::Integration, &id));
+        assert!(!is_valid(
+            Kind::Integration,
+            "int_0123456789abcdef0123456789abcdef"
+        ));
+        assert!(!is_valid(Kind::Service, &id.replace("int_", "svc_")));
     }
 
     #[test]

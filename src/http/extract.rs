@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -87,10 +88,15 @@ pub fn parse_id(kind: Kind, candidate: &str) -> Result<String, ApiError> {
         Ok(candidate.to_owned())
     } else {
         Err(ApiError::BadRequest(format!(
-            "`{}` is not a valid {} id (expected {}_ followed by 32 hex digits)",
+            "`{}` is not a valid {} id (expected {}_ followed by {})",
             candidate.chars().take(80).collect::<String>(),
             kind.noun(),
-            kind.prefix()
+            kind.prefix(),
+            if kind == Kind::Integration {
+                "a hyphenated UUID"
+            } else {
+                "32 hex digits"
+            }
         )))
     }
 }
@@ -144,4 +150,48 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<String, ApiErr
         )));
     }
     Ok(value.to_owned())
+}
+
+/// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>`: tells a field
+/// given as `null` (`Some(None)`, clear it) from a missing one (`None`, leave it).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A JSON body that may be left out: an empty body is `T::default()`, anything else must be JSON
+/// of the expected shape.
+pub fn optional_json<T>(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Default,
+{
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json" || mime.ends_with("+json")
+        });
+    if !is_json {
+        return Err(ApiError::UnsupportedMediaType(
+            "expected a JSON body with Content-Type: application/json".to_owned(),
+        ));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    T::deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value))
+        .map_err(|error| {
+            if error.is_data() {
+                ApiError::Unprocessable(format!("invalid request body: {error}"))
+            } else {
+                ApiError::BadRequest(format!("malformed JSON: {error}"))
+            }
+        })
 }

@@ -41,6 +41,10 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
         (name = "tenancy", description = "The caller's tenant and its API tokens"),
         (name = "events", description = "Event types and publishing events"),
         (name = "webhooks", description = "Outbound webhook endpoints, deliveries and their history"),
+        (name = "inbound", description = "GitHub and GitLab webhook receivers and the deliveries they kept"),
+        (name = "services", description = "Services, their push-webhook secret, and their commits"),
+        (name = "integrations", description = "GitHub integrations"),
+        (name = "experiments", description = "Experiments, their activity, and GitHub issues for them"),
     )
 )]
 struct ApiDoc;
@@ -68,6 +72,10 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(system::router())
         .merge(crate::tenancy::api::router())
         .merge(crate::outbound::api::router())
+        .merge(crate::inbound::api::router())
+        .merge(crate::record::api::router())
+        .merge(crate::integrations::api::router())
+        .merge(crate::experiments::api::router())
 }
 
 /// The OpenAPI document of every route, as served at `/api/openapi.json`.

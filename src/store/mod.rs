@@ -5,7 +5,12 @@
 //! differ live beside each other in the feature's store module. Schema migrations are embedded per
 //! backend under `migrations/<backend>/` with the same version numbers.
 
+pub mod experiments;
+pub mod inbound;
+pub mod integrations;
 pub mod outbound;
+pub mod record;
+pub mod services;
 pub mod settings;
 pub mod tenants;
 

@@ -1,0 +1,779 @@
+//! The receivers (`/api/github/webhook`, `/api/gitlab/webhook`,
+//! `/api/v1/integrations/{id}/webhook/github`) and the API over what they kept
+//! (`/api/inbound-deliveries`).
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::forge::{self, ForgeEvent, PayloadError};
+use super::{
+    Proof, Received, apply, count, log_rejection, payload_of, result, service_secrets, source,
+    verification,
+};
+use crate::app::AppState;
+use crate::clock::{self, rfc3339_ms};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{ApiQuery, parse_id};
+use crate::http::paging::{PageQuery, next_cursor};
+use crate::ids::Kind;
+use crate::integrations::webhook_secret_of;
+use crate::store::inbound::{self as kept, InboundDelivery, InboundFilter};
+use crate::store::services::{self, Service};
+use crate::store::{StoreError, integrations};
+use crate::tenancy::Principal;
+use crate::tenancy::api::not_found_as;
+
+/// The header naming the inbound deliveries a receiver stored (comma-separated when a request
+/// fed several tenants).
+pub const DELIVERY_HEADER: &str = "x-hookline-inbound-delivery";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(github_webhook))
+        .routes(routes!(gitlab_webhook))
+        .routes(routes!(integration_webhook))
+        .routes(routes!(list_inbound))
+        .routes(routes!(get_inbound))
+        .routes(routes!(replay_inbound))
+}
+
+// ---- answers ----------------------------------------------------------------------------------
+
+/// A refusal before anything is stored: exactly `{"error": "<reason>"}`, as GitHub shows it.
+fn rejected(received_source: &'static str, reason: &'static str) -> Response {
+    count(
+        received_source,
+        if reason == "missing signature" {
+            "missing_signature"
+        } else {
+            "invalid_signature"
+        },
+    );
+    (StatusCode::UNAUTHORIZED, Json(json!({ "error": reason }))).into_response()
+}
+
+fn with_delivery_header(mut response: Response, ids: &[String]) -> Response {
+    if !ids.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&ids.join(", "))
+    {
+        response.headers_mut().insert(DELIVERY_HEADER, value);
+    }
+    response
+}
+
+/// A request that got past the signature header check but could not be used: kept as a failed
+/// delivery, answered with a 4xx that says why.
+async fn failed(
+    state: &AppState,
+    received: &Received,
+    mut delivery: InboundDelivery,
+    error: ApiError,
+) -> Response {
+    count(received.source, "failed");
+    delivery.error = Some(error.to_string());
+    delivery.result = result::FAILED.to_owned();
+    delivery.duration_ms = received.elapsed_ms();
+    match kept::insert(&state.store, &delivery).await {
+        Ok(()) => with_delivery_header(error.into_response(), &[delivery.id]),
+        Err(store_error) => {
+            tracing::error!(error = %store_error, "a failed inbound delivery could not be kept");
+            error.into_response()
+        }
+    }
+}
+
+enum Outcome {
+    Stored { id: String, processed: bool },
+    Duplicate,
+}
+
+fn accepted(outcomes: &[Outcome], received_source: &'static str) -> Response {
+    let ids: Vec<String> = outcomes
+        .iter()
+        .filter_map(|outcome| match outcome {
+            Outcome::Stored { id, .. } => Some(id.clone()),
+            Outcome::Duplicate => None,
+        })
+        .collect();
+    let body = if ids.is_empty() {
+        count(received_source, "duplicate");
+        json!({"processed": true, "duplicate": true})
+    } else if outcomes
+        .iter()
+        .any(|outcome| matches!(outcome, Outcome::Stored { processed: true, .. }))
+    {
+        count(received_source, "processed");
+        json!({"processed": true})
+    } else {
+        count(received_source, "ignored");
+        json!({"processed": false, "stored": true})
+    };
+    with_delivery_header((StatusCode::OK, Json(body)).into_response(), &ids)
+}
+
+// ---- reading ----------------------------------------------------------------------------------
+
+/// Reads the body within the configured cap; `Err` when it is larger (or the client went away).
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.config.inbound.max_body_bytes;
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!("webhook body exceeds the limit of {limit} bytes"))
+    };
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) => Err(ApiError::BadRequest(format!(
+            "the request body could not be read: {error}"
+        ))),
+    }
+}
+
+fn received(source: &'static str, headers: HeaderMap, body: Bytes, started: Instant) -> Received {
+    Received {
+        source,
+        headers,
+        body,
+        received_at: clock::now_ms(),
+        started,
+    }
+}
+
+/// An empty received request for failures before the body was read (too large).
+fn unread(source: &'static str, headers: HeaderMap, started: Instant) -> Received {
+    received(source, headers, Bytes::new(), started)
+}
+
+fn body_error(error: super::BodyError) -> ApiError {
+    match error {
+        super::BodyError::UnsupportedType(_) => ApiError::UnsupportedMediaType(error.to_string()),
+        other => ApiError::BadRequest(other.to_string()),
+    }
+}
+
+/// The meaning of a verified payload, or why it has none (kept with the failed delivery).
+type Parsed = Result<ForgeEvent, ApiError>;
+
+fn parse_github(event: Option<&str>, payload: &Value) -> Parsed {
+    let event =
+        event.ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".to_owned()))?;
+    forge::github(event, payload).map_err(payload_error)
+}
+
+fn payload_error(error: PayloadError) -> ApiError {
+    ApiError::Unprocessable(error.0)
+}
+
+/// What a verified request is, for one tenant.
+struct Verified<'a> {
+    received: &'a Received,
+    tenant_id: String,
+    targets: Vec<String>,
+    services: Vec<Service>,
+    event: String,
+    action: Option<String>,
+    repository: Option<String>,
+    dedupe_key: Option<String>,
+}
+
+/// Keeps a verified delivery and applies it, once: a delivery seen before for this tenant changes
+/// nothing.
+async fn finish(state: &AppState, verified: Verified<'_>, parsed: &Parsed) -> Result<Outcome, Response> {
+    let received = verified.received;
+    let mut delivery = received.delivery(&verified.event);
+    delivery.tenant_id = Some(verified.tenant_id.clone());
+    delivery.targets = serde_json::to_string(&verified.targets).expect("ids serialize");
+    delivery.delivery_key = received
+        .header("x-github-delivery")
+        .or_else(|| received.header("idempotency-key"))
+        .or_else(|| received.header("x-gitlab-event-uuid"))
+        .map(str::to_owned);
+    delivery.action = verified.action.clone();
+    delivery.repository = verified.repository.clone();
+    delivery.verification = verification::VERIFIED.to_owned();
+    let event = match parsed {
+        Ok(event) => event,
+        Err(error) => {
+            let error = ApiError::from_status(error.status(), error.to_string());
+            return Err(failed(state, received, delivery, error).await);
+        }
+    };
+    let store = &state.store;
+    if let Some(key) = &verified.dedupe_key {
+        match kept::seen(store, received.source, &verified.tenant_id, key).await {
+            Ok(true) => return Ok(Outcome::Duplicate),
+            Ok(false) => {}
+            Err(error) => return Err(ApiError::from(error).into_response()),
+        }
+    }
+    let applied = async {
+        let mut tx = store.begin().await?;
+        let applied = apply(
+            &mut tx,
+            &verified.tenant_id,
+            &verified.services,
+            verified.repository.as_deref(),
+            event,
+        )
+        .await?;
+        delivery.result = applied.result.to_owned();
+        delivery.summary = applied.summary.to_string();
+        delivery.dedupe_key = verified.dedupe_key.clone();
+        delivery.duration_ms = received.elapsed_ms();
+        if !kept::insert_in(&mut tx, &delivery).await? {
+            return Ok::<_, StoreError>(None);
+        }
+        tx.commit().await?;
+        Ok(Some(applied.result))
+    }
+    .await;
+    match applied {
+        Ok(Some(applied_result)) => Ok(Outcome::Stored {
+            id: delivery.id,
+            processed: applied_result == result::PROCESSED,
+        }),
+        Ok(None) => Ok(Outcome::Duplicate),
+        Err(error) => {
+            tracing::error!(%error, "processing an inbound delivery failed");
+            let answer = ApiError::internal(anyhow::anyhow!("processing failed: {error}"));
+            delivery.dedupe_key = None;
+            Err(failed(state, received, delivery, answer).await)
+        }
+    }
+}
+
+// ---- receivers ---------------------------------------------------------------------------------
+
+/// Which forge a shared receiver serves.
+#[derive(Clone, Copy, PartialEq)]
+enum Forge {
+    Github,
+    Gitlab,
+}
+
+#[utoipa::path(post, path = "/api/github/webhook", tag = "inbound",
+    request_body(content = String, description = "The webhook payload exactly as GitHub sends it: \
+        JSON, or form-encoded with a `payload` field", content_type = "application/json"),
+    params(
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256(secret, raw body)>`"),
+        ("X-GitHub-Event" = String, Header, description = "Event name, e.g. `push`"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "Delivery GUID; a repeat changes nothing"),
+    ),
+    responses(
+        (status = 200, description = "Stored (and processed): `{\"processed\": true}`"),
+        (status = 400, description = "Malformed body (kept as a failed delivery)", body = ErrorBody),
+        (status = 401, description = "`{\"error\": \"missing signature\"}` or `{\"error\": \"invalid signature\"}`"),
+        (status = 413, description = "Body over the size cap", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor form-encoded", body = ErrorBody),
+        (status = 422, description = "A payload the event cannot be read from", body = ErrorBody),
+    ))]
+async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    receive_for_services(&state, Forge::Github, headers, body).await
+}
+
+#[utoipa::path(post, path = "/api/gitlab/webhook", tag = "inbound",
+    request_body(content = String, description = "The webhook payload exactly as GitLab sends it",
+        content_type = "application/json"),
+    params(
+        ("X-Gitlab-Token" = Option<String>, Header, description = "The service's push secret (or sign with X-Hub-Signature-256)"),
+        ("X-Gitlab-Event" = String, Header, description = "Event name, e.g. `Push Hook`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Stable across retries; a repeat changes nothing"),
+    ),
+    responses(
+        (status = 200, description = "Stored (and processed)"),
+        (status = 400, description = "Malformed body (kept as a failed delivery)", body = ErrorBody),
+        (status = 401, description = "`{\"error\": \"missing signature\"}` or `{\"error\": \"invalid signature\"}`"),
+        (status = 413, description = "Body over the size cap", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor form-encoded", body = ErrorBody),
+        (status = 422, description = "A payload the event cannot be read from", body = ErrorBody),
+    ))]
+async fn gitlab_webhook(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    receive_for_services(&state, Forge::Gitlab, headers, body).await
+}
+
+/// The shared URLs: the payload's repository picks the candidate services (in any tenant), and
+/// the delivery is for those whose secret verifies it.
+async fn receive_for_services(
+    state: &AppState,
+    forge: Forge,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let source = match forge {
+        Forge::Github => source::GITHUB,
+        Forge::Gitlab => source::GITLAB,
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    };
+    let signature = header("x-hub-signature-256");
+    let token = (forge == Forge::Gitlab)
+        .then(|| header("x-gitlab-token"))
+        .flatten();
+    if signature.is_none() && token.is_none() {
+        log_rejection(&unread(source, headers, started), "missing signature", None);
+        return rejected(source, "missing signature");
+    }
+    let event_name = match forge {
+        Forge::Github => header("x-github-event").unwrap_or_default(),
+        Forge::Gitlab => header("x-gitlab-event")
+            .map(|event| forge::gitlab_event_name(&event))
+            .unwrap_or_default(),
+    };
+    let bytes = match read_body(state, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let received = unread(source, headers, started);
+            let delivery = received.delivery(&event_name);
+            return failed(state, &received, delivery, error).await;
+        }
+    };
+    let received = received(source, headers, bytes, started);
+    let payload = match payload_of(&received.content_type(), &received.body) {
+        Ok(payload) => payload,
+        Err(error) => {
+            let delivery = received.delivery(&event_name);
+            return failed(state, &received, delivery, body_error(error)).await;
+        }
+    };
+    let Some(repository) = forge::repository_of(&payload) else {
+        log_rejection(&received, "no repository in the payload", None);
+        return rejected(source, "invalid signature");
+    };
+    let candidates = match services::by_repository(&state.store, &repository).await {
+        Ok(candidates) => candidates,
+        Err(error) => return ApiError::from(error).into_response(),
+    };
+    let proof = match (&token, &signature) {
+        (Some(token), _) => Proof::Token(token),
+        (None, Some(signature)) => Proof::HubSignature(signature),
+        (None, None) => unreachable!("checked above"),
+    };
+    let now = super::now();
+    let verified: Vec<Service> = candidates
+        .into_iter()
+        .filter(|service| {
+            service_secrets(&state.cipher, service, now)
+                .iter()
+                .any(|secret| proof.holds_for(secret, &received.body))
+        })
+        .collect();
+    if verified.is_empty() {
+        log_rejection(&received, "no service secret verifies", Some(&repository));
+        return rejected(source, "invalid signature");
+    }
+    let (parsed, event_name) = match forge {
+        Forge::Github => (
+            parse_github(received.header("x-github-event"), &payload),
+            event_name,
+        ),
+        Forge::Gitlab => {
+            // Without the header, GitLab's `object_kind` names the event.
+            let event_name = if event_name.is_empty() {
+                payload
+                    .get("object_kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                event_name
+            };
+            let parsed = if event_name.is_empty() {
+                Err(ApiError::BadRequest("missing X-Gitlab-Event header".to_owned()))
+            } else {
+                forge::gitlab(&event_name, &payload).map_err(payload_error)
+            };
+            (parsed, event_name)
+        }
+    };
+    let dedupe_key = match forge {
+        Forge::Github => received.header("x-github-delivery"),
+        Forge::Gitlab => received
+            .header("idempotency-key")
+            .or_else(|| received.header("x-gitlab-event-uuid")),
+    }
+    .map(str::to_owned);
+    let action = payload
+        .get("action")
+        .or_else(|| payload.pointer("/object_attributes/action"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut by_tenant: BTreeMap<String, Vec<Service>> = BTreeMap::new();
+    for service in verified {
+        by_tenant
+            .entry(service.tenant_id.clone())
+            .or_default()
+            .push(service);
+    }
+    let mut outcomes = Vec::with_capacity(by_tenant.len());
+    for (tenant_id, services) in by_tenant {
+        let verified = Verified {
+            received: &received,
+            tenant_id,
+            targets: services.iter().map(|service| service.id.clone()).collect(),
+            services,
+            event: event_name.clone(),
+            action: action.clone(),
+            repository: Some(repository.clone()),
+            dedupe_key: dedupe_key.clone(),
+        };
+        match finish(state, verified, &parsed).await {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(response) => return response,
+        }
+    }
+    accepted(&outcomes, source)
+}
+
+#[utoipa::path(post, path = "/api/v1/integrations/{id}/webhook/github", tag = "inbound",
+    params(
+        ("id" = String, Path, description = "Integration id (`int_…`)"),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256(webhook_secret, raw body)>`"),
+        ("X-GitHub-Event" = String, Header, description = "`push`, `pull_request`, `issues`, …"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "Delivery GUID; a repeat changes nothing"),
+    ),
+    request_body(content = String, description = "The webhook payload exactly as GitHub sends it",
+        content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"processed\": true}`"),
+        (status = 400, description = "Malformed body (kept as a failed delivery)", body = ErrorBody),
+        (status = 401, description = "`{\"error\": \"missing signature\"}` or `{\"error\": \"invalid signature\"}`"),
+        (status = 403, description = "The integration is inactive (kept as a failed delivery)", body = ErrorBody),
+        (status = 404, description = "No such integration", body = ErrorBody),
+        (status = 413, description = "Body over the size cap", body = ErrorBody),
+        (status = 415, description = "Neither JSON nor form-encoded", body = ErrorBody),
+        (status = 422, description = "A payload the event cannot be read from", body = ErrorBody),
+    ))]
+async fn integration_webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let source = source::INTEGRATION;
+    let integration = match parse_id(Kind::Integration, &id) {
+        Ok(id) => match integrations::by_id(&state.store, &id).await {
+            Ok(integration) => integration,
+            Err(error) => return not_found_as(error, "integration").into_response(),
+        },
+        Err(error) => return error.into_response(),
+    };
+    let Some(signature) = headers
+        .get("x-hub-signature-256")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+    else {
+        log_rejection(&unread(source, headers, started), "missing signature", None);
+        return rejected(source, "missing signature");
+    };
+    let event_name = headers
+        .get("x-github-event")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let bytes = match read_body(&state, &headers, body).await {
+        Ok(bytes) => bytes,
+        Err(error) => {
+            let received = unread(source, headers, started);
+            let mut delivery = received.delivery(&event_name);
+            delivery.tenant_id = Some(integration.tenant_id.clone());
+            delivery.targets = json!([integration.id]).to_string();
+            return failed(&state, &received, delivery, error).await;
+        }
+    };
+    let received = received(source, headers, bytes, started);
+    let secret = match webhook_secret_of(&state.cipher, &integration) {
+        Ok(secret) => secret,
+        Err(error) => return ApiError::internal(error).into_response(),
+    };
+    if !Proof::HubSignature(&signature).holds_for(secret.as_bytes(), &received.body) {
+        log_rejection(&received, "the integration secret does not verify", None);
+        return rejected(source, "invalid signature");
+    }
+    let mut delivery = received.delivery(&event_name);
+    delivery.tenant_id = Some(integration.tenant_id.clone());
+    delivery.targets = json!([integration.id]).to_string();
+    delivery.verification = verification::VERIFIED.to_owned();
+    if !integration.is_active {
+        let error = ApiError::Forbidden("the integration is inactive".to_owned());
+        return failed(&state, &received, delivery, error).await;
+    }
+    let payload = match payload_of(&received.content_type(), &received.body) {
+        Ok(payload) => payload,
+        Err(error) => return failed(&state, &received, delivery, body_error(error)).await,
+    };
+    let repository = forge::repository_of(&payload);
+    let services = match &repository {
+        Some(repository) => {
+            match services::of_tenant_by_repository(&state.store, &integration.tenant_id, repository)
+                .await
+            {
+                Ok(services) => services,
+                Err(error) => return ApiError::from(error).into_response(),
+            }
+        }
+        None => Vec::new(),
+    };
+    let parsed = parse_github(received.header("x-github-event"), &payload);
+    let verified = Verified {
+        received: &received,
+        tenant_id: integration.tenant_id.clone(),
+        targets: vec![integration.id.clone()],
+        services,
+        event: event_name,
+        action: payload
+            .get("action")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        repository,
+        dedupe_key: received
+            .header("x-github-delivery")
+            .map(|key| format!("{}:{key}", integration.id)),
+    };
+    match finish(&state, verified, &parsed).await {
+        Ok(outcome) => accepted(&[outcome], source),
+        Err(response) => response,
+    }
+}
+
+// ---- the API over kept deliveries --------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundDeliveryOut {
+    pub id: String,
+    /// `github`, `gitlab` or `github_integration`.
+    pub source: String,
+    /// The services (or the integration) the delivery was verified for.
+    pub targets: Vec<String>,
+    /// The sender's delivery id (`X-GitHub-Delivery`, GitLab's `Idempotency-Key`).
+    pub delivery_id: Option<String>,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub content_type: String,
+    /// `verified` or `not_checked`.
+    pub verification: String,
+    /// `processed`, `ignored` or `failed`.
+    pub result: String,
+    pub error: Option<String>,
+    /// What processing changed.
+    pub summary: Value,
+    pub received_at: String,
+    pub duration_ms: i64,
+    pub body_size: i64,
+    /// How many times processing was replayed.
+    pub replays: i64,
+    /// Request headers, secrets redacted (single delivery view only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headers: Option<Value>,
+    /// The raw body as text (single delivery view only; invalid UTF-8 replaced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+impl InboundDeliveryOut {
+    fn from(delivery: InboundDelivery, full: bool) -> InboundDeliveryOut {
+        InboundDeliveryOut {
+            targets: serde_json::from_str(&delivery.targets).unwrap_or_default(),
+            summary: serde_json::from_str(&delivery.summary).unwrap_or(Value::Null),
+            received_at: rfc3339_ms(delivery.received_at),
+            headers: full.then(|| serde_json::from_str(&delivery.headers).unwrap_or(Value::Null)),
+            body: full.then(|| String::from_utf8_lossy(&delivery.body).into_owned()),
+            id: delivery.id,
+            source: delivery.source,
+            delivery_id: delivery.delivery_key,
+            event: delivery.event,
+            action: delivery.action,
+            repository: delivery.repository,
+            content_type: delivery.content_type,
+            verification: delivery.verification,
+            result: delivery.result,
+            error: delivery.error,
+            duration_ms: delivery.duration_ms,
+            body_size: delivery.body_size,
+            replays: delivery.replays,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InboundDeliveryPage {
+    pub data: Vec<InboundDeliveryOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct InboundQuery {
+    /// `github`, `gitlab` or `github_integration`.
+    source: Option<String>,
+    /// Event name, e.g. `push`.
+    event: Option<String>,
+    /// `processed`, `ignored` or `failed`.
+    result: Option<String>,
+    /// Only deliveries for this service (`svc_…`) or integration (`int_…`).
+    target: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/inbound-deliveries", tag = "inbound", params(InboundQuery),
+    responses((status = 200, body = InboundDeliveryPage), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_inbound(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<InboundQuery>,
+) -> ApiResult<Json<InboundDeliveryPage>> {
+    if let Some(source) = &query.source
+        && ![source::GITHUB, source::GITLAB, source::INTEGRATION].contains(&source.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "source must be github, gitlab or github_integration, not `{source}`"
+        )));
+    }
+    if let Some(wanted) = &query.result
+        && !result::ALL.contains(&wanted.as_str())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "result must be one of {}, not `{wanted}`",
+            result::ALL.join(", ")
+        )));
+    }
+    if let Some(target) = &query.target
+        && parse_id(Kind::Service, target).is_err()
+        && parse_id(Kind::Integration, target).is_err()
+    {
+        return Err(ApiError::BadRequest(
+            "target must be a service id (svc_…) or an integration id (int_…)".to_owned(),
+        ));
+    }
+    let page = PageQuery::new(query.limit, query.cursor.clone());
+    let limit = page.limit()?;
+    let cursor = page.cursor(Kind::InboundDelivery)?;
+    let rows = kept::list(
+        &state.store,
+        &principal.tenant_id,
+        &InboundFilter {
+            source: query.source.as_deref(),
+            event: query.event.as_deref(),
+            result: query.result.as_deref(),
+            target: query.target.as_deref(),
+        },
+        cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
+    Ok(Json(InboundDeliveryPage {
+        data: rows
+            .into_iter()
+            .map(|row| InboundDeliveryOut::from(row, false))
+            .collect(),
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/inbound-deliveries/{id}", tag = "inbound",
+    params(("id" = String, Path, description = "Inbound delivery id (`ind_…`)")),
+    responses((status = 200, body = InboundDeliveryOut), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_inbound(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InboundDeliveryOut>> {
+    let id = parse_id(Kind::InboundDelivery, &id)?;
+    let delivery = kept::get(&state.store, &principal.tenant_id, &id)
+        .await
+        .map_err(|error| not_found_as(error, "inbound delivery"))?;
+    Ok(Json(InboundDeliveryOut::from(delivery, true)))
+}
+
+#[utoipa::path(post, path = "/api/inbound-deliveries/{id}/replay", tag = "inbound",
+    params(("id" = String, Path, description = "Inbound delivery id (`ind_…`)")),
+    responses(
+        (status = 200, description = "Processing ran again; the delivery as it is now", body = InboundDeliveryOut),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The delivery was never verified", body = ErrorBody),
+        (status = 422, description = "The stored payload still cannot be processed", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn replay_inbound(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<InboundDeliveryOut>> {
+    let id = parse_id(Kind::InboundDelivery, &id)?;
+    let store = &state.store;
+    let tenant_id = &principal.tenant_id;
+    let delivery = kept::get(store, tenant_id, &id)
+        .await
+        .map_err(|error| not_found_as(error, "inbound delivery"))?;
+    if delivery.verification != verification::VERIFIED {
+        return Err(ApiError::Conflict(
+            "only a verified delivery can be replayed; this one was never verified".to_owned(),
+        ));
+    }
+    let payload = payload_of(&delivery.content_type, &delivery.body)
+        .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+    let event = if delivery.source == source::GITLAB {
+        forge::gitlab(&delivery.event, &payload)
+    } else {
+        forge::github(&delivery.event, &payload)
+    }
+    .map_err(payload_error)?;
+    let repository = delivery.repository.clone();
+    let services = if delivery.source == source::INTEGRATION {
+        match &repository {
+            Some(repository) => {
+                services::of_tenant_by_repository(store, tenant_id, repository).await?
+            }
+            None => Vec::new(),
+        }
+    } else {
+        let targets: Vec<String> = serde_json::from_str(&delivery.targets).unwrap_or_default();
+        services::by_ids(store, tenant_id, &targets).await?
+    };
+    let mut tx = store.begin().await?;
+    let applied = apply(&mut tx, tenant_id, &services, repository.as_deref(), &event).await?;
+    kept::record_replay(
+        &mut tx,
+        &id,
+        applied.result,
+        None,
+        &applied.summary.to_string(),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(delivery_id = %id, "inbound delivery replayed");
+    let delivery = kept::get(store, tenant_id, &id).await?;
+    Ok(Json(InboundDeliveryOut::from(delivery, true)))
+}

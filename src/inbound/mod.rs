@@ -1,0 +1,364 @@
+//! Inbound webhooks: the GitHub and GitLab receivers. A request is checked for a signature,
+//! read within the size cap, matched to the services (or the integration) it is for, verified in
+//! constant time, stored once per tenant, and turned into records (commits, pull requests, issues,
+//! experiment links) in the same transaction that keeps the delivery.
+//!
+//! Rejected requests (no signature, no secret that verifies) change nothing: they are counted and
+//! logged without their body. Requests that pass the signature header check but cannot be used
+//! (too large, wrong content type, malformed JSON or payload) are kept as failed deliveries.
+
+pub mod api;
+pub mod forge;
+mod process;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::clock;
+use crate::crypto::Cipher;
+use crate::ids::{self, Kind};
+use crate::store::inbound::InboundDelivery;
+use crate::store::services::Service;
+
+pub use process::{Applied, apply};
+
+/// Where an inbound delivery came in.
+pub mod source {
+    /// `POST /api/github/webhook`, matched to services by repository.
+    pub const GITHUB: &str = "github";
+    /// `POST /api/gitlab/webhook`, matched to services by project path.
+    pub const GITLAB: &str = "gitlab";
+    /// `POST /api/v1/integrations/{id}/webhook/github`.
+    pub const INTEGRATION: &str = "github_integration";
+}
+
+/// The processing result kept with a delivery.
+pub mod result {
+    pub const PROCESSED: &str = "processed";
+    /// Stored and acknowledged, not processed (an event Hookline does not record).
+    pub const IGNORED: &str = "ignored";
+    pub const FAILED: &str = "failed";
+    pub const ALL: [&str; 3] = [PROCESSED, IGNORED, FAILED];
+}
+
+/// The verification result kept with a delivery.
+pub mod verification {
+    pub const VERIFIED: &str = "verified";
+    /// The request failed before its signature could be checked (too large, unparsable…).
+    pub const NOT_CHECKED: &str = "not_checked";
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` keyed with `secret`. The MAC
+/// comparison is constant-time.
+pub fn hub_signature_matches(secret: &[u8], body: &[u8], header: &str) -> bool {
+    let Some(claimed) = header
+        .trim()
+        .strip_prefix("sha256=")
+        .and_then(|hex_digest| hex::decode(hex_digest).ok())
+    else {
+        return false;
+    };
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(body);
+    mac.verify_slice(&claimed).is_ok()
+}
+
+/// `sha256=<hex>` of `body` keyed with `secret`, as GitHub and GitLab sign.
+pub fn hub_signature(secret: &[u8], body: &[u8]) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC accepts keys of any length");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Whether a GitLab `X-Gitlab-Token` equals the secret, compared in constant time.
+pub fn token_matches(secret: &[u8], token: &str) -> bool {
+    secret.ct_eq(token.as_bytes()).into()
+}
+
+/// How a request proves it knows a secret.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// `X-Hub-Signature-256: sha256=<hex>` over the raw body.
+    HubSignature(&'a str),
+    /// GitLab's `X-Gitlab-Token`: the secret itself.
+    Token(&'a str),
+}
+
+impl Proof<'_> {
+    pub fn holds_for(&self, secret: &[u8], body: &[u8]) -> bool {
+        match self {
+            Proof::HubSignature(header) => hub_signature_matches(secret, body, header),
+            Proof::Token(token) => token_matches(secret, token),
+        }
+    }
+}
+
+pub fn service_secret_context(service_id: &str) -> String {
+    format!("services.webhook_secret:{service_id}")
+}
+
+pub fn service_previous_secret_context(service_id: &str) -> String {
+    format!("services.previous_webhook_secret:{service_id}")
+}
+
+/// The push secrets that verify for a service now: the current one, and the replaced one while
+/// its grace window lasts. A secret that cannot be opened is skipped (and logged).
+pub fn service_secrets(cipher: &Cipher, service: &Service, now: i64) -> Vec<Vec<u8>> {
+    let mut secrets = Vec::with_capacity(2);
+    let mut open = |context: String, sealed: &[u8]| match cipher.open(&context, sealed) {
+        Ok(secret) => secrets.push(secret),
+        Err(error) => {
+            tracing::error!(service_id = %service.id, %error, "a service webhook secret cannot be opened");
+        }
+    };
+    if let Some(sealed) = &service.webhook_secret {
+        open(service_secret_context(&service.id), sealed);
+    }
+    if let (Some(sealed), Some(until)) = (
+        &service.previous_webhook_secret,
+        service.previous_secret_until,
+    ) && until > now
+    {
+        open(service_previous_secret_context(&service.id), sealed);
+    }
+    secrets
+}
+
+/// Header names whose values are secrets or signatures: kept as `[redacted]`.
+const REDACTED_HEADERS: [&str; 8] = [
+    "authorization",
+    "cookie",
+    "proxy-authorization",
+    "x-hub-signature",
+    "x-hub-signature-256",
+    "x-gitlab-token",
+    "webhook-signature",
+    "x-hookline-signature",
+];
+
+/// The request headers as a JSON object, secrets redacted; repeated headers are joined with `, `.
+pub fn redacted_headers(headers: &HeaderMap) -> String {
+    let mut kept: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        let value = if REDACTED_HEADERS.contains(&name) {
+            "[redacted]".to_owned()
+        } else {
+            String::from_utf8_lossy(value.as_bytes()).into_owned()
+        };
+        kept.entry(name.to_owned())
+            .and_modify(|existing| {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    serde_json::to_string(&kept).expect("a string map serializes")
+}
+
+/// A request as a receiver got it.
+pub struct Received {
+    pub source: &'static str,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub received_at: i64,
+    pub started: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+    }
+
+    pub fn content_type(&self) -> String {
+        self.header("content-type").unwrap_or("").to_owned()
+    }
+
+    /// A delivery row for this request, to be completed by the caller.
+    pub fn delivery(&self, event: &str) -> InboundDelivery {
+        InboundDelivery {
+            id: ids::new(Kind::InboundDelivery),
+            tenant_id: None,
+            source: self.source.to_owned(),
+            targets: "[]".to_owned(),
+            delivery_key: None,
+            dedupe_key: None,
+            event: event.to_owned(),
+            action: None,
+            repository: None,
+            content_type: self.content_type(),
+            headers: redacted_headers(&self.headers),
+            body: self.body.to_vec(),
+            body_size: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
+            verification: verification::NOT_CHECKED.to_owned(),
+            result: result::FAILED.to_owned(),
+            error: None,
+            summary: "{}".to_owned(),
+            received_at: self.received_at,
+            duration_ms: 0,
+            replays: 0,
+        }
+    }
+
+    pub fn elapsed_ms(&self) -> i64 {
+        i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX)
+    }
+}
+
+/// Why a body could not be turned into a JSON payload; each maps to a 4xx.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum BodyError {
+    #[error("unsupported content type `{0}`: send application/json or application/x-www-form-urlencoded")]
+    UnsupportedType(String),
+    #[error("form-encoded body has no `payload` field")]
+    NoPayloadField,
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    #[error("the payload must be a JSON object")]
+    NotAnObject,
+}
+
+/// The JSON payload of a webhook body: JSON as is, or the `payload` field of a form-encoded body
+/// (GitHub's other content type). The signature is always checked over the raw body, not this.
+pub fn payload_of(content_type: &str, body: &[u8]) -> Result<Value, BodyError> {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let json: Vec<u8> = if mime == "application/json" || mime.ends_with("+json") {
+        body.to_vec()
+    } else if mime == "application/x-www-form-urlencoded" {
+        url::form_urlencoded::parse(body)
+            .find(|(name, _)| name == "payload")
+            .map(|(_, value)| value.into_owned().into_bytes())
+            .ok_or(BodyError::NoPayloadField)?
+    } else {
+        return Err(BodyError::UnsupportedType(
+            content_type.chars().take(100).collect(),
+        ));
+    };
+    let payload: Value = serde_json::from_slice(&json)
+        .map_err(|error| BodyError::MalformedJson(error.to_string()))?;
+    if !payload.is_object() {
+        return Err(BodyError::NotAnObject);
+    }
+    Ok(payload)
+}
+
+/// Counts a request a receiver answered, by source and outcome.
+pub fn count(source: &'static str, outcome: &'static str) {
+    metrics::counter!("hookline_inbound_requests_total", "source" => source, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Logs a rejected request: never its body or secrets, only what identifies it.
+pub fn log_rejection(received: &Received, reason: &'static str, repository: Option<&str>) {
+    tracing::warn!(
+        source = received.source,
+        reason,
+        repository = repository.unwrap_or("-"),
+        delivery = received
+            .header("x-github-delivery")
+            .or_else(|| received.header("x-gitlab-event-uuid"))
+            .unwrap_or("-"),
+        body_bytes = received.body.len(),
+        "inbound webhook rejected"
+    );
+}
+
+/// The current time, for callers that compare against secret grace windows.
+pub fn now() -> i64 {
+    clock::now_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_signatures_verify_only_with_the_right_secret_and_body() {
+        let body = br#"{"zen":"Keep it logically awesome."}"#;
+        let header = hub_signature(b"It's a Secret to Everybody", body);
+        assert!(hub_signature_matches(b"It's a Secret to Everybody", body, &header));
+        assert!(!hub_signature_matches(b"another secret", body, &header));
+        assert!(!hub_signature_matches(b"It's a Secret to Everybody", b"{}", &header));
+        assert!(!hub_signature_matches(b"It's a Secret to Everybody", body, "sha256=zz"));
+        assert!(!hub_signature_matches(
+            b"It's a Secret to Everybody",
+            body,
+            &header.replace("sha256=", "sha1=")
+        ));
+    }
+
+    #[test]
+    fn github_published_example_signature_matches() {
+        // The example from GitHub's "Validating webhook deliveries" page.
+        assert!(hub_signature_matches(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        ));
+    }
+
+    #[test]
+    fn gitlab_tokens_compare_exactly() {
+        assert!(token_matches(b"s3cret-token", "s3cret-token"));
+        assert!(!token_matches(b"s3cret-token", "s3cret-toke"));
+        assert!(!token_matches(b"s3cret-token", "S3cret-token"));
+    }
+
+    #[test]
+    fn payloads_come_from_json_or_the_form_field() {
+        let json = payload_of("application/json; charset=utf-8", br#"{"a":1}"#).unwrap();
+        assert_eq!(json["a"], 1);
+        let form = payload_of(
+            "application/x-www-form-urlencoded",
+            b"payload=%7B%22a%22%3A2%7D",
+        )
+        .unwrap();
+        assert_eq!(form["a"], 2);
+        assert_eq!(
+            payload_of("application/x-www-form-urlencoded", b"other=1"),
+            Err(BodyError::NoPayloadField)
+        );
+        assert!(matches!(
+            payload_of("text/plain", b"{}"),
+            Err(BodyError::UnsupportedType(_))
+        ));
+        assert!(matches!(
+            payload_of("application/json", b"{nope"),
+            Err(BodyError::MalformedJson(_))
+        ));
+        assert_eq!(
+            payload_of("application/json", b"[1]"),
+            Err(BodyError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn secrets_in_headers_are_redacted() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-hub-signature-256", "sha256=abc".parse().unwrap());
+        headers.insert("x-gitlab-token", "tok".parse().unwrap());
+        headers.insert("x-github-event", "push".parse().unwrap());
+        let kept: Value = serde_json::from_str(&redacted_headers(&headers)).unwrap();
+        assert_eq!(kept["x-hub-signature-256"], "[redacted]");
+        assert_eq!(kept["x-gitlab-token"], "[redacted]");
+        assert_eq!(kept["x-github-event"], "push");
+    }
+}

@@ -1,0 +1,227 @@
+//! Turning a verified forge event into records, inside the caller's transaction: commits once per
+//! service with their branches (and an analysis job when the service asks for one), pull requests
+//! and issues per tenant, and experiment links from pull request bodies.
+
+use serde_json::{Value, json};
+
+use super::forge::{ForgeEvent, IssueChange, PullRequestChange, Push};
+use super::result;
+use crate::clock;
+use crate::ids::{self, Kind};
+use crate::store::experiments::{self, activity_kind};
+use crate::store::record::{self, ForgeIssue, NewCommit, PullRequest};
+use crate::store::services::Service;
+use crate::store::{StoreResult, Tx};
+
+/// What processing did: the result kept with the delivery and a summary of the changes.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub result: &'static str,
+    pub summary: Value,
+}
+
+/// Applies `event` for one tenant. `services` are that tenant's services the delivery is for (the
+/// ones it verified against, or those of the integration's tenant linked to the repository).
+pub async fn apply(
+    tx: &mut Tx,
+    tenant_id: &str,
+    services: &[Service],
+    repository: Option<&str>,
+    event: &ForgeEvent,
+) -> StoreResult<Applied> {
+    match event {
+        ForgeEvent::Ping => Ok(Applied {
+            result: result::PROCESSED,
+            summary: json!({"ping": true}),
+        }),
+        ForgeEvent::Push(push) => record_push(tx, services, repository, push).await,
+        ForgeEvent::PullRequest(change) => {
+            record_pull_request(tx, tenant_id, repository.unwrap_or(""), change).await
+        }
+        ForgeEvent::Issue(change) => {
+            record_issue(tx, tenant_id, repository.unwrap_or(""), change).await
+        }
+        ForgeEvent::Other => Ok(Applied {
+            result: result::IGNORED,
+            summary: json!({}),
+        }),
+    }
+}
+
+async fn record_push(
+    tx: &mut Tx,
+    services: &[Service],
+    repository: Option<&str>,
+    push: &Push,
+) -> StoreResult<Applied> {
+    let mut new_commits = 0usize;
+    let mut analyses_queued = 0usize;
+    for service in services {
+        let repository = repository.unwrap_or(&service.repository);
+        for commit in &push.commits {
+            let (commit_id, created) = record::upsert_commit(
+                tx,
+                &NewCommit {
+                    tenant_id: &service.tenant_id,
+                    service_id: &service.id,
+                    sha: &commit.sha,
+                    message: &commit.message,
+                    author_name: &commit.author_name,
+                    author_email: &commit.author_email,
+                    committed_at: commit.timestamp,
+                    url: &commit.url,
+                    repository,
+                    added: &commit.added,
+                    removed: &commit.removed,
+                    modified: &commit.modified,
+                },
+            )
+            .await?;
+            if let Some(branch) = &push.branch {
+                record::add_branch(tx, &commit_id, branch).await?;
+            }
+            if created {
+                new_commits += 1;
+                if service.auto_analyze {
+                    record::enqueue_analysis(tx, &service.tenant_id, &service.id, &commit_id)
+                        .await?;
+                    analyses_queued += 1;
+                }
+            }
+        }
+    }
+    Ok(Applied {
+        result: result::PROCESSED,
+        summary: json!({
+            "ref": push.git_ref,
+            "branch": push.branch,
+            "tag": push.tag,
+            "deleted": push.deleted,
+            "forced": push.forced,
+            "services": services.iter().map(|service| service.id.as_str()).collect::<Vec<_>>(),
+            "commits": push.commits.len(),
+            "new_commits": new_commits,
+            "analyses_queued": analyses_queued,
+        }),
+    })
+}
+
+async fn record_pull_request(
+    tx: &mut Tx,
+    tenant_id: &str,
+    repository: &str,
+    change: &PullRequestChange,
+) -> StoreResult<Applied> {
+    let now = clock::now_ms();
+    let stored = record::upsert_pull_request(
+        tx,
+        &PullRequest {
+            id: ids::new(Kind::PullRequest),
+            tenant_id: tenant_id.to_owned(),
+            repository: repository.to_owned(),
+            repository_key: repository.to_lowercase(),
+            number: change.number,
+            title: change.title.clone(),
+            url: change.url.clone(),
+            state: change.state.clone(),
+            merged: change.merged,
+            merged_at: change.merged_at,
+            head_ref: change.head_ref.clone(),
+            head_sha: change.head_sha.clone(),
+            base_ref: change.base_ref.clone(),
+            base_sha: change.base_sha.clone(),
+            body: change.body.clone(),
+            author: change.author.clone(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    let mut linked = Vec::new();
+    let mut unknown_keys = Vec::new();
+    for key in super::forge::experiment_keys(&change.body) {
+        let Some(experiment) = experiments::by_key_in(tx, tenant_id, &key).await? else {
+            unknown_keys.push(key);
+            continue;
+        };
+        let linked_at = change.created_at.unwrap_or(now);
+        experiments::add_activity(
+            tx,
+            &experiments::activity(
+                &experiment.id,
+                activity_kind::PR_LINKED,
+                repository,
+                change.number,
+                &change.title,
+                &change.url,
+                linked_at,
+            ),
+        )
+        .await?;
+        if change.merged {
+            experiments::add_activity(
+                tx,
+                &experiments::activity(
+                    &experiment.id,
+                    activity_kind::PR_MERGED,
+                    repository,
+                    change.number,
+                    &change.title,
+                    &change.url,
+                    change.merged_at.unwrap_or(now).max(linked_at),
+                ),
+            )
+            .await?;
+        }
+        linked.push(experiment.id);
+    }
+    Ok(Applied {
+        result: result::PROCESSED,
+        summary: json!({
+            "pull_request": stored.id,
+            "number": stored.number,
+            "action": change.action,
+            "state": stored.state,
+            "merged": stored.merged,
+            "experiments": linked,
+            "unknown_experiment_keys": unknown_keys,
+        }),
+    })
+}
+
+async fn record_issue(
+    tx: &mut Tx,
+    tenant_id: &str,
+    repository: &str,
+    change: &IssueChange,
+) -> StoreResult<Applied> {
+    let now = clock::now_ms();
+    let stored = record::upsert_issue(
+        tx,
+        &ForgeIssue {
+            id: ids::new(Kind::ForgeIssue),
+            tenant_id: tenant_id.to_owned(),
+            repository: repository.to_owned(),
+            repository_key: repository.to_lowercase(),
+            number: change.number,
+            title: change.title.clone(),
+            url: change.url.clone(),
+            state: change.state.clone(),
+            labels: serde_json::to_string(&change.labels).expect("labels serialize"),
+            body: change.body.clone(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    Ok(Applied {
+        result: result::PROCESSED,
+        summary: json!({
+            "issue": stored.id,
+            "number": stored.number,
+            "action": change.action,
+            "state": stored.state,
+            "labels": change.labels,
+        }),
+    })
+}

@@ -1,0 +1,564 @@
+//! `/api/services`: services, their push-webhook secret, and the commits pushes brought in.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{generate_push_secret, validate_repository};
+use crate::app::AppState;
+use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, optional_json, parse_id};
+use crate::http::paging::{PageQuery, next_cursor};
+use crate::ids::{self, Kind};
+use crate::inbound::forge::is_sha;
+use crate::inbound::{service_previous_secret_context, service_secret_context};
+use crate::store::record::{self, Commit, CommitFilter};
+use crate::store::services::{self, Service};
+use crate::tenancy::Principal;
+use crate::tenancy::api::not_found_as;
+
+/// The longest grace window a rotation may give the replaced push secret: one week.
+const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3_600;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_services, create_service))
+        .routes(routes!(get_service, update_service, delete_service))
+        .routes(routes!(generate_secret))
+        .routes(routes!(rotate_secret))
+        .routes(routes!(list_commits))
+        .routes(routes!(get_commit))
+}
+
+fn token_context(service_id: &str) -> String {
+    format!("services.github_token:{service_id}")
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceOut {
+    /// `svc_…`.
+    pub id: String,
+    pub name: String,
+    /// `owner/name` of the linked repository.
+    pub repository: String,
+    /// Queue every newly ingested commit for analysis.
+    pub auto_analyze: bool,
+    /// Whether a GitHub token is stored (it is never returned).
+    pub github_token_configured: bool,
+    /// Whether a push secret was generated (it is shown only when generated or rotated).
+    pub webhook_secret_configured: bool,
+    pub webhook_secret_created_at: Option<String>,
+    /// While set and in the future, the replaced secret still verifies.
+    pub previous_secret_valid_until: Option<String>,
+    /// Where GitHub should send this repository's push and pull request webhooks.
+    pub webhook_url: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Service> for ServiceOut {
+    fn from(service: Service) -> Self {
+        let now = clock::now_ms();
+        ServiceOut {
+            github_token_configured: service.github_token.is_some(),
+            webhook_secret_configured: service.webhook_secret.is_some(),
+            webhook_secret_created_at: service.webhook_secret_created_at.map(rfc3339_ms),
+            previous_secret_valid_until: service
+                .previous_secret_until
+                .filter(|until| *until > now && service.previous_webhook_secret.is_some())
+                .map(rfc3339_ms),
+            webhook_url: "/api/github/webhook".to_owned(),
+            created_at: rfc3339_ms(service.created_at),
+            updated_at: rfc3339_ms(service.updated_at),
+            id: service.id,
+            name: service.name,
+            repository: service.repository,
+            auto_analyze: service.auto_analyze,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServicePage {
+    pub data: Vec<ServiceOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateService {
+    pub name: String,
+    /// `owner/name` (GitLab: `group/project`, subgroups allowed).
+    pub repository: String,
+    /// A GitHub token for commit details; stored encrypted, never returned.
+    pub github_token: Option<String>,
+    /// Default false.
+    #[serde(default)]
+    pub auto_analyze: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateService {
+    pub name: Option<String>,
+    pub repository: Option<String>,
+    /// A new token, or `null` to remove the stored one.
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
+    #[schema(value_type = Option<String>)]
+    pub github_token: Option<Option<String>>,
+    pub auto_analyze: Option<bool>,
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = check_text("name", name, 200)?;
+    if name.is_empty() {
+        return Err(ApiError::Unprocessable("name must not be empty".to_owned()));
+    }
+    Ok(name)
+}
+
+fn seal_token(state: &AppState, service_id: &str, token: &str) -> ApiResult<Vec<u8>> {
+    let token = token.trim();
+    if token.is_empty() || token.len() > 1_000 || token.chars().any(char::is_whitespace) {
+        return Err(ApiError::Unprocessable(
+            "github_token must be 1 to 1000 characters without spaces".to_owned(),
+        ));
+    }
+    Ok(state.cipher.seal_str(&token_context(service_id), token))
+}
+
+#[utoipa::path(post, path = "/api/services", tag = "services", request_body = CreateService,
+    responses((status = 201, body = ServiceOut), (status = 409, description = "Name taken", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_service(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(input): ApiJson<CreateService>,
+) -> ApiResult<(StatusCode, Json<ServiceOut>)> {
+    let name = check_name(&input.name)?;
+    let repository = validate_repository(&input.repository).map_err(ApiError::Unprocessable)?;
+    let id = ids::new(Kind::Service);
+    let github_token = input
+        .github_token
+        .as_deref()
+        .map(|token| seal_token(&state, &id, token))
+        .transpose()?;
+    let now = clock::now_ms();
+    let service = Service {
+        repository_key: repository.to_lowercase(),
+        id,
+        tenant_id: principal.tenant_id,
+        name,
+        repository,
+        github_token,
+        auto_analyze: input.auto_analyze,
+        webhook_secret: None,
+        webhook_secret_created_at: None,
+        previous_webhook_secret: None,
+        previous_secret_until: None,
+        created_at: now,
+        updated_at: now,
+    };
+    services::insert(&state.store, &service).await?;
+    Ok((StatusCode::CREATED, Json(service.into())))
+}
+
+#[utoipa::path(get, path = "/api/services", tag = "services", params(PageQuery),
+    responses((status = 200, body = ServicePage), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_services(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> ApiResult<Json<ServicePage>> {
+    let limit = page.limit()?;
+    let cursor = page.cursor(Kind::Service)?;
+    let rows = services::list(&state.store, &principal.tenant_id, cursor.as_deref(), limit).await?;
+    let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
+    Ok(Json(ServicePage {
+        data: rows.into_iter().map(ServiceOut::from).collect(),
+        next_cursor,
+    }))
+}
+
+async fn load(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Service> {
+    let id = parse_id(Kind::Service, id)?;
+    services::get(&state.store, &principal.tenant_id, &id)
+        .await
+        .map_err(|error| not_found_as(error, "service"))
+}
+
+#[utoipa::path(get, path = "/api/services/{id}", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)")),
+    responses((status = 200, body = ServiceOut), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_service(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ServiceOut>> {
+    Ok(Json(load(&state, &principal, &id).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/api/services/{id}", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)")),
+    request_body = UpdateService,
+    responses((status = 200, body = ServiceOut), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn update_service(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiJson(input): ApiJson<UpdateService>,
+) -> ApiResult<Json<ServiceOut>> {
+    let mut service = load(&state, &principal, &id).await?;
+    if let Some(name) = &input.name {
+        service.name = check_name(name)?;
+    }
+    if let Some(repository) = &input.repository {
+        service.repository = validate_repository(repository).map_err(ApiError::Unprocessable)?;
+        service.repository_key = service.repository.to_lowercase();
+    }
+    match &input.github_token {
+        None => {}
+        Some(None) => service.github_token = None,
+        Some(Some(token)) => service.github_token = Some(seal_token(&state, &service.id, token)?),
+    }
+    if let Some(auto_analyze) = input.auto_analyze {
+        service.auto_analyze = auto_analyze;
+    }
+    services::update(&state.store, &service).await?;
+    let service = services::get(&state.store, &principal.tenant_id, &service.id).await?;
+    Ok(Json(service.into()))
+}
+
+#[utoipa::path(delete, path = "/api/services/{id}", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)")),
+    responses((status = 204, description = "Deleted with its commits"), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn delete_service(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    let service = load(&state, &principal, &id).await?;
+    services::delete(&state.store, &principal.tenant_id, &service.id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PushSecret {
+    pub service_id: String,
+    /// The push secret: shown only in this answer. Paste it into the GitHub webhook's Secret.
+    pub secret: String,
+    pub created_at: String,
+    /// When the replaced secret stops verifying (`null`: it stopped at once).
+    pub previous_secret_valid_until: Option<String>,
+    pub webhook_url: String,
+}
+
+#[utoipa::path(post, path = "/api/services/{id}/webhook-secret", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)")),
+    responses((status = 201, description = "The new secret, shown only now", body = PushSecret),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The service already has a secret: rotate it", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn generate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<PushSecret>)> {
+    let service = load(&state, &principal, &id).await?;
+    if service.webhook_secret.is_some() {
+        return Err(ApiError::Conflict(
+            "the service already has a webhook secret; rotate it to get a new one".to_owned(),
+        ));
+    }
+    let answer = replace_secret(&state, &service, None).await?;
+    tracing::info!(service_id = %service.id, "service webhook secret generated");
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// How long the replaced secret keeps verifying, in seconds (default 0: it stops at once;
+    /// at most one week).
+    #[serde(default)]
+    pub grace_seconds: u64,
+}
+
+#[utoipa::path(post, path = "/api/services/{id}/webhook-secret/rotate", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)")),
+    request_body(content = Option<RotateSecret>, description = "Optional"),
+    responses((status = 200, description = "The new secret, shown only now", body = PushSecret),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "No secret to rotate yet, or a concurrent rotation", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn rotate_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Json<PushSecret>> {
+    let service = load(&state, &principal, &id).await?;
+    let input: RotateSecret = optional_json(&headers, &body)?;
+    if input.grace_seconds > MAX_GRACE_SECONDS {
+        return Err(ApiError::Unprocessable(format!(
+            "grace_seconds must be at most {MAX_GRACE_SECONDS}"
+        )));
+    }
+    if service.webhook_secret.is_none() {
+        return Err(ApiError::Conflict(
+            "the service has no webhook secret yet; generate one first".to_owned(),
+        ));
+    }
+    let grace_until = (input.grace_seconds > 0)
+        .then(|| clock::now_ms() + i64::try_from(input.grace_seconds * 1_000).unwrap_or(i64::MAX));
+    let answer = replace_secret(&state, &service, grace_until).await?;
+    tracing::info!(service_id = %service.id, grace_seconds = input.grace_seconds, "service webhook secret rotated");
+    Ok(Json(answer))
+}
+
+async fn replace_secret(
+    state: &AppState,
+    service: &Service,
+    grace_until: Option<i64>,
+) -> ApiResult<PushSecret> {
+    let secret = generate_push_secret();
+    let sealed = state
+        .cipher
+        .seal_str(&service_secret_context(&service.id), &secret);
+    // The replaced secret is sealed again under its own context, so one column's value can never
+    // be swapped into the other.
+    let previous = match (&service.webhook_secret, grace_until) {
+        (Some(current), Some(_)) => Some(
+            state
+                .cipher
+                .open(&service_secret_context(&service.id), current)
+                .map(|plain| {
+                    state
+                        .cipher
+                        .seal(&service_previous_secret_context(&service.id), &plain)
+                })
+                .map_err(ApiError::internal)?,
+        ),
+        _ => None,
+    };
+    services::set_secret(
+        &state.store,
+        service,
+        &sealed,
+        previous.as_deref(),
+        grace_until,
+    )
+    .await?;
+    Ok(PushSecret {
+        service_id: service.id.clone(),
+        secret,
+        created_at: rfc3339_ms(clock::now_ms()),
+        previous_secret_valid_until: grace_until.map(rfc3339_ms),
+        webhook_url: "/api/github/webhook".to_owned(),
+    })
+}
+
+// ---- commits ----------------------------------------------------------------------------------
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommitAuthor {
+    pub name: String,
+    pub email: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangedFiles {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub modified: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommitOut {
+    pub sha: String,
+    pub message: String,
+    pub author: CommitAuthor,
+    /// The commit's own timestamp, as the push gave it.
+    pub timestamp: Option<String>,
+    pub url: String,
+    pub repository: String,
+    /// Every branch a push brought this commit on.
+    pub branches: Vec<String>,
+    pub files: ChangedFiles,
+    /// `queued` while an analysis waits, then the analyser's status.
+    pub analysis_status: Option<String>,
+    pub risk_score: Option<i64>,
+    pub risk_level: Option<String>,
+    /// The stored analysis (classes, factors, diagnosis), once there is one.
+    pub analysis: Option<Value>,
+    pub ingested_at: String,
+}
+
+fn commit_out(commit: Commit, branches: Vec<String>) -> CommitOut {
+    let paths = |json: &str| serde_json::from_str::<Vec<String>>(json).unwrap_or_default();
+    CommitOut {
+        files: ChangedFiles {
+            added: paths(&commit.added),
+            removed: paths(&commit.removed),
+            modified: paths(&commit.modified),
+        },
+        author: CommitAuthor {
+            name: commit.author_name,
+            email: commit.author_email,
+        },
+        timestamp: commit.committed_at.map(rfc3339_ms),
+        analysis: commit
+            .analysis
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok()),
+        ingested_at: rfc3339_ms(commit.created_at),
+        sha: commit.sha,
+        message: commit.message,
+        url: commit.url,
+        repository: commit.repository,
+        branches,
+        analysis_status: commit.analysis_status,
+        risk_score: commit.risk_score,
+        risk_level: commit.risk_level,
+    }
+}
+
+async fn with_branches(state: &AppState, commits: Vec<Commit>) -> ApiResult<Vec<CommitOut>> {
+    let ids: Vec<String> = commits.iter().map(|commit| commit.id.clone()).collect();
+    let mut branches: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (commit_id, branch) in record::branches_of(&state.store, &ids).await? {
+        branches.entry(commit_id).or_default().push(branch);
+    }
+    Ok(commits
+        .into_iter()
+        .map(|commit| {
+            let of_commit = branches.remove(&commit.id).unwrap_or_default();
+            commit_out(commit, of_commit)
+        })
+        .collect())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CommitPage {
+    pub data: Vec<CommitOut>,
+    /// Opaque; pass as `cursor` for the next page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct CommitQuery {
+    /// Only commits on this branch.
+    branch: Option<String>,
+    /// Author name or email (exact, case-insensitive).
+    author: Option<String>,
+    /// Commit time at or after (RFC 3339).
+    since: Option<String>,
+    /// Commit time at or before (RFC 3339).
+    until: Option<String>,
+    /// Risk level once analysed: `low`, `medium`, `high` or `critical`.
+    risk: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+fn time_param(name: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
+    value
+        .map(|text| {
+            parse_rfc3339_ms(text).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} must be an RFC 3339 time such as 2026-03-02T10:00:00Z"
+                ))
+            })
+        })
+        .transpose()
+}
+
+#[utoipa::path(get, path = "/api/services/{id}/commits", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)"), CommitQuery),
+    responses((status = 200, body = CommitPage), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_commits(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    ApiQuery(query): ApiQuery<CommitQuery>,
+) -> ApiResult<Json<CommitPage>> {
+    let service = load(&state, &principal, &id).await?;
+    let since = time_param("since", query.since.as_deref())?;
+    let until = time_param("until", query.until.as_deref())?;
+    if let Some(risk) = &query.risk
+        && !["low", "medium", "high", "critical"].contains(&risk.as_str())
+    {
+        return Err(ApiError::BadRequest(
+            "risk must be low, medium, high or critical".to_owned(),
+        ));
+    }
+    let page = PageQuery::new(query.limit, query.cursor.clone());
+    let limit = page.limit()?;
+    let cursor = page.cursor(Kind::Commit)?;
+    let rows = record::list_commits(
+        &state.store,
+        &principal.tenant_id,
+        &service.id,
+        &CommitFilter {
+            branch: query.branch.as_deref(),
+            author: query.author.as_deref(),
+            since,
+            until,
+            risk_level: query.risk.as_deref(),
+        },
+        cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
+    Ok(Json(CommitPage {
+        data: with_branches(&state, rows).await?,
+        next_cursor,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/services/{id}/commits/{sha}", tag = "services",
+    params(("id" = String, Path, description = "Service id (`svc_…`)"),
+        ("sha" = String, Path, description = "Full SHA, or a unique prefix of at least 7 hex digits")),
+    responses((status = 200, body = CommitOut), (status = 400, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, description = "Ambiguous prefix", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_commit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((id, sha)): Path<(String, String)>,
+) -> ApiResult<Json<CommitOut>> {
+    let service = load(&state, &principal, &id).await?;
+    if sha.len() < 7 || !is_sha(&sha) {
+        return Err(ApiError::BadRequest(format!(
+            "`{}` is not a commit SHA (7 to 64 hex digits)",
+            sha.chars().take(80).collect::<String>()
+        )));
+    }
+    let commit = record::get_commit(&state.store, &principal.tenant_id, &service.id, &sha)
+        .await
+        .map_err(|error| not_found_as(error, "commit"))?;
+    let mut out = with_branches(&state, vec![commit]).await?;
+    Ok(Json(out.remove(0)))
+}

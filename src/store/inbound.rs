@@ -1,0 +1,205 @@
+//! Inbound deliveries: every webhook request a receiver kept, with its verification and
+//! processing result.
+
+use sqlx::FromRow;
+
+use super::{StoreError, StoreResult, Tx, dispatch, dispatch_tx, dispatch_write};
+use crate::store::Store;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct InboundDelivery {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    /// `github`, `gitlab` or `github_integration`.
+    pub source: String,
+    /// JSON array of the service or integration ids the delivery was verified for.
+    pub targets: String,
+    /// The sender's delivery id (`X-GitHub-Delivery`, GitLab's idempotency key or event UUID).
+    pub delivery_key: Option<String>,
+    pub dedupe_key: Option<String>,
+    pub event: String,
+    pub action: Option<String>,
+    pub repository: Option<String>,
+    pub content_type: String,
+    /// JSON object of the request headers, secrets redacted.
+    pub headers: String,
+    pub body: Vec<u8>,
+    pub body_size: i64,
+    /// `verified`, or why not.
+    pub verification: String,
+    /// `processed`, `ignored` or `failed`.
+    pub result: String,
+    pub error: Option<String>,
+    /// JSON object: what processing did (commits stored, pull request updated…).
+    pub summary: String,
+    pub received_at: i64,
+    pub duration_ms: i64,
+    pub replays: i64,
+}
+
+macro_rules! delivery_columns {
+    () => {
+        "id, tenant_id, source, targets, delivery_key, dedupe_key, event, action, repository, \
+         content_type, headers, body, body_size, verification, result, error, summary, \
+         received_at, duration_ms, replays"
+    };
+}
+
+/// Writes a delivery inside the transaction that processed it. When `dedupe_key` is set and a
+/// delivery with the same source, tenant and key is already stored, nothing is written and the
+/// answer is `false`: the caller rolls back its processing.
+pub async fn insert_in(tx: &mut Tx, delivery: &InboundDelivery) -> StoreResult<bool> {
+    let inserted = dispatch_tx!(tx, conn => {
+        bind_delivery(sqlx::query(concat!(
+            "INSERT INTO inbound_deliveries (", delivery_columns!(), ") VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+             ON CONFLICT (source, tenant_id, dedupe_key) DO NOTHING"
+        )), delivery)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(inserted == 1)
+}
+
+/// Writes a delivery that was not processed (a failure before or during processing).
+pub async fn insert(store: &Store, delivery: &InboundDelivery) -> StoreResult<()> {
+    dispatch_write!(store, pool => {
+        bind_delivery(sqlx::query(concat!(
+            "INSERT INTO inbound_deliveries (", delivery_columns!(), ") VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        )), delivery)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+fn bind_delivery<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    delivery: &'q InboundDelivery,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    query
+        .bind(delivery.id.clone())
+        .bind(delivery.tenant_id.clone())
+        .bind(delivery.source.clone())
+        .bind(delivery.targets.clone())
+        .bind(delivery.delivery_key.clone())
+        .bind(delivery.dedupe_key.clone())
+        .bind(delivery.event.clone())
+        .bind(delivery.action.clone())
+        .bind(delivery.repository.clone())
+        .bind(delivery.content_type.clone())
+        .bind(delivery.headers.clone())
+        .bind(delivery.body.clone())
+        .bind(delivery.body_size)
+        .bind(delivery.verification.clone())
+        .bind(delivery.result.clone())
+        .bind(delivery.error.clone())
+        .bind(delivery.summary.clone())
+        .bind(delivery.received_at)
+        .bind(delivery.duration_ms)
+        .bind(delivery.replays)
+}
+
+/// Records the outcome of a replay inside the transaction that re-ran the processing.
+pub async fn record_replay(
+    tx: &mut Tx,
+    id: &str,
+    result: &str,
+    error: Option<&str>,
+    summary: &str,
+) -> StoreResult<()> {
+    dispatch_tx!(tx, conn => {
+        sqlx::query(
+            "UPDATE inbound_deliveries SET result = $2, error = $3, summary = $4, \
+             replays = replays + 1 WHERE id = $1",
+        )
+        .bind(id)
+        .bind(result)
+        .bind(error)
+        .bind(summary)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Whether a processed delivery with this key is already stored.
+pub async fn seen(
+    store: &Store,
+    source: &str,
+    tenant_id: &str,
+    dedupe_key: &str,
+) -> StoreResult<bool> {
+    let count: i64 = dispatch!(store, pool => {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM inbound_deliveries \
+             WHERE source = $1 AND tenant_id = $2 AND dedupe_key = $3",
+        )
+        .bind(source)
+        .bind(tenant_id)
+        .bind(dedupe_key)
+        .fetch_one(pool)
+        .await?
+    });
+    Ok(count > 0)
+}
+
+#[derive(Debug, Default)]
+pub struct InboundFilter<'a> {
+    pub source: Option<&'a str>,
+    pub event: Option<&'a str>,
+    pub result: Option<&'a str>,
+    /// A service or integration id the delivery was verified for.
+    pub target: Option<&'a str>,
+}
+
+pub async fn list(
+    store: &Store,
+    tenant_id: &str,
+    filter: &InboundFilter<'_>,
+    before_id: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<InboundDelivery>> {
+    let target = filter.target.map(|id| format!("%\"{id}\"%"));
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, InboundDelivery>(concat!(
+            "SELECT ", delivery_columns!(), " FROM inbound_deliveries \
+             WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) AND ($3 IS NULL OR source = $3) \
+             AND ($4 IS NULL OR event = $4) AND ($5 IS NULL OR result = $5) \
+             AND ($6 IS NULL OR targets LIKE $6) \
+             ORDER BY id DESC LIMIT $7"
+        ))
+        .bind(tenant_id)
+        .bind(before_id)
+        .bind(filter.source)
+        .bind(filter.event)
+        .bind(filter.result)
+        .bind(target.as_deref())
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<InboundDelivery> {
+    dispatch!(store, pool => {
+        sqlx::query_as::<_, InboundDelivery>(concat!(
+            "SELECT ", delivery_columns!(), " FROM inbound_deliveries WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .fetch_optional(pool)
+        .await?
+    })
+    .ok_or(StoreError::NotFound)
+}
