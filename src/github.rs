@@ -152,7 +152,10 @@ fn github_message(body: &[u8]) -> String {
             .map(str::to_owned)
             .or_else(|| {
                 let field = first.get("field").and_then(Value::as_str)?;
-                let code = first.get("code").and_then(Value::as_str).unwrap_or("invalid");
+                let code = first
+                    .get("code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("invalid");
                 Some(format!("{field} is {code}"))
             });
         if let Some(detail) = detail {
@@ -207,7 +210,11 @@ mod tests {
             GithubError::Invalid("Validation Failed: title is missing_field".to_owned())
         );
         assert_eq!(
-            refusal(StatusCode::UNAUTHORIZED, &none, br#"{"message":"Bad credentials"}"#),
+            refusal(
+                StatusCode::UNAUTHORIZED,
+                &none,
+                br#"{"message":"Bad credentials"}"#
+            ),
             GithubError::Unauthorized("Bad credentials".to_owned())
         );
         assert_eq!(
@@ -218,13 +225,21 @@ mod tests {
         limited.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
         limited.insert("retry-after", HeaderValue::from_static("30"));
         assert_eq!(
-            refusal(StatusCode::FORBIDDEN, &limited, br#"{"message":"API rate limit exceeded"}"#),
+            refusal(
+                StatusCode::FORBIDDEN,
+                &limited,
+                br#"{"message":"API rate limit exceeded"}"#
+            ),
             GithubError::RateLimited {
                 retry_after_seconds: 30
             }
         );
         assert!(matches!(
-            refusal(StatusCode::FORBIDDEN, &none, br#"{"message":"Resource not accessible"}"#),
+            refusal(
+                StatusCode::FORBIDDEN,
+                &none,
+                br#"{"message":"Resource not accessible"}"#
+            ),
             GithubError::Forbidden(_)
         ));
     }

@@ -28,7 +28,11 @@ use crate::tenancy::api::not_found_as;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_experiments, create_experiment))
-        .routes(routes!(get_experiment, update_experiment, delete_experiment))
+        .routes(routes!(
+            get_experiment,
+            update_experiment,
+            delete_experiment
+        ))
         .routes(routes!(experiment_activity))
         .routes(routes!(create_github_issue))
 }
@@ -307,14 +311,18 @@ async fn create_github_issue(
     }
     let title = check_text("title", &input.title, 256)?;
     if title.is_empty() {
-        return Err(ApiError::Unprocessable("title must not be empty".to_owned()));
+        return Err(ApiError::Unprocessable(
+            "title must not be empty".to_owned(),
+        ));
     }
     let body = check_text("body", &input.body, 65_536)?;
     let mut labels = Vec::with_capacity(input.labels.len());
     for label in &input.labels {
         let label = check_text("labels", label, 50)?;
         if label.is_empty() {
-            return Err(ApiError::Unprocessable("labels must not be empty".to_owned()));
+            return Err(ApiError::Unprocessable(
+                "labels must not be empty".to_owned(),
+            ));
         }
         labels.push(label);
     }

@@ -110,10 +110,15 @@ fn accepted(outcomes: &[Outcome], received_source: &'static str) -> Response {
     let body = if ids.is_empty() {
         count(received_source, "duplicate");
         json!({"processed": true, "duplicate": true})
-    } else if outcomes
-        .iter()
-        .any(|outcome| matches!(outcome, Outcome::Stored { processed: true, .. }))
-    {
+    } else if outcomes.iter().any(|outcome| {
+        matches!(
+            outcome,
+            Outcome::Stored {
+                processed: true,
+                ..
+            }
+        )
+    }) {
         count(received_source, "processed");
         json!({"processed": true})
     } else {
@@ -128,9 +133,8 @@ fn accepted(outcomes: &[Outcome], received_source: &'static str) -> Response {
 /// Reads the body within the configured cap; `Err` when it is larger (or the client went away).
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let limit = state.config.inbound.max_body_bytes;
-    let too_large = || {
-        ApiError::PayloadTooLarge(format!("webhook body exceeds the limit of {limit} bytes"))
-    };
+    let too_large =
+        || ApiError::PayloadTooLarge(format!("webhook body exceeds the limit of {limit} bytes"));
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
@@ -196,7 +200,11 @@ struct Verified<'a> {
 
 /// Keeps a verified delivery and applies it, once: a delivery seen before for this tenant changes
 /// nothing.
-async fn finish(state: &AppState, verified: Verified<'_>, parsed: &Parsed) -> Result<Outcome, Response> {
+async fn finish(
+    state: &AppState,
+    verified: Verified<'_>,
+    parsed: &Parsed,
+) -> Result<Outcome, Response> {
     let received = verified.received;
     let mut delivery = received.delivery(&verified.event);
     delivery.tenant_id = Some(verified.tenant_id.clone());
@@ -402,7 +410,9 @@ async fn receive_for_services(
                 event_name
             };
             let parsed = if event_name.is_empty() {
-                Err(ApiError::BadRequest("missing X-Gitlab-Event header".to_owned()))
+                Err(ApiError::BadRequest(
+                    "missing X-Gitlab-Event header".to_owned(),
+                ))
             } else {
                 forge::gitlab(&event_name, &payload).map_err(payload_error)
             };
@@ -530,8 +540,12 @@ async fn integration_webhook(
     let repository = forge::repository_of(&payload);
     let services = match &repository {
         Some(repository) => {
-            match services::of_tenant_by_repository(&state.store, &integration.tenant_id, repository)
-                .await
+            match services::of_tenant_by_repository(
+                &state.store,
+                &integration.tenant_id,
+                repository,
+            )
+            .await
             {
                 Ok(services) => services,
                 Err(error) => return ApiError::from(error).into_response(),

@@ -329,8 +329,9 @@ fn gitlab_merge_request(payload: &Value) -> Result<PullRequestChange, PayloadErr
         .get("object_attributes")
         .filter(|attributes| attributes.is_object())
         .ok_or_else(|| PayloadError("merge request payload has no `object_attributes`".into()))?;
-    let number = number(attributes, &["/iid"])
-        .ok_or_else(|| PayloadError("merge request payload has no `object_attributes.iid`".into()))?;
+    let number = number(attributes, &["/iid"]).ok_or_else(|| {
+        PayloadError("merge request payload has no `object_attributes.iid`".into())
+    })?;
     let gitlab_state = text(attributes, "/state");
     let merged = gitlab_state == "merged";
     let state = match gitlab_state.as_str() {
@@ -434,7 +435,10 @@ mod tests {
         assert_eq!(push.commits.len(), 1);
         let commit = &push.commits[0];
         assert_eq!(commit.sha, "a".repeat(40));
-        assert_eq!(commit.timestamp, clock::parse_rfc3339_ms("2026-03-02T10:00:00Z"));
+        assert_eq!(
+            commit.timestamp,
+            clock::parse_rfc3339_ms("2026-03-02T10:00:00Z")
+        );
         assert_eq!(commit.added, vec!["src/new.rs"]);
         assert_eq!(repository_of(&payload).as_deref(), Some("acme/api"));
     }
@@ -458,7 +462,12 @@ mod tests {
     fn malformed_pushes_say_what_is_wrong() {
         assert!(github("push", &json!({"commits": []})).is_err());
         let bad_sha = json!({"ref": "refs/heads/x", "commits": [{"id": "not-a-sha"}]});
-        assert!(github("push", &bad_sha).unwrap_err().0.contains("not a hex SHA"));
+        assert!(
+            github("push", &bad_sha)
+                .unwrap_err()
+                .0
+                .contains("not a hex SHA")
+        );
         let bad_list = json!({"ref": "refs/heads/x", "commits": "nope"});
         assert!(github("push", &bad_list).is_err());
     }
@@ -474,7 +483,10 @@ mod tests {
         let ForgeEvent::PullRequest(pr) = github("pull_request", &seed).unwrap() else {
             panic!()
         };
-        assert_eq!((pr.number, pr.state.as_str(), pr.merged), (42, "open", false));
+        assert_eq!(
+            (pr.number, pr.state.as_str(), pr.merged),
+            (42, "open", false)
+        );
         let merged = json!({
             "action": "closed", "number": 7,
             "pull_request": {"number": 7, "state": "closed", "merged": true,
@@ -485,7 +497,10 @@ mod tests {
             panic!()
         };
         assert!(pr.merged && pr.state == "closed" && pr.body.is_empty());
-        assert_eq!(pr.merged_at, clock::parse_rfc3339_ms("2026-03-02T10:00:00Z"));
+        assert_eq!(
+            pr.merged_at,
+            clock::parse_rfc3339_ms("2026-03-02T10:00:00Z")
+        );
     }
 
     #[test]
@@ -501,8 +516,14 @@ mod tests {
         let ForgeEvent::PullRequest(pr) = gitlab("merge_request", &payload).unwrap() else {
             panic!()
         };
-        assert_eq!((pr.number, pr.state.as_str(), pr.merged), (3, "closed", true));
-        assert_eq!(pr.merged_at, clock::parse_rfc3339_ms("2026-03-02T10:00:00Z"));
+        assert_eq!(
+            (pr.number, pr.state.as_str(), pr.merged),
+            (3, "closed", true)
+        );
+        assert_eq!(
+            pr.merged_at,
+            clock::parse_rfc3339_ms("2026-03-02T10:00:00Z")
+        );
         assert_eq!(repository_of(&payload).as_deref(), Some("group/sub/app"));
         assert_eq!(gitlab_event_name("Merge Request Hook"), "merge_request");
         assert_eq!(gitlab_event_name("Deployment Hook"), "deployment");

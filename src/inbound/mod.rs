@@ -221,7 +221,9 @@ impl Received {
 /// Why a body could not be turned into a JSON payload; each maps to a 4xx.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum BodyError {
-    #[error("unsupported content type `{0}`: send application/json or application/x-www-form-urlencoded")]
+    #[error(
+        "unsupported content type `{0}`: send application/json or application/x-www-form-urlencoded"
+    )]
     UnsupportedType(String),
     #[error("form-encoded body has no `payload` field")]
     NoPayloadField,
@@ -294,10 +296,22 @@ mod tests {
     fn hub_signatures_verify_only_with_the_right_secret_and_body() {
         let body = br#"{"zen":"Keep it logically awesome."}"#;
         let header = hub_signature(b"It's a Secret to Everybody", body);
-        assert!(hub_signature_matches(b"It's a Secret to Everybody", body, &header));
+        assert!(hub_signature_matches(
+            b"It's a Secret to Everybody",
+            body,
+            &header
+        ));
         assert!(!hub_signature_matches(b"another secret", body, &header));
-        assert!(!hub_signature_matches(b"It's a Secret to Everybody", b"{}", &header));
-        assert!(!hub_signature_matches(b"It's a Secret to Everybody", body, "sha256=zz"));
+        assert!(!hub_signature_matches(
+            b"It's a Secret to Everybody",
+            b"{}",
+            &header
+        ));
+        assert!(!hub_signature_matches(
+            b"It's a Secret to Everybody",
+            body,
+            "sha256=zz"
+        ));
         assert!(!hub_signature_matches(
             b"It's a Secret to Everybody",
             body,

@@ -23,7 +23,11 @@ use crate::tenancy::api::not_found_as;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_integrations, create_integration))
-        .routes(routes!(get_integration, replace_integration, delete_integration))
+        .routes(routes!(
+            get_integration,
+            replace_integration,
+            delete_integration
+        ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

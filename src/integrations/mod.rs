@@ -18,7 +18,10 @@ pub fn webhook_secret_context(id: &str) -> String {
     format!("integrations.webhook_secret:{id}")
 }
 
-pub fn webhook_secret_of(cipher: &Cipher, integration: &Integration) -> Result<String, CryptoError> {
+pub fn webhook_secret_of(
+    cipher: &Cipher,
+    integration: &Integration,
+) -> Result<String, CryptoError> {
     cipher.open_str(
         &webhook_secret_context(&integration.id),
         &integration.webhook_secret,
@@ -45,7 +48,10 @@ mod tests {
 
     #[test]
     fn masks_show_at_most_the_last_four_characters() {
-        assert_eq!(mask("a-strong-random-secret-at-least-32-chars"), "********hars");
+        assert_eq!(
+            mask("a-strong-random-secret-at-least-32-chars"),
+            "********hars"
+        );
         assert_eq!(mask("short"), "********");
     }
 }

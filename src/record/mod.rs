@@ -51,7 +51,15 @@ mod tests {
             validate_repository("group/sub/app.js").unwrap(),
             "group/sub/app.js"
         );
-        for bad in ["acme", "acme/", "/api", "acme/a pi", "acme/../x", "a//b", ""] {
+        for bad in [
+            "acme",
+            "acme/",
+            "/api",
+            "acme/a pi",
+            "acme/../x",
+            "a//b",
+            "",
+        ] {
             assert!(validate_repository(bad).is_err(), "{bad:?} accepted");
         }
     }

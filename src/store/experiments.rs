@@ -96,11 +96,7 @@ pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Experi
 }
 
 /// The experiment of a tenant with `key` (compared without case), inside a transaction.
-pub async fn by_key_in(
-    tx: &mut Tx,
-    tenant_id: &str,
-    key: &str,
-) -> StoreResult<Option<Experiment>> {
+pub async fn by_key_in(tx: &mut Tx, tenant_id: &str, key: &str) -> StoreResult<Option<Experiment>> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Experiment>(concat!(
             "SELECT ", experiment_columns!(), " FROM experiments WHERE tenant_id = $1 AND key_lower = $2"

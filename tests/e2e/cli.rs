@@ -125,7 +125,10 @@ async fn serve_token_and_tenant_commands_work_together_on_sqlite() {
     let again = serve(command).await;
     assert_eq!(again.token, None);
     let (clean_exit, log) = again.terminate().await;
-    assert!(clean_exit, "SIGTERM right after the listening line ends serve with success: {log}");
+    assert!(
+        clean_exit,
+        "SIGTERM right after the listening line ends serve with success: {log}"
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ mod support;
 mod api;
 mod cli;
 mod harness;
+mod inbound;
 mod migrations;
 mod outbound;
 mod receivers;

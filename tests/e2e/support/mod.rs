@@ -3,6 +3,7 @@
 //! that record what they are sent.
 
 pub mod db;
+pub mod fake_github;
 pub mod process;
 pub mod receiver;
 
