@@ -85,13 +85,22 @@ async fn failed(
     delivery.error = Some(error.to_string());
     delivery.result = result::FAILED.to_owned();
     delivery.duration_ms = received.elapsed_ms();
-    match kept::insert(&state.store, &delivery).await {
+    // An oversized body was left unread: the connection cannot carry another request.
+    let close = matches!(error, ApiError::PayloadTooLarge(_));
+    let mut response = match kept::insert(&state.store, &delivery).await {
         Ok(()) => with_delivery_header(error.into_response(), &[delivery.id]),
         Err(store_error) => {
             tracing::error!(error = %store_error, "a failed inbound delivery could not be kept");
             error.into_response()
         }
+    };
+    if close {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
     }
+    response
 }
 
 enum Outcome {
@@ -149,6 +158,12 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
             "the request body could not be read: {error}"
         ))),
     }
+}
+
+/// Reads and drops a body that will not be used, so a keep-alive client can send its next request
+/// on the same connection (within the size cap; beyond it the connection is closed).
+async fn discard_body(state: &AppState, headers: &HeaderMap, body: Body) {
+    let _ = read_body(state, headers, body).await;
 }
 
 fn received(source: &'static str, headers: HeaderMap, body: Bytes, started: Instant) -> Received {
@@ -342,6 +357,7 @@ async fn receive_for_services(
         .then(|| header("x-gitlab-token"))
         .flatten();
     if signature.is_none() && token.is_none() {
+        discard_body(state, &headers, body).await;
         log_rejection(&unread(source, headers, started), "missing signature", None);
         return rejected(source, "missing signature");
     }
@@ -497,6 +513,7 @@ async fn integration_webhook(
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
     else {
+        discard_body(&state, &headers, body).await;
         log_rejection(&unread(source, headers, started), "missing signature", None);
         return rejected(source, "missing signature");
     };

@@ -1120,3 +1120,118 @@ async fn experiments_create_github_issues_through_their_integration(backend: Bac
     }
     assert_eq!(github.requests().len(), before);
 }
+
+/// The served binary's log (at debug level) holds no secret, token or signature, though the
+/// requests that carried them were accepted and rejected.
+#[tokio::test]
+async fn secrets_never_reach_the_log() {
+    use crate::support::process::{hookline, serve};
+
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let mut command = hookline(dir.path());
+    command
+        .args(["--database-url", &db_url])
+        .env("RUST_LOG", "debug");
+    let served = serve(command).await;
+    let admin = served.token.clone().expect("an admin token");
+    let client = crate::support::http_client();
+    let api = |method: Method, path: &str| {
+        client
+            .request(method, format!("{}{path}", served.base_url))
+            .bearer_auth(&admin)
+    };
+    let service: Value = api(Method::POST, "/api/services")
+        .json(&json!({"name": "checkout", "repository": REPOSITORY, "github_token": "ghp_serviceTokenNeverLogged"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let service_id = service["id"].as_str().unwrap();
+    let secret: Value = api(
+        Method::POST,
+        &format!("/api/services/{service_id}/webhook-secret"),
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let secret = secret["secret"].as_str().unwrap().to_owned();
+    let integration_secret = "integration-secret-never-logged-42";
+    let integration: Value = api(Method::POST, "/api/v1/integrations")
+        .json(&json!({"name": "gh", "integration_type": "GITHUB",
+                      "config": {"token": "ghp_integrationTokenNeverLogged", "webhook_secret": integration_secret}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let integration_id = integration["id"].as_str().unwrap();
+
+    let body = fixture("github/push_new_branch.json");
+    let mut signatures = Vec::new();
+    for (path, key) in [
+        ("/api/github/webhook".to_owned(), secret.as_str()),
+        ("/api/github/webhook".to_owned(), "wrong-secret"),
+        (
+            format!("/api/v1/integrations/{integration_id}/webhook/github"),
+            integration_secret,
+        ),
+    ] {
+        let signature = hub_signature(key.as_bytes(), &body);
+        let status = client
+            .post(format!("{}{path}", served.base_url))
+            .header("content-type", "application/json")
+            .header("x-github-event", "push")
+            .header("x-github-delivery", format!("log-{}", signatures.len()))
+            .header("x-hub-signature-256", &signature)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert_eq!(status, if key == "wrong-secret" { 401 } else { 200 });
+        signatures.push(signature);
+    }
+    let gitlab = client
+        .post(format!("{}/api/gitlab/webhook", served.base_url))
+        .header("content-type", "application/json")
+        .header("x-gitlab-event", "Push Hook")
+        .header("x-gitlab-token", &secret)
+        .body(fixture("gitlab/push.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gitlab.status(), 200);
+
+    let (clean_exit, log) = served.terminate().await;
+    assert!(clean_exit, "{log}");
+    assert!(
+        log.contains("inbound webhook rejected"),
+        "the rejection is logged: {log}"
+    );
+    let forbidden = [
+        secret.as_str(),
+        integration_secret,
+        "ghp_serviceTokenNeverLogged",
+        "ghp_integrationTokenNeverLogged",
+        admin.as_str(),
+    ];
+    for needle in forbidden
+        .iter()
+        .copied()
+        .chain(signatures.iter().map(String::as_str))
+    {
+        assert!(!log.contains(needle), "`{needle}` leaked into the log");
+    }
+    assert!(
+        !log.contains("Add payment retries"),
+        "bodies are not logged"
+    );
+}
