@@ -45,6 +45,19 @@ struct Args {
     /// Queue this many events with the worker stopped, then start it and measure the drain.
     #[arg(long)]
     backlog: Option<u64>,
+    /// Measure inbound instead: signed GitHub pushes (2 commits, ~8 KiB) to /api/github/webhook.
+    #[arg(long)]
+    inbound: bool,
+    /// With --inbound: send the same requests to a bare axum handler that only reads the body
+    /// (in a process of its own), the ceiling Hookline is compared with.
+    #[arg(long)]
+    bare: bool,
+    /// Pushes to send with --inbound.
+    #[arg(long, default_value_t = 10_000)]
+    pushes: u64,
+    /// Internal: run the bare handler and print its address.
+    #[arg(long, hide = true)]
+    bare_server: bool,
 }
 
 fn micros_now() -> u64 {
@@ -165,9 +178,185 @@ async fn publish_one(client: &reqwest::Client, server_url: &str, token: &str, n:
     );
 }
 
+/// The bare ceiling: an axum handler that reads the body and answers 200.
+async fn run_bare_server() {
+    let app = axum::Router::new().fallback(|body: Bytes| async move {
+        std::hint::black_box(body.len());
+        "{\"processed\":true}"
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!(
+        "Hookline listening on http://{}",
+        listener.local_addr().unwrap()
+    );
+    axum::serve(listener, app).await.unwrap();
+}
+
+const BENCH_REPOSITORY: &str = "bench/checkout";
+
+/// A GitHub push payload with two fresh commits (SHAs derived from `n`), about 8 KiB.
+fn push_payload(n: u64) -> Vec<u8> {
+    let commit = |k: u64, author: &str| {
+        let sha = format!("{:040x}", n * 2 + k + 1);
+        json!({
+            "id": sha, "tree_id": format!("{:040x}", n * 2 + k + 7), "distinct": true,
+            "message": format!("Change {n}.{k}: {}", "adjust the payment retry policy and its tests; ".repeat(70)),
+            "timestamp": "2026-03-02T10:00:00+01:00",
+            "url": format!("https://github.com/{BENCH_REPOSITORY}/commit/{sha}"),
+            "author": {"name": author, "email": format!("{}@example.com", author.to_lowercase()), "username": author},
+            "committer": {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"},
+            "added": [format!("src/pay/retry_{n}.rs")],
+            "removed": [],
+            "modified": ["src/pay/mod.rs", "Cargo.toml", "Cargo.lock", "tests/retry.rs"]
+        })
+    };
+    let body = json!({
+        "ref": "refs/heads/main",
+        "before": format!("{:040x}", n * 2),
+        "after": format!("{:040x}", n * 2 + 2),
+        "created": false, "deleted": false, "forced": false, "base_ref": null,
+        "compare": format!("https://github.com/{BENCH_REPOSITORY}/compare/a...b"),
+        "commits": [commit(0, "Jane"), commit(1, "Sam")],
+        "repository": {"id": 1, "name": "checkout", "full_name": BENCH_REPOSITORY, "private": true,
+                        "html_url": format!("https://github.com/{BENCH_REPOSITORY}"), "default_branch": "main"},
+        "pusher": {"name": "jane", "email": "jane@example.com"},
+        "sender": {"login": "jane", "id": 1, "type": "User"}
+    });
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// Sends `args.pushes` signed pushes with `args.publishers` concurrent senders; returns pushes/s.
+async fn send_pushes(args: &Args, client: &reqwest::Client, url: &str, secret: &str) -> f64 {
+    let next = Arc::new(AtomicU64::new(0));
+    let total = args.pushes;
+    let started = Instant::now();
+    let senders: Vec<_> = (0..args.publishers)
+        .map(|_| {
+            let (client, url, secret, next) = (
+                client.clone(),
+                url.to_owned(),
+                secret.to_owned(),
+                next.clone(),
+            );
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let body = push_payload(n);
+                    let signature = hookline::inbound::hub_signature(secret.as_bytes(), &body);
+                    let response = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .header("x-github-event", "push")
+                        .header("x-github-delivery", format!("bench-{n}"))
+                        .header("x-hub-signature-256", signature)
+                        .body(body)
+                        .send()
+                        .await
+                        .expect("push request");
+                    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn run_inbound(args: &Args, database_url: &str, master_key: &str) {
+    hookline::outbound::client::install_crypto_provider();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let payload_bytes = push_payload(0).len();
+    if args.bare {
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .arg("--bare-server")
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the bare server's address");
+        let base = line
+            .strip_prefix("Hookline listening on ")
+            .unwrap()
+            .to_owned();
+        let rate = send_pushes(args, &client, &format!("{base}/api/github/webhook"), "s").await;
+        println!(
+            "target=bare-axum pushes={} payload={payload_bytes}B concurrency={} requests/s={rate:.0} peak_rss={}MiB",
+            args.pushes,
+            args.publishers,
+            peak_rss_kib(child.id().unwrap()).unwrap_or(0) / 1024
+        );
+        let _ = child.start_kill();
+        return;
+    }
+    let server = start_server(args, database_url, "api", master_key).await;
+    let service: serde_json::Value = client
+        .post(format!("{}/api/services", server.base_url))
+        .bearer_auth(&server.token)
+        .json(&json!({"name": "bench", "repository": BENCH_REPOSITORY}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let service_id = service["id"].as_str().unwrap();
+    let secret: serde_json::Value = client
+        .post(format!(
+            "{}/api/services/{service_id}/webhook-secret",
+            server.base_url
+        ))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = secret["secret"].as_str().unwrap();
+    let url = format!("{}/api/github/webhook", server.base_url);
+    let rate = send_pushes(args, &client, &url, secret).await;
+    let stored: serde_json::Value = client
+        .get(format!(
+            "{}/api/services/{service_id}/commits?limit=1",
+            server.base_url
+        ))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        stored["data"][0]["sha"].is_string(),
+        "commits were recorded: {stored}"
+    );
+    println!(
+        "target=hookline backend={} pushes={} payload={payload_bytes}B concurrency={} verified_pushes/s={rate:.0} peak_rss={}MiB",
+        args.backend,
+        args.pushes,
+        args.publishers,
+        peak_rss_kib(server.child.id().unwrap()).unwrap_or(0) / 1024
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if args.bare_server {
+        run_bare_server().await;
+        return;
+    }
     let master_key = hookline::crypto::generate_key();
     let dir = tempfile::tempdir().unwrap();
     let (database_url, schema) = match args.backend.as_str() {
@@ -199,6 +388,18 @@ async fn main() {
         }
         other => panic!("unknown backend {other}"),
     };
+
+    if args.inbound {
+        run_inbound(&args, &database_url, &master_key).await;
+        if let Some(schema) = schema
+            && let Ok(mut admin) = sqlx::PgConnection::connect(&args.postgres_url).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut admin)
+                .await;
+        }
+        return;
+    }
 
     let received = Arc::new(Received::default());
     let mut receiver_urls = Vec::new();
