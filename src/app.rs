@@ -27,6 +27,7 @@ pub struct Shared {
     pub cipher: Cipher,
     pub outbound: Outbound,
     pub github: crate::github::GithubClient,
+    pub inbound: crate::inbound::writer::InboundWriter,
     pub metrics: PrometheusHandle,
     pub openapi_json: Bytes,
 }
@@ -74,6 +75,13 @@ impl Application {
 
         let outbound = Outbound::new(&config)?;
         let github = crate::github::GithubClient::new(&config.github)?;
+        // SQLite has one writer connection: one writer task batches for it. PostgreSQL takes a
+        // few batches at once.
+        let inbound_writers = match store.backend() {
+            crate::config::Backend::Sqlite => 1,
+            crate::config::Backend::Postgres => 4,
+        };
+        let inbound = crate::inbound::writer::InboundWriter::start(store.clone(), inbound_writers);
         let openapi_json = serde_json::to_vec_pretty(&http::openapi())
             .context("serialising the OpenAPI document")?;
         let listener = TcpListener::bind(config.listen)
@@ -86,6 +94,7 @@ impl Application {
             cipher,
             outbound,
             github,
+            inbound,
             metrics: telemetry::metrics_handle(),
             openapi_json: Bytes::from(openapi_json),
         }));

@@ -18,9 +18,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::forge::{self, ForgeEvent, PayloadError};
+use super::writer::{Work, Written};
 use super::{
-    Proof, Received, apply, count, log_rejection, payload_of, result, service_secrets, source,
-    verification,
+    Proof, Received, apply, count, log_rejection, payload_of, push_summary, result,
+    service_secrets, source, verification,
 };
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
@@ -30,8 +31,8 @@ use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::Kind;
 use crate::integrations::webhook_secret_of;
 use crate::store::inbound::{self as kept, InboundDelivery, InboundFilter};
+use crate::store::integrations;
 use crate::store::services::{self, Service};
-use crate::store::{StoreError, integrations};
 use crate::tenancy::Principal;
 use crate::tenancy::api::not_found_as;
 
@@ -239,41 +240,30 @@ async fn finish(
             return Err(failed(state, received, delivery, error).await);
         }
     };
-    let store = &state.store;
-    if let Some(key) = &verified.dedupe_key {
-        match kept::seen(store, received.source, &verified.tenant_id, key).await {
-            Ok(true) => return Ok(Outcome::Duplicate),
-            Ok(false) => {}
-            Err(error) => return Err(ApiError::from(error).into_response()),
-        }
+    let summary = match event {
+        ForgeEvent::Push(push) => push_summary(push, &verified.services),
+        _ => json!({}),
+    };
+    delivery.result = match event {
+        ForgeEvent::Other => result::IGNORED,
+        _ => result::PROCESSED,
     }
-    let applied = async {
-        let mut tx = store.begin().await?;
-        let applied = apply(
-            &mut tx,
-            &verified.tenant_id,
-            &verified.services,
-            verified.repository.as_deref(),
-            event,
-        )
-        .await?;
-        delivery.result = applied.result.to_owned();
-        delivery.summary = applied.summary.to_string();
-        delivery.dedupe_key = verified.dedupe_key.clone();
-        delivery.duration_ms = received.elapsed_ms();
-        if !kept::insert_in(&mut tx, &delivery).await? {
-            return Ok::<_, StoreError>(None);
-        }
-        tx.commit().await?;
-        Ok(Some(applied.result))
-    }
-    .await;
-    match applied {
-        Ok(Some(applied_result)) => Ok(Outcome::Stored {
-            id: delivery.id,
-            processed: applied_result == result::PROCESSED,
-        }),
-        Ok(None) => Ok(Outcome::Duplicate),
+    .to_owned();
+    delivery.summary = summary.to_string();
+    delivery.dedupe_key = verified.dedupe_key.clone();
+    delivery.duration_ms = received.elapsed_ms();
+    let id = delivery.id.clone();
+    let processed = delivery.result == result::PROCESSED;
+    let work = Work {
+        tenant_id: verified.tenant_id,
+        services: verified.services,
+        repository: verified.repository,
+        event: event.clone(),
+        delivery: delivery.clone(),
+    };
+    match state.inbound.write(work).await {
+        Ok(Written::Stored) => Ok(Outcome::Stored { id, processed }),
+        Ok(Written::Duplicate) => Ok(Outcome::Duplicate),
         Err(error) => {
             tracing::error!(%error, "processing an inbound delivery failed");
             let answer = ApiError::internal(anyhow::anyhow!("processing failed: {error}"));

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod forge;
 mod process;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -27,7 +28,7 @@ use crate::ids::{self, Kind};
 use crate::store::inbound::InboundDelivery;
 use crate::store::services::Service;
 
-pub use process::{Applied, apply};
+pub use process::{Applied, apply, push_summary};
 
 /// Where an inbound delivery came in.
 pub mod source {

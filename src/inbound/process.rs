@@ -90,19 +90,23 @@ async fn record_push(
             }
         }
     }
+    tracing::debug!(new_commits, analyses_queued, "push recorded");
     Ok(Applied {
         result: result::PROCESSED,
-        summary: json!({
-            "ref": push.git_ref,
-            "branch": push.branch,
-            "tag": push.tag,
-            "deleted": push.deleted,
-            "forced": push.forced,
-            "services": services.iter().map(|service| service.id.as_str()).collect::<Vec<_>>(),
-            "commits": push.commits.len(),
-            "new_commits": new_commits,
-            "analyses_queued": analyses_queued,
-        }),
+        summary: push_summary(push, services),
+    })
+}
+
+/// What a push delivery records, known before it is written (so many can be written at once).
+pub fn push_summary(push: &Push, services: &[Service]) -> Value {
+    json!({
+        "ref": push.git_ref,
+        "branch": push.branch,
+        "tag": push.tag,
+        "deleted": push.deleted,
+        "forced": push.forced,
+        "services": services.iter().map(|service| service.id.as_str()).collect::<Vec<_>>(),
+        "commits": push.commits.len(),
     })
 }
 

@@ -62,6 +62,67 @@ pub async fn insert_in(tx: &mut Tx, delivery: &InboundDelivery) -> StoreResult<b
     Ok(inserted == 1)
 }
 
+/// Writes many deliveries in one statement; those whose source, tenant and dedupe key are already
+/// stored (or appear earlier in `deliveries`) are skipped. Returns the ids written.
+pub async fn insert_many_in(
+    tx: &mut Tx,
+    deliveries: &[&InboundDelivery],
+) -> StoreResult<Vec<String>> {
+    let mut written = Vec::with_capacity(deliveries.len());
+    // 20 columns a row: 500 rows stay far below both engines' parameter limits.
+    for chunk in deliveries.chunks(500) {
+        let placeholders = (0..chunk.len())
+            .map(|row| {
+                let cells = (1..=20)
+                    .map(|column| format!("${}", row * 20 + column))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("({cells})")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            concat!(
+                "INSERT INTO inbound_deliveries (",
+                delivery_columns!(),
+                ") VALUES {} \
+                 ON CONFLICT (source, tenant_id, dedupe_key) DO NOTHING RETURNING id"
+            ),
+            placeholders
+        );
+        let ids: Vec<String> = dispatch_tx!(tx, conn => {
+            // Only generated placeholders are interpolated; every value is bound.
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()));
+            for delivery in chunk {
+                query = query
+                    .bind(&delivery.id)
+                    .bind(&delivery.tenant_id)
+                    .bind(&delivery.source)
+                    .bind(&delivery.targets)
+                    .bind(&delivery.delivery_key)
+                    .bind(&delivery.dedupe_key)
+                    .bind(&delivery.event)
+                    .bind(&delivery.action)
+                    .bind(&delivery.repository)
+                    .bind(&delivery.content_type)
+                    .bind(&delivery.headers)
+                    .bind(&delivery.body)
+                    .bind(delivery.body_size)
+                    .bind(&delivery.verification)
+                    .bind(&delivery.result)
+                    .bind(&delivery.error)
+                    .bind(&delivery.summary)
+                    .bind(delivery.received_at)
+                    .bind(delivery.duration_ms)
+                    .bind(delivery.replays);
+            }
+            query.fetch_all(&mut *conn).await?
+        });
+        written.extend(ids);
+    }
+    Ok(written)
+}
+
 /// Writes a delivery that was not processed (a failure before or during processing).
 pub async fn insert(store: &Store, delivery: &InboundDelivery) -> StoreResult<()> {
     dispatch_write!(store, pool => {
@@ -133,25 +194,18 @@ pub async fn record_replay(
     Ok(())
 }
 
-/// Whether a processed delivery with this key is already stored.
-pub async fn seen(
-    store: &Store,
-    source: &str,
-    tenant_id: &str,
-    dedupe_key: &str,
-) -> StoreResult<bool> {
-    let count: i64 = dispatch!(store, pool => {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM inbound_deliveries \
-             WHERE source = $1 AND tenant_id = $2 AND dedupe_key = $3",
-        )
-        .bind(source)
-        .bind(tenant_id)
-        .bind(dedupe_key)
-        .fetch_one(pool)
-        .await?
+/// Sets the result and summary of a delivery written earlier in the same transaction.
+pub async fn set_outcome_in(tx: &mut Tx, id: &str, result: &str, summary: &str) -> StoreResult<()> {
+    dispatch_tx!(tx, conn => {
+        sqlx::query("UPDATE inbound_deliveries SET result = $2, summary = $3 WHERE id = $1")
+            .bind(id)
+            .bind(result)
+            .bind(summary)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected()
     });
-    Ok(count > 0)
+    Ok(())
 }
 
 #[derive(Debug, Default)]

@@ -418,3 +418,158 @@ pub async fn queued_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64> 
         .await?
     }))
 }
+
+// ---- batched writes (the inbound writer records many deliveries per transaction) -------------
+
+/// Rows per multi-row statement: far below both engines' bound-parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// `($1, $2, …), ($n, …)` for `rows` rows of `columns` placeholders each.
+fn values_placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let cells = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({cells})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Inserts commits not stored yet (one row per service and SHA) and returns the id, service and
+/// SHA of each one it created. Rows are written in (service, SHA) order, so concurrent batches on
+/// PostgreSQL take their locks in the same order.
+pub async fn insert_commits_in(
+    tx: &mut Tx,
+    commits: &[NewCommit<'_>],
+) -> StoreResult<Vec<(String, String, String)>> {
+    let mut rows: Vec<&NewCommit<'_>> = commits.iter().collect();
+    rows.sort_by(|a, b| (a.service_id, a.sha).cmp(&(b.service_id, b.sha)));
+    rows.dedup_by(|a, b| a.service_id == b.service_id && a.sha == b.sha);
+    let now = clock::now_ms();
+    let json = |paths: &[String]| serde_json::to_string(paths).expect("paths serialize");
+    let mut created = Vec::new();
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
+             author_email, committed_at, url, repository, added, removed, modified, created_at) \
+             VALUES {} ON CONFLICT (service_id, sha) DO NOTHING RETURNING id, service_id, sha",
+            values_placeholders(chunk.len(), 14)
+        );
+        let inserted: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
+            // Only generated placeholders are interpolated; every value is bound.
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+            for commit in chunk {
+                query = query
+                    .bind(ids::new(Kind::Commit))
+                    .bind(commit.tenant_id)
+                    .bind(commit.service_id)
+                    .bind(commit.sha)
+                    .bind(commit.message)
+                    .bind(commit.author_name)
+                    .bind(commit.author_email)
+                    .bind(commit.committed_at)
+                    .bind(commit.url)
+                    .bind(commit.repository)
+                    .bind(json(commit.added))
+                    .bind(json(commit.removed))
+                    .bind(json(commit.modified))
+                    .bind(now);
+            }
+            query.fetch_all(&mut *conn).await?
+        });
+        created.extend(inserted);
+    }
+    Ok(created)
+}
+
+/// The ids of stored commits, by (service, SHA).
+pub async fn commit_ids_in(
+    tx: &mut Tx,
+    keys: &[(&str, &str)],
+) -> StoreResult<Vec<(String, String, String)>> {
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT c.id, c.service_id, c.sha FROM commits c JOIN (VALUES {}) AS k \
+             ON c.service_id = k.column1 AND c.sha = k.column2",
+            values_placeholders(chunk.len(), 2)
+        );
+        let rows: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
+            for (service_id, sha) in chunk {
+                query = query.bind(*service_id).bind(*sha);
+            }
+            query.fetch_all(&mut *conn).await?
+        });
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
+/// Adds branches to commits, `(commit_id, branch)`; pairs already there are left alone.
+pub async fn add_branches_in(tx: &mut Tx, pairs: &[(String, String)]) -> StoreResult<()> {
+    let mut pairs: Vec<&(String, String)> = pairs.iter().collect();
+    pairs.sort();
+    pairs.dedup();
+    let now = clock::now_ms();
+    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO commit_branches (commit_id, branch, created_at) VALUES {} \
+             ON CONFLICT (commit_id, branch) DO NOTHING",
+            values_placeholders(chunk.len(), 3)
+        );
+        dispatch_tx!(tx, conn => {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for (commit_id, branch) in chunk {
+                query = query.bind(commit_id).bind(branch).bind(now);
+            }
+            query.execute(&mut *conn).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
+/// Queues an analysis for each `(tenant_id, service_id, commit_id)`.
+pub async fn enqueue_analyses_in(
+    tx: &mut Tx,
+    commits: &[(String, String, String)],
+) -> StoreResult<()> {
+    let now = clock::now_ms();
+    for chunk in commits.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO analysis_jobs (id, tenant_id, service_id, commit_id, status, attempts, \
+             run_after, created_at, updated_at) VALUES {}",
+            values_placeholders(chunk.len(), 9)
+        );
+        dispatch_tx!(tx, conn => {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            for (tenant_id, service_id, commit_id) in chunk {
+                query = query
+                    .bind(ids::new(Kind::AnalysisJob))
+                    .bind(tenant_id)
+                    .bind(service_id)
+                    .bind(commit_id)
+                    .bind(job_status::QUEUED)
+                    .bind(0_i64)
+                    .bind(now)
+                    .bind(now)
+                    .bind(now);
+            }
+            query.execute(&mut *conn).await?.rows_affected()
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::values_placeholders;
+
+    #[test]
+    fn placeholders_number_rows_then_columns() {
+        assert_eq!(values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+    }
+}

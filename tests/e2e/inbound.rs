@@ -129,6 +129,7 @@ on_both_backends!(
     gitlab_events_are_verified_by_token_or_signature_and_ingested,
     a_stored_delivery_can_be_replayed,
     experiments_create_github_issues_through_their_integration,
+    concurrent_deliveries_and_their_repeats_are_recorded_exactly_once,
 );
 
 async fn pushes_are_verified_and_each_commit_is_stored_once_per_service(backend: Backend) {
@@ -278,7 +279,8 @@ async fn pushes_are_verified_and_each_commit_is_stored_once_per_service(backend:
     assert_eq!(one["result"], "processed");
     assert_eq!(one["delivery_id"], "72d3162e-cc78-11e3-81ab-4c9367dc0958");
     assert_eq!(one["targets"], json!([service]));
-    assert_eq!(one["summary"]["new_commits"], 2);
+    assert_eq!(one["summary"]["commits"], 2);
+    assert_eq!(one["summary"]["branch"], "feature/pay");
     assert_eq!(one["headers"]["x-hub-signature-256"], "[redacted]");
     assert_eq!(one["headers"]["x-github-event"], "push");
     assert_eq!(
@@ -1234,4 +1236,60 @@ async fn secrets_never_reach_the_log() {
         !log.contains("Add payment retries"),
         "bodies are not logged"
     );
+}
+
+async fn concurrent_deliveries_and_their_repeats_are_recorded_exactly_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (service, secret) = service_with_secret(&app, "checkout", REPOSITORY, true).await;
+    let template = String::from_utf8(fixture("github/push_new_branch.json")).unwrap();
+    // 20 deliveries of the same two commits on 20 branches, each sent twice, all at once: the
+    // writer batches them, and repeats inside one batch must still count once.
+    let mut sends = Vec::new();
+    for n in 0..20 {
+        let body = template
+            .replace(
+                "refs/heads/feature/pay",
+                &format!("refs/heads/branch-{n:02}"),
+            )
+            .into_bytes();
+        for _ in 0..2 {
+            let (app, body, secret) = (&app, body.clone(), secret.clone());
+            sends.push(async move {
+                let delivery = format!("concurrent-{n}");
+                GithubDelivery::new("push", &delivery, body, &secret)
+                    .send(app, "/api/github/webhook")
+                    .await
+            });
+        }
+    }
+    let answers = futures_util::future::join_all(sends).await;
+    let duplicates = answers
+        .iter()
+        .filter(|(status, body, _)| {
+            assert_eq!(*status, 200, "{body}");
+            body["duplicate"] == true
+        })
+        .count();
+    assert_eq!(duplicates, 20, "each repeat is answered as a duplicate");
+
+    let listed = commits(&app, &service, "").await;
+    assert_eq!(shas(&listed), [SHA_B, SHA_A], "each commit stored once");
+    let branches = listed[0]["branches"].as_array().unwrap();
+    assert_eq!(
+        branches.len(),
+        20,
+        "every branch joined the commit: {branches:?}"
+    );
+    for sha in [SHA_A, SHA_B] {
+        let stored = record::get_commit(&app.store, &app.tenant_id, &service, sha)
+            .await
+            .unwrap();
+        assert_eq!(
+            record::queued_jobs_of(&app.store, &stored.id)
+                .await
+                .unwrap(),
+            1
+        );
+    }
+    assert_eq!(inbound(&app, "?limit=100").await.len(), 20);
 }

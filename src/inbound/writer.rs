@@ -1,0 +1,235 @@
+//! Group commit for verified inbound deliveries. Receivers hand their delivery to a writer task
+//! and wait for its answer; the writer takes every delivery waiting at that moment and records
+//! them in one transaction with a few multi-row statements (deliveries, commits, branches,
+//! analysis jobs), instead of one transaction of many statements each. On SQLite, whose single
+//! writer connection is the bottleneck, this is what lets verified pushes keep up with the HTTP
+//! layer.
+//!
+//! A delivery's row is written first, with its idempotency key: a repeat (also within one batch)
+//! writes nothing and is answered as a duplicate. When a batch fails, each of its deliveries is
+//! retried alone, so one bad delivery cannot fail the others.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::forge::ForgeEvent;
+use super::process::apply;
+use crate::store::inbound::{self as kept, InboundDelivery};
+use crate::store::record::{self, NewCommit};
+use crate::store::services::Service;
+use crate::store::{Store, StoreError, StoreResult};
+
+/// Deliveries taken into one transaction at most.
+const MAX_BATCH: usize = 128;
+
+/// One verified delivery to record for one tenant.
+pub struct Work {
+    pub tenant_id: String,
+    /// The tenant's services the delivery is for.
+    pub services: Vec<Service>,
+    pub repository: Option<String>,
+    pub event: ForgeEvent,
+    /// The row to keep, with its result, summary and idempotency key filled in.
+    pub delivery: InboundDelivery,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Stored,
+    /// A delivery with the same idempotency key was recorded before: nothing changed.
+    Duplicate,
+}
+
+struct Job {
+    work: Work,
+    reply: oneshot::Sender<StoreResult<Written>>,
+}
+
+/// The handle receivers send deliveries through.
+#[derive(Clone)]
+pub struct InboundWriter {
+    sender: mpsc::Sender<Job>,
+}
+
+impl InboundWriter {
+    /// Starts `writers` writer tasks (one suits SQLite; PostgreSQL takes several). They end when
+    /// every handle is dropped.
+    pub fn start(store: Store, writers: usize) -> InboundWriter {
+        let (sender, receiver) = mpsc::channel::<Job>(MAX_BATCH * 8);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..writers.max(1) {
+            let (store, receiver) = (store.clone(), receiver.clone());
+            tokio::spawn(async move {
+                while let Some(batch) = next_batch(&receiver).await {
+                    write(&store, batch).await;
+                }
+            });
+        }
+        InboundWriter { sender }
+    }
+
+    /// Records `work` and answers once it is committed (or found to be a repeat).
+    pub async fn write(&self, work: Work) -> StoreResult<Written> {
+        let (reply, answer) = oneshot::channel();
+        let closed = || StoreError::Database(sqlx::Error::PoolClosed);
+        self.sender
+            .send(Job { work, reply })
+            .await
+            .map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+}
+
+/// Waits for one job, then takes every other job already waiting (up to the batch size).
+async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+    let mut receiver = receiver.lock().await;
+    let first = receiver.recv().await?;
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match receiver.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
+async fn write(store: &Store, batch: Vec<Job>) {
+    let works: Vec<&Work> = batch.iter().map(|job| &job.work).collect();
+    match write_batch(store, &works).await {
+        Ok(written) => {
+            for (job, written) in batch.into_iter().zip(written) {
+                let _ = job.reply.send(Ok(written));
+            }
+        }
+        Err(error) if batch.len() > 1 => {
+            tracing::warn!(%error, deliveries = batch.len(), "an inbound batch failed; writing its deliveries one by one");
+            for job in batch {
+                let written = write_batch(store, &[&job.work])
+                    .await
+                    .map(|mut written| written.remove(0));
+                let _ = job.reply.send(written);
+            }
+        }
+        Err(error) => {
+            if let Some(job) = batch.into_iter().next() {
+                let _ = job.reply.send(Err(error));
+            }
+        }
+    }
+}
+
+/// Records `works` in one transaction; answers for each, in order.
+async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>> {
+    let mut tx = store.begin().await?;
+    let rows: Vec<&InboundDelivery> = works.iter().map(|work| &work.delivery).collect();
+    let inserted: HashSet<String> = kept::insert_many_in(&mut tx, &rows)
+        .await?
+        .into_iter()
+        .collect();
+    let mut written = Vec::with_capacity(works.len());
+    let mut commits: Vec<NewCommit<'_>> = Vec::new();
+    // (service, sha, branch) for every branch push.
+    let mut branches: Vec<(&str, &str, &str)> = Vec::new();
+    let mut auto_analyze: HashMap<&str, &str> = HashMap::new();
+    for work in works {
+        if !inserted.contains(&work.delivery.id) {
+            written.push(Written::Duplicate);
+            continue;
+        }
+        written.push(Written::Stored);
+        let ForgeEvent::Push(push) = &work.event else {
+            let applied = apply(
+                &mut tx,
+                &work.tenant_id,
+                &work.services,
+                work.repository.as_deref(),
+                &work.event,
+            )
+            .await?;
+            kept::set_outcome_in(
+                &mut tx,
+                &work.delivery.id,
+                applied.result,
+                &applied.summary.to_string(),
+            )
+            .await?;
+            continue;
+        };
+        for service in &work.services {
+            if service.auto_analyze {
+                auto_analyze.insert(&service.id, &service.tenant_id);
+            }
+            let repository = work.repository.as_deref().unwrap_or(&service.repository);
+            for commit in &push.commits {
+                commits.push(NewCommit {
+                    tenant_id: &service.tenant_id,
+                    service_id: &service.id,
+                    sha: &commit.sha,
+                    message: &commit.message,
+                    author_name: &commit.author_name,
+                    author_email: &commit.author_email,
+                    committed_at: commit.timestamp,
+                    url: &commit.url,
+                    repository,
+                    added: &commit.added,
+                    removed: &commit.removed,
+                    modified: &commit.modified,
+                });
+                if let Some(branch) = &push.branch {
+                    branches.push((&service.id, &commit.sha, branch));
+                }
+            }
+        }
+    }
+    if !commits.is_empty() {
+        let created = record::insert_commits_in(&mut tx, &commits).await?;
+        let analyses: Vec<(String, String, String)> = created
+            .iter()
+            .filter_map(|(commit_id, service_id, _)| {
+                auto_analyze.get(service_id.as_str()).map(|tenant_id| {
+                    (
+                        (*tenant_id).to_owned(),
+                        service_id.clone(),
+                        commit_id.clone(),
+                    )
+                })
+            })
+            .collect();
+        if !analyses.is_empty() {
+            record::enqueue_analyses_in(&mut tx, &analyses).await?;
+        }
+        if !branches.is_empty() {
+            let mut ids: HashMap<(String, String), String> = created
+                .into_iter()
+                .map(|(id, service_id, sha)| ((service_id, sha), id))
+                .collect();
+            let mut missing: Vec<(&str, &str)> = branches
+                .iter()
+                .filter(|(service_id, sha, _)| {
+                    !ids.contains_key(&((*service_id).to_owned(), (*sha).to_owned()))
+                })
+                .map(|(service_id, sha, _)| (*service_id, *sha))
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            if !missing.is_empty() {
+                for (id, service_id, sha) in record::commit_ids_in(&mut tx, &missing).await? {
+                    ids.insert((service_id, sha), id);
+                }
+            }
+            let pairs: Vec<(String, String)> = branches
+                .iter()
+                .filter_map(|(service_id, sha, branch)| {
+                    ids.get(&((*service_id).to_owned(), (*sha).to_owned()))
+                        .map(|id| (id.clone(), (*branch).to_owned()))
+                })
+                .collect();
+            record::add_branches_in(&mut tx, &pairs).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(written)
+}
