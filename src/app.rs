@@ -28,6 +28,7 @@ pub struct Shared {
     pub outbound: Outbound,
     pub github: crate::github::GithubClient,
     pub inbound: crate::inbound::writer::InboundWriter,
+    pub service_cache: crate::inbound::cache::ServiceCache,
     pub metrics: PrometheusHandle,
     pub openapi_json: Bytes,
 }
@@ -82,6 +83,9 @@ impl Application {
             crate::config::Backend::Postgres => 4,
         };
         let inbound = crate::inbound::writer::InboundWriter::start(store.clone(), inbound_writers);
+        let service_cache = crate::inbound::cache::ServiceCache::new(Duration::from_millis(
+            config.inbound.service_cache_ms,
+        ));
         let openapi_json = serde_json::to_vec_pretty(&http::openapi())
             .context("serialising the OpenAPI document")?;
         let listener = TcpListener::bind(config.listen)
@@ -95,6 +99,7 @@ impl Application {
             outbound,
             github,
             inbound,
+            service_cache,
             metrics: telemetry::metrics_handle(),
             openapi_json: Bytes::from(openapi_json),
         }));
@@ -169,6 +174,23 @@ impl Application {
 
 /// Housekeeping every node runs, whatever its role. Each loop watches `shutdown` and ends on its own.
 fn spawn_maintenance(state: &AppState, workers: &TaskTracker, shutdown: &CancellationToken) {
+    let store = state.store.clone();
+    let stop = shutdown.clone();
+    // The SQLite writer leaves checkpoints to this loop, so the write-ahead log stays short
+    // without the writer paying for it.
+    workers.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(error) = store.checkpoint().await {
+                        tracing::warn!(%error, "WAL checkpoint failed");
+                    }
+                }
+            }
+        }
+    });
     let metrics = state.metrics.clone();
     let stop = shutdown.clone();
     // Histograms keep raw samples until upkeep folds them in; without it memory grows between

@@ -67,12 +67,17 @@ impl Default for Config {
 pub struct InboundConfig {
     /// The largest webhook body accepted, in bytes (GitHub's own cap is 25 MiB).
     pub max_body_bytes: usize,
+    /// How long the receivers may reuse the services linked to a repository, in milliseconds.
+    /// A node sees its own changes at once; other nodes on the same PostgreSQL within this time.
+    /// 0 reads the database for every webhook.
+    pub service_cache_ms: u64,
 }
 
 impl Default for InboundConfig {
     fn default() -> Self {
         InboundConfig {
             max_body_bytes: 25 * 1024 * 1024,
+            service_cache_ms: 1_000,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! (`/api/inbound-deliveries`).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -190,12 +191,14 @@ fn body_error(error: super::BodyError) -> ApiError {
 }
 
 /// The meaning of a verified payload, or why it has none (kept with the failed delivery).
-type Parsed = Result<ForgeEvent, ApiError>;
+type Parsed = Result<Arc<ForgeEvent>, ApiError>;
 
 fn parse_github(event: Option<&str>, payload: &Value) -> Parsed {
     let event =
         event.ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".to_owned()))?;
-    forge::github(event, payload).map_err(payload_error)
+    forge::github(event, payload)
+        .map(Arc::new)
+        .map_err(payload_error)
 }
 
 fn payload_error(error: PayloadError) -> ApiError {
@@ -240,11 +243,11 @@ async fn finish(
             return Err(failed(state, received, delivery, error).await);
         }
     };
-    let summary = match event {
+    let summary = match event.as_ref() {
         ForgeEvent::Push(push) => push_summary(push, &verified.services),
         _ => json!({}),
     };
-    delivery.result = match event {
+    delivery.result = match event.as_ref() {
         ForgeEvent::Other => result::IGNORED,
         _ => result::PROCESSED,
     }
@@ -259,16 +262,22 @@ async fn finish(
         services: verified.services,
         repository: verified.repository,
         event: event.clone(),
-        delivery: delivery.clone(),
+        delivery,
     };
     match state.inbound.write(work).await {
         Ok(Written::Stored) => Ok(Outcome::Stored { id, processed }),
         Ok(Written::Duplicate) => Ok(Outcome::Duplicate),
-        Err(error) => {
+        Err((error, work)) => {
             tracing::error!(%error, "processing an inbound delivery failed");
             let answer = ApiError::internal(anyhow::anyhow!("processing failed: {error}"));
-            delivery.dedupe_key = None;
-            Err(failed(state, received, delivery, answer).await)
+            match work {
+                Some(work) => {
+                    let mut delivery = work.delivery;
+                    delivery.dedupe_key = None;
+                    Err(failed(state, received, delivery, answer).await)
+                }
+                None => Err(answer.into_response()),
+            }
         }
     }
 }
@@ -377,7 +386,11 @@ async fn receive_for_services(
         log_rejection(&received, "no repository in the payload", None);
         return rejected(source, "invalid signature");
     };
-    let candidates = match services::by_repository(&state.store, &repository).await {
+    let candidates = match state
+        .service_cache
+        .by_repository(&state.store, &repository)
+        .await
+    {
         Ok(candidates) => candidates,
         Err(error) => return ApiError::from(error).into_response(),
     };
@@ -420,7 +433,9 @@ async fn receive_for_services(
                     "missing X-Gitlab-Event header".to_owned(),
                 ))
             } else {
-                forge::gitlab(&event_name, &payload).map_err(payload_error)
+                forge::gitlab(&event_name, &payload)
+                    .map(Arc::new)
+                    .map_err(payload_error)
             };
             (parsed, event_name)
         }

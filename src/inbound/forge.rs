@@ -152,7 +152,7 @@ fn pushed_commits(payload: &Value) -> Result<Vec<PushedCommit>, PayloadError> {
     if list.is_null() {
         return Ok(Vec::new());
     }
-    let wire: Vec<WireCommit> = serde_json::from_value(list.clone())
+    let wire = Vec::<WireCommit>::deserialize(list)
         .map_err(|error| PayloadError(format!("push `commits` is malformed: {error}")))?;
     wire.into_iter()
         .map(|commit| {

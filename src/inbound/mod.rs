@@ -8,6 +8,7 @@
 //! (too large, wrong content type, malformed JSON or payload) are kept as failed deliveries.
 
 pub mod api;
+pub mod cache;
 pub mod forge;
 mod process;
 pub mod writer;

@@ -30,7 +30,8 @@ pub struct Work {
     /// The tenant's services the delivery is for.
     pub services: Vec<Service>,
     pub repository: Option<String>,
-    pub event: ForgeEvent,
+    /// Shared: one request may feed several tenants.
+    pub event: Arc<ForgeEvent>,
     /// The row to keep, with its result, summary and idempotency key filled in.
     pub delivery: InboundDelivery,
 }
@@ -42,9 +43,13 @@ pub enum Written {
     Duplicate,
 }
 
+/// Why a delivery was not written, with the delivery handed back to be kept as failed (`None`
+/// when the writer ended with it, which only happens at shutdown).
+pub type NotWritten = (StoreError, Option<Box<Work>>);
+
 struct Job {
     work: Work,
-    reply: oneshot::Sender<StoreResult<Written>>,
+    reply: oneshot::Sender<Result<Written, NotWritten>>,
 }
 
 /// The handle receivers send deliveries through.
@@ -71,14 +76,13 @@ impl InboundWriter {
     }
 
     /// Records `work` and answers once it is committed (or found to be a repeat).
-    pub async fn write(&self, work: Work) -> StoreResult<Written> {
+    pub async fn write(&self, work: Work) -> Result<Written, NotWritten> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        self.sender
-            .send(Job { work, reply })
-            .await
-            .map_err(|_| closed())?;
-        answer.await.map_err(|_| closed())?
+        if let Err(refused) = self.sender.send(Job { work, reply }).await {
+            return Err((closed(), Some(Box::new(refused.0.work))));
+        }
+        answer.await.unwrap_or_else(|_| Err((closed(), None)))
     }
 }
 
@@ -104,18 +108,21 @@ async fn write(store: &Store, batch: Vec<Job>) {
                 let _ = job.reply.send(Ok(written));
             }
         }
-        Err(error) if batch.len() > 1 => {
-            tracing::warn!(%error, deliveries = batch.len(), "an inbound batch failed; writing its deliveries one by one");
-            for job in batch {
-                let written = write_batch(store, &[&job.work])
-                    .await
-                    .map(|mut written| written.remove(0));
-                let _ = job.reply.send(written);
-            }
-        }
         Err(error) => {
-            if let Some(job) = batch.into_iter().next() {
-                let _ = job.reply.send(Err(error));
+            if batch.len() > 1 {
+                tracing::warn!(%error, deliveries = batch.len(), "an inbound batch failed; writing its deliveries one by one");
+            }
+            let alone = batch.len() == 1;
+            let mut first_error = Some(error);
+            for Job { work, reply } in batch {
+                let result = if alone {
+                    Err(first_error.take().expect("one error for one job"))
+                } else {
+                    write_batch(store, &[&work])
+                        .await
+                        .map(|mut written| written.remove(0))
+                };
+                let _ = reply.send(result.map_err(|error| (error, Some(Box::new(work)))));
             }
         }
     }
@@ -140,7 +147,7 @@ async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>
             continue;
         }
         written.push(Written::Stored);
-        let ForgeEvent::Push(push) = &work.event else {
+        let ForgeEvent::Push(push) = work.event.as_ref() else {
             let applied = apply(
                 &mut tx,
                 &work.tenant_id,

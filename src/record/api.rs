@@ -170,6 +170,7 @@ async fn create_service(
         updated_at: now,
     };
     services::insert(&state.store, &service).await?;
+    state.service_cache.clear();
     Ok((StatusCode::CREATED, Json(service.into())))
 }
 
@@ -239,6 +240,7 @@ async fn update_service(
         service.auto_analyze = auto_analyze;
     }
     services::update(&state.store, &service).await?;
+    state.service_cache.clear();
     let service = services::get(&state.store, &principal.tenant_id, &service.id).await?;
     Ok(Json(service.into()))
 }
@@ -254,6 +256,7 @@ async fn delete_service(
 ) -> ApiResult<StatusCode> {
     let service = load(&state, &principal, &id).await?;
     services::delete(&state.store, &principal.tenant_id, &service.id).await?;
+    state.service_cache.clear();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -366,6 +369,7 @@ async fn replace_secret(
         grace_until,
     )
     .await?;
+    state.service_cache.clear();
     Ok(PushSecret {
         service_id: service.id.clone(),
         secret,

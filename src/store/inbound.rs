@@ -71,16 +71,7 @@ pub async fn insert_many_in(
     let mut written = Vec::with_capacity(deliveries.len());
     // 20 columns a row: 500 rows stay far below both engines' parameter limits.
     for chunk in deliveries.chunks(500) {
-        let placeholders = (0..chunk.len())
-            .map(|row| {
-                let cells = (1..=20)
-                    .map(|column| format!("${}", row * 20 + column))
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("({cells})")
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
+        let placeholders = super::values_placeholders(tx.backend(), chunk.len(), 20);
         let sql = format!(
             concat!(
                 "INSERT INTO inbound_deliveries (",

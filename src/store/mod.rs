@@ -73,6 +73,28 @@ macro_rules! dispatch_tx {
 
 pub(crate) use {dispatch, dispatch_tx, dispatch_write};
 
+/// `(…), (…)` placeholders for `rows` rows of `columns` values, for a multi-row statement.
+/// SQLite gets anonymous `?` (it looks every named parameter up by a linear scan, which makes
+/// binding hundreds of `$n` quadratic); PostgreSQL gets `$1, $2, …`.
+pub fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let cells = (1..=columns)
+                .map(|column| match backend {
+                    Backend::Sqlite => "?".to_owned(),
+                    Backend::Postgres => format!("${}", row * columns + column),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!("({cells})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Write-ahead log frames (pages of 4 KiB) past which the log is truncated: about 64 MiB.
+pub const WAL_TRUNCATE_FRAMES: i64 = 16_384;
+
 /// What went wrong in the store, in terms the API layer can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -124,6 +146,13 @@ pub enum Tx {
 }
 
 impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
     pub async fn commit(self) -> StoreResult<()> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
@@ -144,11 +173,18 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_millis(settings.sqlite_busy_timeout_ms));
-                // The writer connects first: it creates the file and switches it to WAL.
+                // The writer connects first: it creates the file and switches it to WAL. It does
+                // not checkpoint: `checkpoint` does that on a reader connection, so copying the
+                // WAL back into the database does not hold up the one connection that writes.
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(options.clone())
+                    .connect_with(
+                        options
+                            .clone()
+                            .pragma("wal_autocheckpoint", "0")
+                            .pragma("cache_size", "-16384"),
+                    )
                     .await?;
                 let reader = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections)
@@ -235,6 +271,27 @@ impl Store {
         })
     }
 
+    /// Copies the SQLite write-ahead log back into the database file as far as readers allow
+    /// (the writer connection never does, see [`Store::connect`]); nothing on PostgreSQL.
+    ///
+    /// A passive checkpoint cannot restart a log that is written to without pause, so once the
+    /// log passes [`WAL_TRUNCATE_FRAMES`] the writer truncates it (between two of its
+    /// transactions), which bounds the file.
+    pub async fn checkpoint(&self) -> StoreResult<()> {
+        if let Store::Sqlite(sqlite) = self {
+            let (_busy, log_frames, _copied): (i64, i64, i64) =
+                sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+                    .fetch_one(&sqlite.reader)
+                    .await?;
+            if log_frames > WAL_TRUNCATE_FRAMES {
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&sqlite.writer)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the database answers a trivial query.
     pub async fn ping(&self) -> StoreResult<()> {
         dispatch!(self, pool => sqlx::query("SELECT 1").execute(pool).await?.rows_affected());
@@ -249,5 +306,19 @@ impl Store {
             }
             Store::Postgres(pool) => pool.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_positional_on_sqlite_and_numbered_on_postgres() {
+        assert_eq!(values_placeholders(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+        assert_eq!(
+            values_placeholders(Backend::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{StoreError, StoreResult, Tx, dispatch, dispatch_tx};
+use super::{StoreError, StoreResult, Tx, dispatch, dispatch_tx, values_placeholders};
 use crate::clock;
 use crate::ids::{self, Kind};
 use crate::store::Store;
@@ -424,20 +424,6 @@ pub async fn queued_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64> 
 /// Rows per multi-row statement: far below both engines' bound-parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// `($1, $2, …), ($n, …)` for `rows` rows of `columns` placeholders each.
-fn values_placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let cells = (1..=columns)
-                .map(|column| format!("${}", row * columns + column))
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({cells})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// Inserts commits not stored yet (one row per service and SHA) and returns the id, service and
 /// SHA of each one it created. Rows are written in (service, SHA) order, so concurrent batches on
 /// PostgreSQL take their locks in the same order.
@@ -456,7 +442,7 @@ pub async fn insert_commits_in(
             "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
              author_email, committed_at, url, repository, added, removed, modified, created_at) \
              VALUES {} ON CONFLICT (service_id, sha) DO NOTHING RETURNING id, service_id, sha",
-            values_placeholders(chunk.len(), 14)
+            values_placeholders(tx.backend(), chunk.len(), 14)
         );
         let inserted: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
             // Only generated placeholders are interpolated; every value is bound.
@@ -495,7 +481,7 @@ pub async fn commit_ids_in(
         let sql = format!(
             "SELECT c.id, c.service_id, c.sha FROM commits c JOIN (VALUES {}) AS k \
              ON c.service_id = k.column1 AND c.sha = k.column2",
-            values_placeholders(chunk.len(), 2)
+            values_placeholders(tx.backend(), chunk.len(), 2)
         );
         let rows: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
@@ -519,7 +505,7 @@ pub async fn add_branches_in(tx: &mut Tx, pairs: &[(String, String)]) -> StoreRe
         let sql = format!(
             "INSERT INTO commit_branches (commit_id, branch, created_at) VALUES {} \
              ON CONFLICT (commit_id, branch) DO NOTHING",
-            values_placeholders(chunk.len(), 3)
+            values_placeholders(tx.backend(), chunk.len(), 3)
         );
         dispatch_tx!(tx, conn => {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -542,7 +528,7 @@ pub async fn enqueue_analyses_in(
         let sql = format!(
             "INSERT INTO analysis_jobs (id, tenant_id, service_id, commit_id, status, attempts, \
              run_after, created_at, updated_at) VALUES {}",
-            values_placeholders(chunk.len(), 9)
+            values_placeholders(tx.backend(), chunk.len(), 9)
         );
         dispatch_tx!(tx, conn => {
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
@@ -562,14 +548,4 @@ pub async fn enqueue_analyses_in(
         });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::values_placeholders;
-
-    #[test]
-    fn placeholders_number_rows_then_columns() {
-        assert_eq!(values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-    }
 }
