@@ -92,8 +92,8 @@ pub fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> Str
         .join(", ")
 }
 
-/// Write-ahead log frames (pages of 4 KiB) past which the log is truncated: about 64 MiB.
-pub const WAL_TRUNCATE_FRAMES: i64 = 16_384;
+/// Write-ahead log frames (pages of 4 KiB) past which the log is restarted: about 64 MiB.
+pub const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// What went wrong in the store, in terms the API layer can answer with.
 #[derive(Debug, thiserror::Error)]
@@ -183,6 +183,8 @@ impl Store {
                         options
                             .clone()
                             .pragma("wal_autocheckpoint", "0")
+                            // A restarted log is reused; one that grew past this is cut back.
+                            .pragma("journal_size_limit", "134217728")
                             .pragma("cache_size", "-16384"),
                     )
                     .await?;
@@ -275,16 +277,17 @@ impl Store {
     /// (the writer connection never does, see [`Store::connect`]); nothing on PostgreSQL.
     ///
     /// A passive checkpoint cannot restart a log that is written to without pause, so once the
-    /// log passes [`WAL_TRUNCATE_FRAMES`] the writer truncates it (between two of its
-    /// transactions), which bounds the file.
+    /// log passes [`WAL_RESTART_FRAMES`] the writer restarts it (between two of its
+    /// transactions): the log is written again from its start, which bounds the file without
+    /// paying for truncating and growing it again.
     pub async fn checkpoint(&self) -> StoreResult<()> {
         if let Store::Sqlite(sqlite) = self {
             let (_busy, log_frames, _copied): (i64, i64, i64) =
                 sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                     .fetch_one(&sqlite.reader)
                     .await?;
-            if log_frames > WAL_TRUNCATE_FRAMES {
-                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            if log_frames > WAL_RESTART_FRAMES {
+                sqlx::query("PRAGMA wal_checkpoint(RESTART)")
                     .execute(&sqlite.writer)
                     .await?;
             }
