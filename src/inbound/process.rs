@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::forge::{ForgeEvent, IssueChange, PullRequestChange, Push};
+use super::forge::{ForgeEvent, IssueChange, PullRequestChange, Push, PushedCommit};
 use super::result;
 use crate::clock;
 use crate::ids::{self, Kind};
@@ -59,24 +59,8 @@ async fn record_push(
     for service in services {
         let repository = repository.unwrap_or(&service.repository);
         for commit in &push.commits {
-            let (commit_id, created) = record::upsert_commit(
-                tx,
-                &NewCommit {
-                    tenant_id: &service.tenant_id,
-                    service_id: &service.id,
-                    sha: &commit.sha,
-                    message: &commit.message,
-                    author_name: &commit.author_name,
-                    author_email: &commit.author_email,
-                    committed_at: commit.timestamp,
-                    url: &commit.url,
-                    repository,
-                    added: &commit.added,
-                    removed: &commit.removed,
-                    modified: &commit.modified,
-                },
-            )
-            .await?;
+            let (commit_id, created) =
+                record::upsert_commit(tx, &new_commit(service, repository, commit)).await?;
             if let Some(branch) = &push.branch {
                 record::add_branch(tx, &commit_id, branch).await?;
             }
@@ -95,6 +79,28 @@ async fn record_push(
         result: result::PROCESSED,
         summary: push_summary(push, services),
     })
+}
+
+/// The row a pushed commit becomes for one service.
+pub fn new_commit<'a>(
+    service: &'a Service,
+    repository: &'a str,
+    commit: &'a PushedCommit,
+) -> NewCommit<'a> {
+    NewCommit {
+        tenant_id: &service.tenant_id,
+        service_id: &service.id,
+        sha: &commit.sha,
+        message: &commit.message,
+        author_name: &commit.author_name,
+        author_email: &commit.author_email,
+        committed_at: commit.timestamp,
+        url: &commit.url,
+        repository,
+        added: &commit.added,
+        removed: &commit.removed,
+        modified: &commit.modified,
+    }
 }
 
 /// What a push delivery records, known before it is written (so many can be written at once).
@@ -149,33 +155,21 @@ async fn record_pull_request(
             continue;
         };
         let linked_at = change.created_at.unwrap_or(now);
-        experiments::add_activity(
-            tx,
-            &experiments::activity(
+        let entry = |kind: &str, at: i64| {
+            experiments::activity(
                 &experiment.id,
-                activity_kind::PR_LINKED,
+                kind,
                 repository,
                 change.number,
                 &change.title,
                 &change.url,
-                linked_at,
-            ),
-        )
-        .await?;
-        if change.merged {
-            experiments::add_activity(
-                tx,
-                &experiments::activity(
-                    &experiment.id,
-                    activity_kind::PR_MERGED,
-                    repository,
-                    change.number,
-                    &change.title,
-                    &change.url,
-                    change.merged_at.unwrap_or(now).max(linked_at),
-                ),
+                at,
             )
-            .await?;
+        };
+        experiments::add_activity(tx, &entry(activity_kind::PR_LINKED, linked_at)).await?;
+        if change.merged {
+            let merged_at = change.merged_at.unwrap_or(now).max(linked_at);
+            experiments::add_activity(tx, &entry(activity_kind::PR_MERGED, merged_at)).await?;
         }
         linked.push(experiment.id);
     }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::forge::ForgeEvent;
-use super::process::apply;
+use super::process::{apply, new_commit};
 use crate::store::inbound::{self as kept, InboundDelivery};
 use crate::store::record::{self, NewCommit};
 use crate::store::services::Service;
@@ -171,20 +171,7 @@ async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>
             }
             let repository = work.repository.as_deref().unwrap_or(&service.repository);
             for commit in &push.commits {
-                commits.push(NewCommit {
-                    tenant_id: &service.tenant_id,
-                    service_id: &service.id,
-                    sha: &commit.sha,
-                    message: &commit.message,
-                    author_name: &commit.author_name,
-                    author_email: &commit.author_email,
-                    committed_at: commit.timestamp,
-                    url: &commit.url,
-                    repository,
-                    added: &commit.added,
-                    removed: &commit.removed,
-                    modified: &commit.modified,
-                });
+                commits.push(new_commit(service, repository, commit));
                 if let Some(branch) = &push.branch {
                     branches.push((&service.id, &commit.sha, branch));
                 }
