@@ -194,35 +194,35 @@ async fn run_bare_server() {
 
 const BENCH_REPOSITORY: &str = "bench/checkout";
 
-/// A GitHub push payload with two fresh commits (SHAs derived from `n`), about 8 KiB.
+/// GitHub's push payload (the test fixture: full repository, sender and organization objects, two
+/// commits), as GitHub sends it: compact JSON.
+static PUSH_TEMPLATE: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(|| {
+    let mut push: serde_json::Value = serde_json::from_str(include_str!(
+        "../tests/e2e/fixtures/github/push_new_branch.json"
+    ))
+    .expect("the push fixture is JSON");
+    push["repository"]["full_name"] = json!(BENCH_REPOSITORY);
+    push
+});
+
+/// A push with two fresh commits (SHAs derived from `n`), about 8 KiB.
 fn push_payload(n: u64) -> Vec<u8> {
-    let commit = |k: u64, author: &str| {
-        let sha = format!("{:040x}", n * 2 + k + 1);
-        json!({
-            "id": sha, "tree_id": format!("{:040x}", n * 2 + k + 7), "distinct": true,
-            "message": format!("Change {n}.{k}: {}", "adjust the payment retry policy and its tests; ".repeat(70)),
-            "timestamp": "2026-03-02T10:00:00+01:00",
-            "url": format!("https://github.com/{BENCH_REPOSITORY}/commit/{sha}"),
-            "author": {"name": author, "email": format!("{}@example.com", author.to_lowercase()), "username": author},
-            "committer": {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"},
-            "added": [format!("src/pay/retry_{n}.rs")],
-            "removed": [],
-            "modified": ["src/pay/mod.rs", "Cargo.toml", "Cargo.lock", "tests/retry.rs"]
-        })
-    };
-    let body = json!({
-        "ref": "refs/heads/main",
-        "before": format!("{:040x}", n * 2),
-        "after": format!("{:040x}", n * 2 + 2),
-        "created": false, "deleted": false, "forced": false, "base_ref": null,
-        "compare": format!("https://github.com/{BENCH_REPOSITORY}/compare/a...b"),
-        "commits": [commit(0, "Jane"), commit(1, "Sam")],
-        "repository": {"id": 1, "name": "checkout", "full_name": BENCH_REPOSITORY, "private": true,
-                        "html_url": format!("https://github.com/{BENCH_REPOSITORY}"), "default_branch": "main"},
-        "pusher": {"name": "jane", "email": "jane@example.com"},
-        "sender": {"login": "jane", "id": 1, "type": "User"}
-    });
-    serde_json::to_vec(&body).unwrap()
+    let mut push = PUSH_TEMPLATE.clone();
+    let mut last = String::new();
+    for (k, commit) in push["commits"]
+        .as_array_mut()
+        .expect("commits")
+        .iter_mut()
+        .enumerate()
+    {
+        let sha = format!("{:040x}", n * 2 + k as u64 + 1);
+        commit["url"] = json!(format!("https://github.com/{BENCH_REPOSITORY}/commit/{sha}"));
+        commit["id"] = json!(sha);
+        last = sha;
+    }
+    push["head_commit"]["id"] = json!(last);
+    push["after"] = json!(last);
+    serde_json::to_vec(&push).unwrap()
 }
 
 /// Sends `args.pushes` signed pushes with `args.publishers` concurrent senders; returns pushes/s.
