@@ -216,7 +216,9 @@ fn push_payload(n: u64) -> Vec<u8> {
         .enumerate()
     {
         let sha = format!("{:040x}", n * 2 + k as u64 + 1);
-        commit["url"] = json!(format!("https://github.com/{BENCH_REPOSITORY}/commit/{sha}"));
+        commit["url"] = json!(format!(
+            "https://github.com/{BENCH_REPOSITORY}/commit/{sha}"
+        ));
         commit["id"] = json!(sha);
         last = sha;
     }

@@ -29,6 +29,7 @@ pub struct Shared {
     pub github: crate::github::GithubClient,
     pub inbound: crate::inbound::writer::InboundWriter,
     pub service_cache: crate::inbound::cache::ServiceCache,
+    pub analyzer: Arc<crate::analysis::Configured>,
     pub metrics: PrometheusHandle,
     pub openapi_json: Bytes,
 }
@@ -83,6 +84,7 @@ impl Application {
             crate::config::Backend::Postgres => 4,
         };
         let inbound = crate::inbound::writer::InboundWriter::start(store.clone(), inbound_writers);
+        let analyzer = Arc::new(crate::analysis::Configured::new(&config.analysis)?);
         let service_cache = crate::inbound::cache::ServiceCache::new(Duration::from_millis(
             config.inbound.service_cache_ms,
         ));
@@ -100,6 +102,7 @@ impl Application {
             github,
             inbound,
             service_cache,
+            analyzer,
             metrics: telemetry::metrics_handle(),
             openapi_json: Bytes::from(openapi_json),
         }));
@@ -145,6 +148,7 @@ impl Application {
         spawn_maintenance(&state, &workers, &shutdown);
         if config.role.runs_workers() {
             outbound::worker::spawn(&state, &workers, &shutdown);
+            crate::analysis::worker::spawn(&state, state.analyzer.clone(), &workers, &shutdown);
         }
         let router = http::router(state.clone(), config.role);
         let grace = Duration::from_secs(config.http.shutdown_grace_seconds);

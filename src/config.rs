@@ -39,6 +39,7 @@ pub struct Config {
     pub ssrf: SsrfConfig,
     pub inbound: InboundConfig,
     pub github: GithubConfig,
+    pub analysis: AnalysisConfig,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             ssrf: SsrfConfig::default(),
             inbound: InboundConfig::default(),
             github: GithubConfig::default(),
+            analysis: AnalysisConfig::default(),
         }
     }
 }
@@ -78,6 +80,38 @@ impl Default for InboundConfig {
         InboundConfig {
             max_body_bytes: 25 * 1024 * 1024,
             service_cache_ms: 1_000,
+        }
+    }
+}
+
+/// Commit analysis: the rule analyser always; a model behind an OpenAI-compatible chat API when
+/// `model_url` is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AnalysisConfig {
+    /// Base URL of an OpenAI-compatible API (`…/v1/chat/completions` is appended).
+    pub model_url: Option<String>,
+    /// The model to ask.
+    pub model: String,
+    /// Sent as `Authorization: Bearer`.
+    pub api_key: Option<Secret>,
+    /// Timeout of one model call, in milliseconds.
+    pub timeout_ms: u64,
+    /// How often the analysis worker looks for queued jobs when nothing wakes it, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Attempts before a job is given up as failed.
+    pub max_attempts: u32,
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig {
+            model_url: None,
+            model: "gpt-4o-mini".to_owned(),
+            api_key: None,
+            timeout_ms: 30_000,
+            poll_interval_ms: 1_000,
+            max_attempts: 5,
         }
     }
 }
@@ -455,6 +489,21 @@ impl Config {
                     self.github.api_url
                 ));
             }
+        }
+        if let Some(model_url) = &self.analysis.model_url
+            && !matches!(url::Url::parse(model_url), Ok(url) if matches!(url.scheme(), "http" | "https"))
+        {
+            return invalid(format!(
+                "analysis.model_url `{model_url}` must be an http(s) URL"
+            ));
+        }
+        if self.analysis.timeout_ms == 0 || self.analysis.poll_interval_ms == 0 {
+            return invalid(
+                "analysis.timeout_ms and analysis.poll_interval_ms must be at least 1".to_owned(),
+            );
+        }
+        if self.analysis.max_attempts == 0 {
+            return invalid("analysis.max_attempts must be at least 1".to_owned());
         }
         if self.github.timeout_ms == 0 {
             return invalid("github.timeout_ms must be at least 1".to_owned());

@@ -70,7 +70,68 @@ pub struct CreatedIssue {
     pub state: String,
 }
 
+/// A commit as `GET /repos/{owner}/{repo}/commits/{sha}` describes it.
+#[derive(Debug, Deserialize)]
+pub struct CommitDetail {
+    pub commit: CommitMessage,
+    #[serde(default)]
+    pub files: Vec<CommitFile>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CommitMessage {
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CommitFile {
+    pub filename: String,
+    #[serde(default)]
+    pub status: String,
+    pub additions: Option<u64>,
+    pub deletions: Option<u64>,
+    pub patch: Option<String>,
+}
+
 impl GithubClient {
+    /// `GET /repos/{owner}/{repo}/commits/{sha}`: the commit's files with line counts and diffs.
+    pub async fn commit(
+        &self,
+        token: &str,
+        repository: &str,
+        sha: &str,
+    ) -> Result<CommitDetail, GithubError> {
+        let url = format!("{}/repos/{repository}/commits/{sha}", self.api_url);
+        self.get_json(token, &url).await
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        token: &str,
+        url: &str,
+    ) -> Result<T, GithubError> {
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(token)
+            .header("accept", "application/vnd.github+json")
+            .header("x-github-api-version", API_VERSION)
+            .send()
+            .await
+            .map_err(|error| GithubError::Unreachable(without_url(&error)))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap_or_default();
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|error| GithubError::Upstream {
+                status: status.as_u16(),
+                message: format!("unexpected answer: {error}"),
+            });
+        }
+        Err(refusal(status, &headers, &body))
+    }
+
     pub fn new(config: &GithubConfig) -> anyhow::Result<GithubClient> {
         crate::outbound::client::install_crypto_provider();
         let timeout = Duration::from_millis(config.timeout_ms);

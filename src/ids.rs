@@ -22,6 +22,7 @@ pub enum Kind {
     Experiment,
     Activity,
     AnalysisJob,
+    RangeAnalysis,
 }
 
 impl Kind {
@@ -41,6 +42,7 @@ impl Kind {
             Kind::Experiment => "exp",
             Kind::Activity => "act",
             Kind::AnalysisJob => "job",
+            Kind::RangeAnalysis => "rng",
         }
     }
 
@@ -61,6 +63,7 @@ impl Kind {
             Kind::Experiment => "experiment",
             Kind::Activity => "activity entry",
             Kind::AnalysisJob => "analysis job",
+            Kind::RangeAnalysis => "range analysis",
         }
     }
 

@@ -3,6 +3,7 @@
 //! The binary is a thin shell over [`cli::run`]; tests build an [`Application`] directly.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod app;
 pub mod cli;
 pub mod clock;

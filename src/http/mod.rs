@@ -74,6 +74,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(crate::outbound::api::router())
         .merge(crate::inbound::api::router())
         .merge(crate::record::api::router())
+        .merge(crate::analysis::api::router())
         .merge(crate::integrations::api::router())
         .merge(crate::experiments::api::router())
 }

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{generate_push_secret, validate_repository};
+use super::{generate_push_secret, github_token_context as token_context, validate_repository};
 use crate::app::AppState;
 use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
@@ -37,10 +37,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_secret))
         .routes(routes!(list_commits))
         .routes(routes!(get_commit))
-}
-
-fn token_context(service_id: &str) -> String {
-    format!("services.github_token:{service_id}")
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -192,7 +188,7 @@ async fn list_services(
     }))
 }
 
-async fn load(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Service> {
+pub(crate) async fn load(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Service> {
     let id = parse_id(Kind::Service, id)?;
     services::get(&state.store, &principal.tenant_id, &id)
         .await

@@ -5,6 +5,11 @@ pub mod api;
 
 use crate::crypto::random_bytes;
 
+/// The associated data a service's GitHub token is sealed under.
+pub fn github_token_context(service_id: &str) -> String {
+    format!("services.github_token:{service_id}")
+}
+
 /// Longest repository path accepted (`group/subgroup/…/project` on GitLab).
 const MAX_REPOSITORY_LEN: usize = 255;
 

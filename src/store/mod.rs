@@ -5,6 +5,7 @@
 //! differ live beside each other in the feature's store module. Schema migrations are embedded per
 //! backend under `migrations/<backend>/` with the same version numbers.
 
+pub mod analysis;
 pub mod experiments;
 pub mod inbound;
 pub mod integrations;

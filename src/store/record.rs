@@ -11,6 +11,9 @@ use crate::store::Store;
 /// Status of an analysis job.
 pub mod job_status {
     pub const QUEUED: &str = "queued";
+    pub const RUNNING: &str = "running";
+    pub const DONE: &str = "done";
+    pub const FAILED: &str = "failed";
 }
 
 #[derive(Debug, Clone, FromRow)]

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// The token the fake accepts.
@@ -46,6 +46,7 @@ impl FakeGithub {
         }));
         let app = Router::new()
             .route("/repos/{owner}/{repo}/issues", post(create_issue))
+            .route("/repos/{owner}/{repo}/commits/{sha}", get(commit_detail))
             .with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -130,4 +131,35 @@ async fn create_issue(
         })),
     )
         .into_response()
+}
+
+/// `GET /repos/{owner}/{repo}/commits/{sha}`: any SHA has a migration and an auth change.
+async fn commit_detail(
+    Path((owner, repo, sha)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let authorized = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        == Some(format!("Bearer {GOOD_TOKEN}").as_str());
+    if !authorized {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({"message": "Bad credentials"})),
+        )
+            .into_response();
+    }
+    Json(json!({
+        "sha": sha,
+        "html_url": format!("https://github.com/{owner}/{repo}/commit/{sha}"),
+        "commit": {"message": "Add sessions table", "author": {"name": "Jane Doe"}},
+        "stats": {"additions": 50, "deletions": 2, "total": 52},
+        "files": [
+            {"filename": "migrations/0009_sessions.sql", "status": "added", "additions": 40,
+             "deletions": 0, "changes": 40, "patch": "@@ -0,0 +1,40 @@\n+CREATE TABLE sessions (...);"},
+            {"filename": "src/auth/login.rs", "status": "modified", "additions": 10,
+             "deletions": 2, "changes": 12, "patch": "@@ -1,2 +1,10 @@"}
+        ]
+    }))
+    .into_response()
 }
