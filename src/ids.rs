@@ -23,6 +23,8 @@ pub enum Kind {
     Activity,
     AnalysisJob,
     RangeAnalysis,
+    Deploy,
+    Incident,
 }
 
 impl Kind {
@@ -43,6 +45,8 @@ impl Kind {
             Kind::Activity => "act",
             Kind::AnalysisJob => "job",
             Kind::RangeAnalysis => "rng",
+            Kind::Deploy => "dep",
+            Kind::Incident => "inc",
         }
     }
 
@@ -64,6 +68,8 @@ impl Kind {
             Kind::Activity => "activity entry",
             Kind::AnalysisJob => "analysis job",
             Kind::RangeAnalysis => "range analysis",
+            Kind::Deploy => "deploy",
+            Kind::Incident => "incident",
         }
     }
 

@@ -14,6 +14,7 @@ pub mod github;
 pub mod http;
 pub mod ids;
 pub mod inbound;
+pub mod incidents;
 pub mod integrations;
 pub mod outbound;
 pub mod record;

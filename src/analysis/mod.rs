@@ -152,3 +152,28 @@ impl Analyzer for Configured {
         }
     }
 }
+
+/// A stored commit as the push described it: its message and its added, removed and modified
+/// paths (no line counts).
+pub fn push_change_set(commit: &crate::store::record::Commit) -> ChangeSet {
+    let paths = |json: &str| serde_json::from_str::<Vec<String>>(json).unwrap_or_default();
+    let mut files = Vec::new();
+    for (status, list) in [
+        ("added", &commit.added),
+        ("removed", &commit.removed),
+        ("modified", &commit.modified),
+    ] {
+        files.extend(paths(list).into_iter().map(|path| ChangedFile {
+            path,
+            status: status.to_owned(),
+            additions: None,
+            deletions: None,
+            patch: None,
+        }));
+    }
+    ChangeSet {
+        files,
+        messages: vec![commit.message.clone()],
+        forced: false,
+    }
+}

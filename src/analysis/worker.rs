@@ -66,29 +66,7 @@ pub fn spawn(
 /// The change set of a commit: GitHub's file details when the service has a token and GitHub
 /// answers, the push's file lists otherwise.
 pub async fn change_set_of(state: &AppState, commit: &Commit) -> ChangeSet {
-    let from_push = || {
-        let paths = |json: &str| serde_json::from_str::<Vec<String>>(json).unwrap_or_default();
-        let mut files = Vec::new();
-        for (status, list) in [
-            ("added", &commit.added),
-            ("removed", &commit.removed),
-            ("modified", &commit.modified),
-        ] {
-            files.extend(paths(list).into_iter().map(|path| ChangedFile {
-                path,
-                status: status.to_owned(),
-                additions: None,
-                deletions: None,
-                patch: None,
-            }));
-        }
-        files
-    };
-    let mut change = ChangeSet {
-        files: Vec::new(),
-        messages: vec![commit.message.clone()],
-        forced: false,
-    };
+    let mut change = super::push_change_set(commit);
     let token = match services::get(&state.store, &commit.tenant_id, &commit.service_id).await {
         Ok(service) => service.github_token.and_then(|sealed| {
             state
@@ -123,7 +101,6 @@ pub async fn change_set_of(state: &AppState, commit: &Commit) -> ChangeSet {
             }
         }
     }
-    change.files = from_push();
     change
 }
 

@@ -44,6 +44,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
         (name = "inbound", description = "GitHub and GitLab webhook receivers and the deliveries they kept"),
         (name = "services", description = "Services, their push-webhook secret, and their commits"),
         (name = "integrations", description = "GitHub integrations"),
+        (name = "deploys", description = "Deploys and the commits they shipped"),
+        (name = "incidents", description = "Incidents and their suspect commits"),
         (name = "experiments", description = "Experiments, their activity, and GitHub issues for them"),
     )
 )]
@@ -75,6 +77,8 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(crate::inbound::api::router())
         .merge(crate::record::api::router())
         .merge(crate::analysis::api::router())
+        .merge(crate::record::deploys::router())
+        .merge(crate::incidents::api::router())
         .merge(crate::integrations::api::router())
         .merge(crate::experiments::api::router())
 }

@@ -2,6 +2,7 @@
 //! secret) and the commits their pushes bring in.
 
 pub mod api;
+pub mod deploys;
 
 use crate::crypto::random_bytes;
 

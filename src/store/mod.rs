@@ -6,6 +6,7 @@
 //! backend under `migrations/<backend>/` with the same version numbers.
 
 pub mod analysis;
+pub mod deploys;
 pub mod experiments;
 pub mod inbound;
 pub mod integrations;

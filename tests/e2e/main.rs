@@ -12,6 +12,7 @@ mod inbound;
 mod migrations;
 mod outbound;
 mod receivers;
+mod record;
 mod secrets;
 mod store;
 mod workers;

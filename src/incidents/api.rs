@@ -1,0 +1,413 @@
+//! `/api/incidents`: open by hand, acknowledge, resolve (409 for a transition that does not
+//! apply, and then no event), list, read, and the ranked suspects.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{SEVERITIES, TYPES, event_data, rank_suspects};
+use crate::app::AppState;
+use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::paging::{PageQuery, next_cursor};
+use crate::ids::{self, Kind};
+use crate::outbound::{Audience, enqueue};
+use crate::store::deploys::{self, Incident};
+use crate::store::services;
+use crate::tenancy::Principal;
+use crate::tenancy::api::not_found_as;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_incidents, create_incident))
+        .routes(routes!(get_incident))
+        .routes(routes!(acknowledge_incident))
+        .routes(routes!(resolve_incident))
+        .routes(routes!(incident_suspects))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServiceRef {
+    pub id: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentOut {
+    /// `inc_…`.
+    pub id: String,
+    pub title: String,
+    /// `critical`, `error`, `warning` or `info`.
+    pub severity: String,
+    /// `availability` or `latency`.
+    #[serde(rename = "type")]
+    pub incident_type: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub service: ServiceRef,
+    /// `{id, name, url}` of the monitor that opened it; `null` when opened by hand.
+    #[schema(value_type = Object)]
+    pub monitor: Value,
+    pub started_at: String,
+    pub acknowledged_at: Option<String>,
+    pub resolved_at: Option<String>,
+    pub duration_seconds: Option<i64>,
+}
+
+async fn out(state: &AppState, incident: Incident) -> ApiResult<IncidentOut> {
+    let service = services::get(&state.store, &incident.tenant_id, &incident.service_id).await?;
+    Ok(IncidentOut {
+        monitor: incident
+            .monitor
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or(Value::Null),
+        service: ServiceRef {
+            id: service.id,
+            name: service.name,
+        },
+        started_at: rfc3339_ms(incident.started_at),
+        acknowledged_at: incident.acknowledged_at.map(rfc3339_ms),
+        resolved_at: incident.resolved_at.map(rfc3339_ms),
+        duration_seconds: incident
+            .resolved_at
+            .map(|at| (at - incident.started_at).max(0) / 1_000),
+        id: incident.id,
+        title: incident.title,
+        severity: incident.severity,
+        incident_type: incident.incident_type,
+        status: incident.status,
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIncident {
+    pub title: String,
+    /// `critical`, `error`, `warning` or `info`.
+    pub severity: String,
+    /// `availability` or `latency`.
+    #[serde(rename = "type")]
+    pub incident_type: String,
+    pub service_id: String,
+    /// When the trouble began (RFC 3339; default now).
+    pub started_at: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/incidents", tag = "incidents", request_body = CreateIncident,
+    responses(
+        (status = 201, description = "Opened; `incident.opened` is sent and suspects are ranked", body = IncidentOut),
+        (status = 404, description = "No such service", body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn create_incident(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(input): ApiJson<CreateIncident>,
+) -> ApiResult<(StatusCode, Json<IncidentOut>)> {
+    let title = check_text("title", &input.title, 300)?;
+    if title.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "title must not be empty".to_owned(),
+        ));
+    }
+    if !SEVERITIES.contains(&input.severity.as_str()) {
+        return Err(ApiError::Unprocessable(format!(
+            "severity must be one of {}",
+            SEVERITIES.join(", ")
+        )));
+    }
+    if !TYPES.contains(&input.incident_type.as_str()) {
+        return Err(ApiError::Unprocessable(format!(
+            "type must be one of {}",
+            TYPES.join(", ")
+        )));
+    }
+    let service_id = parse_id(Kind::Service, &input.service_id)
+        .map_err(|error| ApiError::Unprocessable(format!("service_id: {error}")))?;
+    let now = clock::now_ms();
+    let started_at = match &input.started_at {
+        Some(text) => parse_rfc3339_ms(text).ok_or_else(|| {
+            ApiError::Unprocessable("started_at must be an RFC 3339 time".to_owned())
+        })?,
+        None => now,
+    };
+    if started_at > now + 60_000 {
+        return Err(ApiError::Unprocessable(
+            "started_at must not be in the future".to_owned(),
+        ));
+    }
+    let service = services::get(&state.store, &principal.tenant_id, &service_id)
+        .await
+        .map_err(|error| not_found_as(error, "service"))?;
+    let incident = Incident {
+        id: ids::new(Kind::Incident),
+        tenant_id: principal.tenant_id.clone(),
+        service_id: service.id.clone(),
+        title,
+        severity: input.severity,
+        incident_type: input.incident_type,
+        status: "open".to_owned(),
+        monitor: None,
+        monitor_id: None,
+        started_at,
+        acknowledged_at: None,
+        resolved_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let suspects = rank_suspects(&state.store, &service.id, started_at).await?;
+    let mut tx = state.store.begin().await?;
+    deploys::insert_incident_in(&mut tx, &incident).await?;
+    for (rank, suspect) in suspects.iter().enumerate() {
+        deploys::add_suspect_in(
+            &mut tx,
+            &incident.id,
+            &suspect.commit_id,
+            &suspect.deploy_id,
+            rank as i64 + 1,
+            suspect.score,
+            &serde_json::to_string(&suspect.reasons).expect("reasons serialize"),
+        )
+        .await?;
+    }
+    enqueue(
+        &mut tx,
+        &principal.tenant_id,
+        "incident.opened",
+        &event_data(&incident, &service.name),
+        Audience::Subscribers,
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbound.wake();
+    tracing::info!(incident_id = %incident.id, suspects = suspects.len(), "incident opened");
+    Ok((StatusCode::CREATED, Json(out(&state, incident).await?)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentPage {
+    pub data: Vec<IncidentOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct IncidentQuery {
+    /// `open`, `acknowledged` or `resolved`.
+    status: Option<String>,
+    /// Only this service's incidents.
+    service_id: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/incidents", tag = "incidents", params(IncidentQuery),
+    responses((status = 200, body = IncidentPage), (status = 400, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn list_incidents(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(query): ApiQuery<IncidentQuery>,
+) -> ApiResult<Json<IncidentPage>> {
+    if let Some(status) = &query.status
+        && !["open", "acknowledged", "resolved"].contains(&status.as_str())
+    {
+        return Err(ApiError::BadRequest(
+            "status must be open, acknowledged or resolved".to_owned(),
+        ));
+    }
+    let service_id = query
+        .service_id
+        .as_deref()
+        .map(|id| parse_id(Kind::Service, id))
+        .transpose()?;
+    let page = PageQuery::new(query.limit, query.cursor.clone());
+    let limit = page.limit()?;
+    let cursor = page.cursor(Kind::Incident)?;
+    let rows = deploys::list_incidents(
+        &state.store,
+        &principal.tenant_id,
+        query.status.as_deref(),
+        service_id.as_deref(),
+        cursor.as_deref(),
+        limit,
+    )
+    .await?;
+    let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
+    let mut data = Vec::with_capacity(rows.len());
+    for incident in rows {
+        data.push(out(&state, incident).await?);
+    }
+    Ok(Json(IncidentPage { data, next_cursor }))
+}
+
+async fn load(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Incident> {
+    let id = parse_id(Kind::Incident, id)?;
+    deploys::get_incident(&state.store, &principal.tenant_id, &id)
+        .await
+        .map_err(|error| not_found_as(error, "incident"))
+}
+
+#[utoipa::path(get, path = "/api/incidents/{id}", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id (`inc_…`)")),
+    responses((status = 200, body = IncidentOut), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn get_incident(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentOut>> {
+    let incident = load(&state, &principal, &id).await?;
+    Ok(Json(out(&state, incident).await?))
+}
+
+/// Applies a status change and emits its event in one transaction; a change that does not apply
+/// to the incident's status is a 409 and emits nothing.
+async fn transition(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    event_type: &str,
+) -> ApiResult<IncidentOut> {
+    let current = load(state, principal, id).await?;
+    let service = services::get(&state.store, &principal.tenant_id, &current.service_id).await?;
+    let mut tx = state.store.begin().await?;
+    let Some(changed) = deploys::transition_in(
+        &mut tx,
+        &principal.tenant_id,
+        &current.id,
+        from,
+        to,
+        clock::now_ms(),
+    )
+    .await?
+    else {
+        drop(tx);
+        let now = deploys::get_incident(&state.store, &principal.tenant_id, &current.id).await?;
+        let verb = if to == "acknowledged" {
+            "acknowledge"
+        } else {
+            "resolve"
+        };
+        return Err(ApiError::Conflict(format!(
+            "cannot {verb} an incident that is {}",
+            now.status
+        )));
+    };
+    enqueue(
+        &mut tx,
+        &principal.tenant_id,
+        event_type,
+        &event_data(&changed, &service.name),
+        Audience::Subscribers,
+    )
+    .await?;
+    tx.commit().await?;
+    state.outbound.wake();
+    tracing::info!(incident_id = %changed.id, status = to, "incident changed");
+    out(state, changed).await
+}
+
+#[utoipa::path(post, path = "/api/incidents/{id}/acknowledge", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id (`inc_…`)")),
+    responses((status = 200, description = "Acknowledged; `incident.acknowledged` is sent", body = IncidentOut),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Not open (already acknowledged, or resolved)", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn acknowledge_incident(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentOut>> {
+    transition(
+        &state,
+        &principal,
+        &id,
+        &["open"],
+        "acknowledged",
+        "incident.acknowledged",
+    )
+    .await
+    .map(Json)
+}
+
+#[utoipa::path(post, path = "/api/incidents/{id}/resolve", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id (`inc_…`)")),
+    responses((status = 200, description = "Resolved; `incident.resolved` is sent", body = IncidentOut),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "Already resolved", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn resolve_incident(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<IncidentOut>> {
+    transition(
+        &state,
+        &principal,
+        &id,
+        &["open", "acknowledged"],
+        "resolved",
+        "incident.resolved",
+    )
+    .await
+    .map(Json)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuspectOut {
+    pub rank: i64,
+    pub score: i64,
+    pub commit_sha: String,
+    pub message: String,
+    pub author: String,
+    pub url: String,
+    pub risk_level: Option<String>,
+    pub deploy_id: String,
+    /// Why the commit is suspected, strongest first.
+    pub reasons: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuspectList {
+    pub data: Vec<SuspectOut>,
+}
+
+#[utoipa::path(get, path = "/api/incidents/{id}/suspects", tag = "incidents",
+    params(("id" = String, Path, description = "Incident id (`inc_…`)")),
+    responses((status = 200, description = "Ranked when the incident opened", body = SuspectList),
+        (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn incident_suspects(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<SuspectList>> {
+    let incident = load(&state, &principal, &id).await?;
+    let data = deploys::suspects_of(&state.store, &incident.id)
+        .await?
+        .into_iter()
+        .map(|suspect| SuspectOut {
+            reasons: serde_json::from_str(&suspect.reasons).unwrap_or_default(),
+            rank: suspect.rank,
+            score: suspect.score,
+            commit_sha: suspect.sha,
+            message: suspect.message,
+            author: suspect.author_name,
+            url: suspect.url,
+            risk_level: suspect.risk_level,
+            deploy_id: suspect.deploy_id,
+        })
+        .collect();
+    Ok(Json(SuspectList { data }))
+}
