@@ -112,7 +112,7 @@ pub async fn rank_suspects(
             });
         }
     }
-    ranked.sort_by(|a, b| b.score.cmp(&a.score));
+    ranked.sort_by_key(|suspect| std::cmp::Reverse(suspect.score));
     ranked.truncate(MAX_SUSPECTS);
     Ok(ranked)
 }
