@@ -40,6 +40,7 @@ pub struct Config {
     pub inbound: InboundConfig,
     pub github: GithubConfig,
     pub analysis: AnalysisConfig,
+    pub monitors: MonitorsConfig,
 }
 
 impl Default for Config {
@@ -59,6 +60,7 @@ impl Default for Config {
             inbound: InboundConfig::default(),
             github: GithubConfig::default(),
             analysis: AnalysisConfig::default(),
+            monitors: MonitorsConfig::default(),
         }
     }
 }
@@ -112,6 +114,28 @@ impl Default for AnalysisConfig {
             timeout_ms: 30_000,
             poll_interval_ms: 1_000,
             max_attempts: 5,
+        }
+    }
+}
+
+/// HTTP monitors.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorsConfig {
+    /// Failed checks in a row that open an incident.
+    pub failure_threshold: u32,
+    /// How often worker nodes look for monitors that are due, in milliseconds.
+    pub tick_ms: u64,
+    /// The shortest interval a monitor may have, in seconds (10; tests use less).
+    pub min_interval_seconds: u64,
+}
+
+impl Default for MonitorsConfig {
+    fn default() -> Self {
+        MonitorsConfig {
+            failure_threshold: 2,
+            tick_ms: 1_000,
+            min_interval_seconds: 10,
         }
     }
 }
@@ -504,6 +528,11 @@ impl Config {
         }
         if self.analysis.max_attempts == 0 {
             return invalid("analysis.max_attempts must be at least 1".to_owned());
+        }
+        if self.monitors.failure_threshold == 0 || self.monitors.tick_ms == 0 {
+            return invalid(
+                "monitors.failure_threshold and monitors.tick_ms must be at least 1".to_owned(),
+            );
         }
         if self.github.timeout_ms == 0 {
             return invalid("github.timeout_ms must be at least 1".to_owned());

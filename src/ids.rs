@@ -25,6 +25,8 @@ pub enum Kind {
     RangeAnalysis,
     Deploy,
     Incident,
+    Monitor,
+    MonitorCheck,
 }
 
 impl Kind {
@@ -47,6 +49,8 @@ impl Kind {
             Kind::RangeAnalysis => "rng",
             Kind::Deploy => "dep",
             Kind::Incident => "inc",
+            Kind::Monitor => "mon",
+            Kind::MonitorCheck => "chk",
         }
     }
 
@@ -70,6 +74,8 @@ impl Kind {
             Kind::RangeAnalysis => "range analysis",
             Kind::Deploy => "deploy",
             Kind::Incident => "incident",
+            Kind::Monitor => "monitor",
+            Kind::MonitorCheck => "monitor check",
         }
     }
 

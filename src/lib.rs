@@ -16,6 +16,7 @@ pub mod ids;
 pub mod inbound;
 pub mod incidents;
 pub mod integrations;
+pub mod monitors;
 pub mod outbound;
 pub mod record;
 pub mod store;

@@ -46,6 +46,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
         (name = "integrations", description = "GitHub integrations"),
         (name = "deploys", description = "Deploys and the commits they shipped"),
         (name = "incidents", description = "Incidents and their suspect commits"),
+        (name = "monitors", description = "HTTP monitors and their checks"),
         (name = "experiments", description = "Experiments, their activity, and GitHub issues for them"),
     )
 )]
@@ -79,6 +80,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(crate::analysis::api::router())
         .merge(crate::record::deploys::router())
         .merge(crate::incidents::api::router())
+        .merge(crate::monitors::api::router())
         .merge(crate::integrations::api::router())
         .merge(crate::experiments::api::router())
 }

@@ -10,14 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{SEVERITIES, TYPES, event_data, rank_suspects};
+use super::{SEVERITIES, TYPES, change_in, open_in, rank_suspects};
 use crate::app::AppState;
 use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
-use crate::outbound::{Audience, enqueue};
 use crate::store::deploys::{self, Incident};
 use crate::store::services;
 use crate::tenancy::Principal;
@@ -164,27 +163,7 @@ async fn create_incident(
     };
     let suspects = rank_suspects(&state.store, &service.id, started_at).await?;
     let mut tx = state.store.begin().await?;
-    deploys::insert_incident_in(&mut tx, &incident).await?;
-    for (rank, suspect) in suspects.iter().enumerate() {
-        deploys::add_suspect_in(
-            &mut tx,
-            &incident.id,
-            &suspect.commit_id,
-            &suspect.deploy_id,
-            rank as i64 + 1,
-            suspect.score,
-            &serde_json::to_string(&suspect.reasons).expect("reasons serialize"),
-        )
-        .await?;
-    }
-    enqueue(
-        &mut tx,
-        &principal.tenant_id,
-        "incident.opened",
-        &event_data(&incident, &service.name),
-        Audience::Subscribers,
-    )
-    .await?;
+    open_in(&mut tx, &incident, &service.name, &suspects).await?;
     tx.commit().await?;
     state.outbound.wake();
     tracing::info!(incident_id = %incident.id, suspects = suspects.len(), "incident opened");
@@ -282,13 +261,14 @@ async fn transition(
     let current = load(state, principal, id).await?;
     let service = services::get(&state.store, &principal.tenant_id, &current.service_id).await?;
     let mut tx = state.store.begin().await?;
-    let Some(changed) = deploys::transition_in(
+    let Some(changed) = change_in(
         &mut tx,
         &principal.tenant_id,
         &current.id,
         from,
         to,
-        clock::now_ms(),
+        event_type,
+        &service.name,
     )
     .await?
     else {
@@ -304,14 +284,6 @@ async fn transition(
             now.status
         )));
     };
-    enqueue(
-        &mut tx,
-        &principal.tenant_id,
-        event_type,
-        &event_data(&changed, &service.name),
-        Audience::Subscribers,
-    )
-    .await?;
     tx.commit().await?;
     state.outbound.wake();
     tracing::info!(incident_id = %changed.id, status = to, "incident changed");

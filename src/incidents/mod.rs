@@ -12,9 +12,10 @@ use std::collections::HashSet;
 use serde_json::{Value, json};
 
 use crate::analysis::{push_change_set, rules};
-use crate::clock::rfc3339_ms;
+use crate::clock::{self, rfc3339_ms};
+use crate::outbound::{Audience, enqueue};
 use crate::store::deploys::{self, Incident};
-use crate::store::{Store, StoreResult};
+use crate::store::{Store, StoreResult, Tx};
 
 pub const SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
 pub const TYPES: [&str; 2] = ["availability", "latency"];
@@ -115,4 +116,64 @@ pub async fn rank_suspects(
     ranked.sort_by_key(|suspect| std::cmp::Reverse(suspect.score));
     ranked.truncate(MAX_SUSPECTS);
     Ok(ranked)
+}
+
+/// Writes a new incident with its suspects and emits `incident.opened`, in the caller's
+/// transaction.
+pub async fn open_in(
+    tx: &mut Tx,
+    incident: &Incident,
+    service_name: &str,
+    suspects: &[Ranked],
+) -> StoreResult<()> {
+    deploys::insert_incident_in(tx, incident).await?;
+    for (rank, suspect) in suspects.iter().enumerate() {
+        deploys::add_suspect_in(
+            tx,
+            &incident.id,
+            &suspect.commit_id,
+            &suspect.deploy_id,
+            rank as i64 + 1,
+            suspect.score,
+            &serde_json::to_string(&suspect.reasons).expect("reasons serialize"),
+        )
+        .await?;
+    }
+    enqueue(
+        tx,
+        &incident.tenant_id,
+        "incident.opened",
+        &event_data(incident, service_name),
+        Audience::Subscribers,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves an incident from one of `from` to `to` and emits `event_type`, in the caller's
+/// transaction. `None` when the incident's status is not one of `from`: nothing changed and
+/// nothing is emitted.
+pub async fn change_in(
+    tx: &mut Tx,
+    tenant_id: &str,
+    id: &str,
+    from: &[&str],
+    to: &str,
+    event_type: &str,
+    service_name: &str,
+) -> StoreResult<Option<Incident>> {
+    let Some(changed) =
+        deploys::transition_in(tx, tenant_id, id, from, to, clock::now_ms()).await?
+    else {
+        return Ok(None);
+    };
+    enqueue(
+        tx,
+        tenant_id,
+        event_type,
+        &event_data(&changed, service_name),
+        Audience::Subscribers,
+    )
+    .await?;
+    Ok(Some(changed))
 }

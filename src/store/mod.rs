@@ -10,6 +10,7 @@ pub mod deploys;
 pub mod experiments;
 pub mod inbound;
 pub mod integrations;
+pub mod monitors;
 pub mod outbound;
 pub mod record;
 pub mod services;

@@ -10,6 +10,7 @@ mod cli;
 mod harness;
 mod inbound;
 mod migrations;
+mod monitors;
 mod outbound;
 mod receivers;
 mod record;
