@@ -103,17 +103,17 @@ impl GithubClient {
         sha: &str,
     ) -> Result<CommitDetail, GithubError> {
         let url = format!("{}/repos/{repository}/commits/{sha}", self.api_url);
-        self.get_json(token, &url).await
+        self.call(self.http.get(url), token).await
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    /// Sends a request with the token and GitHub's API headers; a success is parsed as `T`, a
+    /// refusal becomes the matching [`GithubError`].
+    async fn call<T: serde::de::DeserializeOwned>(
         &self,
+        request: reqwest::RequestBuilder,
         token: &str,
-        url: &str,
     ) -> Result<T, GithubError> {
-        let response = self
-            .http
-            .get(url)
+        let response = request
             .bearer_auth(token)
             .header("accept", "application/vnd.github+json")
             .header("x-github-api-version", API_VERSION)
@@ -156,26 +156,7 @@ impl GithubClient {
         issue: &NewIssue<'_>,
     ) -> Result<CreatedIssue, GithubError> {
         let url = format!("{}/repos/{repository}/issues", self.api_url);
-        let response = self
-            .http
-            .post(url)
-            .bearer_auth(token)
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", API_VERSION)
-            .json(issue)
-            .send()
-            .await
-            .map_err(|error| GithubError::Unreachable(without_url(&error)))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.bytes().await.unwrap_or_default();
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|error| GithubError::Upstream {
-                status: status.as_u16(),
-                message: format!("unexpected answer: {error}"),
-            });
-        }
-        Err(refusal(status, &headers, &body))
+        self.call(self.http.post(url).json(issue), token).await
     }
 }
 

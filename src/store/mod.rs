@@ -99,6 +99,42 @@ pub fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> Str
 /// with the 8 KiB pages of a database Hookline created.
 pub const WAL_RESTART_FRAMES: i64 = 16_384;
 
+/// Tables whose rows belong to one tenant and are deleted by id (their children go by cascade).
+#[derive(Debug, Clone, Copy)]
+pub enum Owned {
+    Services,
+    Integrations,
+    Experiments,
+    Monitors,
+}
+
+/// Deletes a tenant's row by id; `NotFound` when the tenant has no such row.
+pub async fn delete_owned(
+    store: &Store,
+    table: Owned,
+    tenant_id: &str,
+    id: &str,
+) -> StoreResult<()> {
+    let sql = match table {
+        Owned::Services => "DELETE FROM services WHERE tenant_id = $1 AND id = $2",
+        Owned::Integrations => "DELETE FROM integrations WHERE tenant_id = $1 AND id = $2",
+        Owned::Experiments => "DELETE FROM experiments WHERE tenant_id = $1 AND id = $2",
+        Owned::Monitors => "DELETE FROM monitors WHERE tenant_id = $1 AND id = $2",
+    };
+    let deleted = dispatch_write!(store, pool => {
+        sqlx::query(sql)
+            .bind(tenant_id)
+            .bind(id)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
+    if deleted == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
 /// What went wrong in the store, in terms the API layer can answer with.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

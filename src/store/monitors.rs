@@ -133,18 +133,7 @@ pub async fn list(
 }
 
 pub async fn delete(store: &Store, tenant_id: &str, id: &str) -> StoreResult<()> {
-    let deleted = dispatch_write!(store, pool => {
-        sqlx::query("DELETE FROM monitors WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-    });
-    if deleted == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    super::delete_owned(store, super::Owned::Monitors, tenant_id, id).await
 }
 
 /// Takes up to `limit` active monitors that are due and moves their next check one interval on,

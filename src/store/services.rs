@@ -210,16 +210,5 @@ pub async fn by_ids(store: &Store, tenant_id: &str, ids: &[String]) -> StoreResu
 }
 
 pub async fn delete(store: &Store, tenant_id: &str, id: &str) -> StoreResult<()> {
-    let deleted = dispatch_write!(store, pool => {
-        sqlx::query("DELETE FROM services WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-    });
-    if deleted == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    super::delete_owned(store, super::Owned::Services, tenant_id, id).await
 }
