@@ -150,6 +150,7 @@ impl Application {
             outbound::worker::spawn(&state, &workers, &shutdown);
             crate::analysis::worker::spawn(&state, state.analyzer.clone(), &workers, &shutdown);
             crate::monitors::spawn(&state, &workers, &shutdown);
+            crate::fixes::worker::spawn(&state, &workers, &shutdown);
         }
         let router = http::router(state.clone(), config.role);
         let grace = Duration::from_secs(config.http.shutdown_grace_seconds);

@@ -41,6 +41,7 @@ pub struct Config {
     pub github: GithubConfig,
     pub analysis: AnalysisConfig,
     pub monitors: MonitorsConfig,
+    pub fix_proposals: FixProposalsConfig,
 }
 
 impl Default for Config {
@@ -61,6 +62,7 @@ impl Default for Config {
             github: GithubConfig::default(),
             analysis: AnalysisConfig::default(),
             monitors: MonitorsConfig::default(),
+            fix_proposals: FixProposalsConfig::default(),
         }
     }
 }
@@ -136,6 +138,26 @@ impl Default for MonitorsConfig {
             failure_threshold: 2,
             tick_ms: 1_000,
             min_interval_seconds: 10,
+        }
+    }
+}
+
+/// Fix proposals: their PR-creation jobs and the poll of their pull requests.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FixProposalsConfig {
+    /// How often worker nodes look for PR-creation jobs, in milliseconds.
+    pub tick_ms: u64,
+    /// How often open fix pull requests are checked on GitHub, in seconds (webhooks usually
+    /// tell first).
+    pub poll_seconds: u64,
+}
+
+impl Default for FixProposalsConfig {
+    fn default() -> Self {
+        FixProposalsConfig {
+            tick_ms: 1_000,
+            poll_seconds: 900,
         }
     }
 }
@@ -532,6 +554,12 @@ impl Config {
         if self.monitors.failure_threshold == 0 || self.monitors.tick_ms == 0 {
             return invalid(
                 "monitors.failure_threshold and monitors.tick_ms must be at least 1".to_owned(),
+            );
+        }
+        if self.fix_proposals.tick_ms == 0 || self.fix_proposals.poll_seconds == 0 {
+            return invalid(
+                "fix_proposals.tick_ms and fix_proposals.poll_seconds must be at least 1"
+                    .to_owned(),
             );
         }
         if self.github.timeout_ms == 0 {

@@ -76,6 +76,48 @@ pub struct CommitDetail {
     pub commit: CommitMessage,
     #[serde(default)]
     pub files: Vec<CommitFile>,
+    #[serde(default)]
+    pub parents: Vec<ObjectRef>,
+}
+
+/// `{"sha": …}`, as GitHub names objects.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ObjectRef {
+    pub sha: String,
+}
+
+/// A file's blob at a ref (`GET /repos/{o}/{r}/contents/{path}?ref=`).
+#[derive(Debug, Deserialize)]
+pub struct FileContent {
+    pub sha: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default)]
+    pub encoding: String,
+}
+
+/// One entry of a tree to create: a blob by `sha`, new `content`, or removal (`sha: null`).
+#[derive(Debug, Serialize)]
+pub struct TreeEntry {
+    pub path: String,
+    pub mode: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// `Some(None)` serialises as `"sha": null`: the path is removed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha: Option<Option<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PullRequestRef {
+    pub number: i64,
+    pub html_url: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub merged: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +129,9 @@ pub struct CommitMessage {
 #[derive(Debug, Deserialize)]
 pub struct CommitFile {
     pub filename: String,
+    /// The file's blob after the commit.
+    #[serde(default)]
+    pub sha: Option<String>,
     #[serde(default)]
     pub status: String,
     pub additions: Option<u64>,
@@ -103,6 +148,127 @@ impl GithubClient {
         sha: &str,
     ) -> Result<CommitDetail, GithubError> {
         let url = format!("{}/repos/{repository}/commits/{sha}", self.api_url);
+        self.call(self.http.get(url), token).await
+    }
+
+    /// The commit a branch points at.
+    pub async fn branch_head(
+        &self,
+        token: &str,
+        repository: &str,
+        branch: &str,
+    ) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct Ref {
+            object: ObjectRef,
+        }
+        let url = format!("{}/repos/{repository}/git/ref/heads/{branch}", self.api_url);
+        let found: Ref = self.call(self.http.get(url), token).await?;
+        Ok(found.object.sha)
+    }
+
+    /// The tree of a commit.
+    pub async fn commit_tree(
+        &self,
+        token: &str,
+        repository: &str,
+        sha: &str,
+    ) -> Result<String, GithubError> {
+        #[derive(Deserialize)]
+        struct GitCommit {
+            tree: ObjectRef,
+        }
+        let url = format!("{}/repos/{repository}/git/commits/{sha}", self.api_url);
+        let found: GitCommit = self.call(self.http.get(url), token).await?;
+        Ok(found.tree.sha)
+    }
+
+    /// A file at a ref; `None` when it does not exist there.
+    pub async fn file_at(
+        &self,
+        token: &str,
+        repository: &str,
+        path: &str,
+        at: &str,
+    ) -> Result<Option<FileContent>, GithubError> {
+        // `at` is a commit SHA: nothing in it needs escaping.
+        let url = format!(
+            "{}/repos/{repository}/contents/{path}?ref={at}",
+            self.api_url
+        );
+        match self.call(self.http.get(url), token).await {
+            Ok(content) => Ok(Some(content)),
+            Err(GithubError::NotFound) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Creates a tree on top of `base_tree`; returns its SHA.
+    pub async fn create_tree(
+        &self,
+        token: &str,
+        repository: &str,
+        base_tree: &str,
+        entries: &[TreeEntry],
+    ) -> Result<String, GithubError> {
+        let url = format!("{}/repos/{repository}/git/trees", self.api_url);
+        let body = serde_json::json!({"base_tree": base_tree, "tree": entries});
+        let created: ObjectRef = self.call(self.http.post(url).json(&body), token).await?;
+        Ok(created.sha)
+    }
+
+    /// Creates a commit; returns its SHA.
+    pub async fn create_commit(
+        &self,
+        token: &str,
+        repository: &str,
+        message: &str,
+        tree: &str,
+        parent: &str,
+    ) -> Result<String, GithubError> {
+        let url = format!("{}/repos/{repository}/git/commits", self.api_url);
+        let body = serde_json::json!({"message": message, "tree": tree, "parents": [parent]});
+        let created: ObjectRef = self.call(self.http.post(url).json(&body), token).await?;
+        Ok(created.sha)
+    }
+
+    /// Creates branch `branch` at `sha`.
+    pub async fn create_branch(
+        &self,
+        token: &str,
+        repository: &str,
+        branch: &str,
+        sha: &str,
+    ) -> Result<(), GithubError> {
+        let url = format!("{}/repos/{repository}/git/refs", self.api_url);
+        let body = serde_json::json!({"ref": format!("refs/heads/{branch}"), "sha": sha});
+        let _: Value = self.call(self.http.post(url).json(&body), token).await?;
+        Ok(())
+    }
+
+    /// Opens a pull request from `head` into `base`.
+    pub async fn create_pull(
+        &self,
+        token: &str,
+        repository: &str,
+        title: &str,
+        head: &str,
+        base: &str,
+        body: &str,
+    ) -> Result<PullRequestRef, GithubError> {
+        let url = format!("{}/repos/{repository}/pulls", self.api_url);
+        let request = serde_json::json!({"title": title, "head": head, "base": base, "body": body});
+        self.call(self.http.post(url).json(&request), token).await
+    }
+
+    /// A pull request's state.
+    pub async fn pull(
+        &self,
+        token: &str,
+        repository: &str,
+        number: i64,
+    ) -> Result<PullRequestRef, GithubError> {
+        let url = format!("{}/repos/{repository}/pulls/{number}", self.api_url);
         self.call(self.http.get(url), token).await
     }
 

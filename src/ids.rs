@@ -27,6 +27,7 @@ pub enum Kind {
     Incident,
     Monitor,
     MonitorCheck,
+    FixProposal,
 }
 
 impl Kind {
@@ -51,6 +52,7 @@ impl Kind {
             Kind::Incident => "inc",
             Kind::Monitor => "mon",
             Kind::MonitorCheck => "chk",
+            Kind::FixProposal => "fp",
         }
     }
 
@@ -76,6 +78,7 @@ impl Kind {
             Kind::Incident => "incident",
             Kind::Monitor => "monitor",
             Kind::MonitorCheck => "monitor check",
+            Kind::FixProposal => "fix proposal",
         }
     }
 

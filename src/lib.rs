@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod experiments;
+pub mod fixes;
 pub mod github;
 pub mod http;
 pub mod ids;

@@ -47,6 +47,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
         (name = "deploys", description = "Deploys and the commits they shipped"),
         (name = "incidents", description = "Incidents and their suspect commits"),
         (name = "monitors", description = "HTTP monitors and their checks"),
+        (name = "fix proposals", description = "Reverts and AI fixes for incidents, and their pull requests"),
         (name = "experiments", description = "Experiments, their activity, and GitHub issues for them"),
     )
 )]
@@ -81,6 +82,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(crate::record::deploys::router())
         .merge(crate::incidents::api::router())
         .merge(crate::monitors::api::router())
+        .merge(crate::fixes::api::router())
         .merge(crate::integrations::api::router())
         .merge(crate::experiments::api::router())
 }

@@ -147,6 +147,25 @@ async fn record_pull_request(
         },
     )
     .await?;
+    let fix_status = match (change.state.as_str(), change.merged) {
+        (_, true) => Some("merged"),
+        ("closed", false) => Some("closed"),
+        _ => None,
+    };
+    let fixes_followed = match fix_status {
+        Some(status) => {
+            crate::store::fixes::follow_pull_request_in(
+                tx,
+                tenant_id,
+                repository,
+                change.number,
+                status,
+                now,
+            )
+            .await?
+        }
+        None => 0,
+    };
     let mut linked = Vec::new();
     let mut unknown_keys = Vec::new();
     for key in super::forge::experiment_keys(&change.body) {
@@ -183,6 +202,7 @@ async fn record_pull_request(
             "merged": stored.merged,
             "experiments": linked,
             "unknown_experiment_keys": unknown_keys,
+            "fix_proposals_updated": fixes_followed,
         }),
     })
 }

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod deploys;
 pub mod experiments;
+pub mod fixes;
 pub mod inbound;
 pub mod integrations;
 pub mod monitors;

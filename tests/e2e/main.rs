@@ -7,6 +7,7 @@ mod support;
 mod analysis;
 mod api;
 mod cli;
+mod fixes;
 mod harness;
 mod inbound;
 mod migrations;

@@ -35,7 +35,7 @@ async fn service_with_commits(app: &TestApp) -> String {
 }
 
 /// Checks a delivered envelope's `data` against the type's published schema.
-fn assert_valid(event: &Value) {
+pub fn assert_valid(event: &Value) {
     let event_type = event["type"].as_str().unwrap();
     let schema = (event_types::built_in(event_type)
         .expect("a built-in type")
