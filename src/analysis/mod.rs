@@ -174,6 +174,6 @@ pub fn push_change_set(commit: &crate::store::record::Commit) -> ChangeSet {
     ChangeSet {
         files,
         messages: vec![commit.message.clone()],
-        forced: false,
+        forced: commit.forced,
     }
 }

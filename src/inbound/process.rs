@@ -60,7 +60,8 @@ async fn record_push(
         let repository = repository.unwrap_or(&service.repository);
         for commit in &push.commits {
             let (commit_id, created) =
-                record::upsert_commit(tx, &new_commit(service, repository, commit)).await?;
+                record::upsert_commit(tx, &new_commit(service, repository, commit, push.forced))
+                    .await?;
             if let Some(branch) = &push.branch {
                 record::add_branch(tx, &commit_id, branch).await?;
             }
@@ -86,6 +87,7 @@ pub fn new_commit<'a>(
     service: &'a Service,
     repository: &'a str,
     commit: &'a PushedCommit,
+    forced: bool,
 ) -> NewCommit<'a> {
     NewCommit {
         tenant_id: &service.tenant_id,
@@ -100,6 +102,7 @@ pub fn new_commit<'a>(
         added: &commit.added,
         removed: &commit.removed,
         modified: &commit.modified,
+        forced,
     }
 }
 

@@ -171,7 +171,7 @@ async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>
             }
             let repository = work.repository.as_deref().unwrap_or(&service.repository);
             for commit in &push.commits {
-                commits.push(new_commit(service, repository, commit));
+                commits.push(new_commit(service, repository, commit, push.forced));
                 if let Some(branch) = &push.branch {
                     branches.push((&service.id, &commit.sha, branch));
                 }

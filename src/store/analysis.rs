@@ -153,7 +153,7 @@ pub async fn commit_by_id(store: &Store, commit_id: &str) -> StoreResult<Commit>
         sqlx::query_as::<_, Commit>(
             "SELECT c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, \
              c.author_email, c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, \
-             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, \
+             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
              NULL AS analysis_status FROM commits c WHERE c.id = $1",
         )
         .bind(commit_id)
@@ -174,7 +174,7 @@ pub async fn commits_between(
         sqlx::query_as::<_, Commit>(
             "SELECT c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, \
              c.author_email, c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, \
-             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, \
+             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
              NULL AS analysis_status FROM commits c \
              WHERE c.service_id = $1 AND c.id > $2 AND c.id <= $3 ORDER BY c.id LIMIT 1001",
         )

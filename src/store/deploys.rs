@@ -169,7 +169,7 @@ pub async fn commits_of(store: &Store, deploy_id: &str) -> StoreResult<Vec<Commi
         sqlx::query_as::<_, Commit>(
             "SELECT c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, \
              c.author_email, c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, \
-             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, \
+             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
              NULL AS analysis_status FROM deploy_commits d JOIN commits c ON c.id = d.commit_id \
              WHERE d.deploy_id = $1 ORDER BY c.id DESC",
         )

@@ -37,6 +37,8 @@ pub struct Commit {
     pub risk_level: Option<String>,
     pub analyzed_at: Option<i64>,
     pub created_at: i64,
+    /// It first arrived in a force push.
+    pub forced: bool,
     /// Status of the newest analysis job for this commit, if any.
     pub analysis_status: Option<String>,
 }
@@ -45,7 +47,7 @@ macro_rules! commit_columns {
     () => {
         "c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, c.author_email, \
          c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, c.analysis, \
-         c.risk_score, c.risk_level, c.analyzed_at, c.created_at, \
+         c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
          (SELECT j.status FROM analysis_jobs j WHERE j.commit_id = c.id ORDER BY j.id DESC LIMIT 1) \
          AS analysis_status"
     };
@@ -66,6 +68,7 @@ pub struct NewCommit<'a> {
     pub added: &'a [String],
     pub removed: &'a [String],
     pub modified: &'a [String],
+    pub forced: bool,
 }
 
 /// Stores a commit once per service. Returns its id and whether this call created it.
@@ -75,8 +78,8 @@ pub async fn upsert_commit(tx: &mut Tx, commit: &NewCommit<'_>) -> StoreResult<(
     let inserted: Option<String> = dispatch_tx!(tx, conn => {
         sqlx::query_scalar(
             "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
-             author_email, committed_at, url, repository, added, removed, modified, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             author_email, committed_at, url, repository, added, removed, modified, created_at, \
+             forced) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (service_id, sha) DO NOTHING RETURNING id",
         )
         .bind(&id)
@@ -93,6 +96,7 @@ pub async fn upsert_commit(tx: &mut Tx, commit: &NewCommit<'_>) -> StoreResult<(
         .bind(json(commit.removed))
         .bind(json(commit.modified))
         .bind(clock::now_ms())
+        .bind(commit.forced)
         .fetch_optional(&mut *conn)
         .await?
     });
@@ -443,9 +447,9 @@ pub async fn insert_commits_in(
     for chunk in rows.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
-             author_email, committed_at, url, repository, added, removed, modified, created_at) \
-             VALUES {} ON CONFLICT (service_id, sha) DO NOTHING RETURNING id, service_id, sha",
-            values_placeholders(tx.backend(), chunk.len(), 14)
+             author_email, committed_at, url, repository, added, removed, modified, created_at, \
+             forced) VALUES {} ON CONFLICT (service_id, sha) DO NOTHING RETURNING id, service_id, sha",
+            values_placeholders(tx.backend(), chunk.len(), 15)
         );
         let inserted: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
             // Only generated placeholders are interpolated; every value is bound.
@@ -465,7 +469,8 @@ pub async fn insert_commits_in(
                     .bind(json(commit.added))
                     .bind(json(commit.removed))
                     .bind(json(commit.modified))
-                    .bind(now);
+                    .bind(now)
+                    .bind(commit.forced);
             }
             query.fetch_all(&mut *conn).await?
         });

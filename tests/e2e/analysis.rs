@@ -355,3 +355,28 @@ async fn the_model_analyser_is_used_and_falls_back_to_the_rules() {
             .contains("could not be reached")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_from_a_force_push_carry_the_factor() {
+    let app = analysis_app(Backend::Sqlite, |_| {}).await;
+    let (service, secret) = service_with_secret(&app, "checkout", "acme/checkout", true).await;
+    let forced = String::from_utf8(fixture("github/push_new_branch.json"))
+        .unwrap()
+        .replace("\"forced\": false", "\"forced\": true");
+    let (status, _, _) = GithubDelivery::new("push", "forced-1", forced.into_bytes(), &secret)
+        .send(&app, "/api/github/webhook")
+        .await;
+    assert_eq!(status, 200);
+    let commit = analysed(&app, &service, SHA_A).await;
+    let factor = commit["analysis"]["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|factor| factor["name"] == "force_push")
+        .cloned();
+    assert_eq!(
+        factor.map(|factor| factor["weight"].clone()),
+        Some(json!(15))
+    );
+    assert_eq!(commit["analysis"]["risk_score"], 27 + 15);
+}

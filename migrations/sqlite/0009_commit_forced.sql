@@ -1,0 +1,3 @@
+-- Whether a commit first arrived in a force push (a risk factor of its analysis).
+
+ALTER TABLE commits ADD COLUMN forced BOOLEAN NOT NULL DEFAULT FALSE;
