@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
 use crate::github::NewIssue;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::integrations::token_of;
@@ -91,14 +91,6 @@ pub struct UpdateExperiment {
     pub status: Option<String>,
 }
 
-fn check_name(name: &str) -> ApiResult<String> {
-    let name = check_text("name", name, 200)?;
-    if name.is_empty() {
-        return Err(ApiError::Unprocessable("name must not be empty".to_owned()));
-    }
-    Ok(name)
-}
-
 #[utoipa::path(post, path = "/api/experiments", tag = "experiments", request_body = CreateExperiment,
     responses((status = 201, body = ExperimentOut),
         (status = 409, description = "Key taken in this tenant", body = ErrorBody),
@@ -118,7 +110,7 @@ async fn create_experiment(
         tenant_id: principal.tenant_id,
         key: key.to_owned(),
         key_lower: key.to_lowercase(),
-        name: check_name(&input.name)?,
+        name: required_text("name", &input.name, 200)?,
         description: check_text("description", &input.description, 5_000)?,
         status: status.to_owned(),
         created_at: now,
@@ -185,7 +177,7 @@ async fn update_experiment(
         experiment.key_lower = key.to_lowercase();
     }
     if let Some(name) = &input.name {
-        experiment.name = check_name(name)?;
+        experiment.name = required_text("name", name, 200)?;
     }
     if let Some(description) = &input.description {
         experiment.description = check_text("description", description, 5_000)?;
@@ -309,22 +301,11 @@ async fn create_github_issue(
             "repository must be a GitHub owner/name".to_owned(),
         ));
     }
-    let title = check_text("title", &input.title, 256)?;
-    if title.is_empty() {
-        return Err(ApiError::Unprocessable(
-            "title must not be empty".to_owned(),
-        ));
-    }
+    let title = required_text("title", &input.title, 256)?;
     let body = check_text("body", &input.body, 65_536)?;
     let mut labels = Vec::with_capacity(input.labels.len());
     for label in &input.labels {
-        let label = check_text("labels", label, 50)?;
-        if label.is_empty() {
-            return Err(ApiError::Unprocessable(
-                "labels must not be empty".to_owned(),
-            ));
-        }
-        labels.push(label);
+        labels.push(required_text("labels", label, 50)?);
     }
     let integration_id = parse_id(Kind::Integration, &input.integration_id)
         .map_err(|error| ApiError::Unprocessable(format!("integration_id: {error}")))?;

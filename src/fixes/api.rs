@@ -15,7 +15,7 @@ use super::{FixError, applied_data, generated_data, open_revert, patch, rejected
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, optional_json, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, optional_json, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::inbound::forge::is_sha;
@@ -242,12 +242,7 @@ async fn create_fix(
             fix.head_branch = Some(opened.branch);
         }
         "ai_fix" => {
-            let summary = check_text("summary", input.summary.as_deref().unwrap_or(""), 2_000)?;
-            if summary.is_empty() {
-                return Err(ApiError::Unprocessable(
-                    "an AI fix needs a summary".to_owned(),
-                ));
-            }
+            let summary = required_text("summary", input.summary.as_deref().unwrap_or(""), 2_000)?;
             let diff = input
                 .patch
                 .ok_or_else(|| ApiError::Unprocessable("an AI fix needs a patch".to_owned()))?;

@@ -152,6 +152,17 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<String, ApiErr
     Ok(value.to_owned())
 }
 
+/// Like [`check_text`], for a field that must not be empty once trimmed.
+pub fn required_text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+    let value = check_text(field, value, max)?;
+    if value.is_empty() {
+        return Err(ApiError::Unprocessable(format!(
+            "{field} must not be empty"
+        )));
+    }
+    Ok(value)
+}
+
 /// For `#[serde(default, deserialize_with = "present")]` on an `Option<Option<T>>`: tells a field
 /// given as `null` (`Some(None)`, clear it) from a missing one (`None`, leave it).
 pub fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>

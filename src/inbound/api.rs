@@ -399,7 +399,7 @@ async fn receive_for_services(
         (None, Some(signature)) => Proof::HubSignature(signature),
         (None, None) => unreachable!("checked above"),
     };
-    let now = super::now();
+    let now = clock::now_ms();
     let verified: Vec<Service> = candidates
         .into_iter()
         .filter(|service| {
@@ -800,14 +800,7 @@ async fn replay_inbound(
     };
     let mut tx = store.begin().await?;
     let applied = apply(&mut tx, tenant_id, &services, repository.as_deref(), &event).await?;
-    kept::record_replay(
-        &mut tx,
-        &id,
-        applied.result,
-        None,
-        &applied.summary.to_string(),
-    )
-    .await?;
+    kept::record_replay(&mut tx, &id, applied.result, &applied.summary.to_string()).await?;
     tx.commit().await?;
     tracing::info!(delivery_id = %id, "inbound delivery replayed");
     let delivery = kept::get(store, tenant_id, &id).await?;

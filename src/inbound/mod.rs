@@ -23,7 +23,6 @@ use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::clock;
 use crate::crypto::Cipher;
 use crate::ids::{self, Kind};
 use crate::store::inbound::InboundDelivery;
@@ -283,11 +282,6 @@ pub fn log_rejection(received: &Received, reason: &'static str, repository: Opti
         body_bytes = received.body.len(),
         "inbound webhook rejected"
     );
-}
-
-/// The current time, for callers that compare against secret grace windows.
-pub fn now() -> i64 {
-    clock::now_ms()
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! service with their branches (and an analysis job when the service asks for one), pull requests
 //! and issues per tenant, and experiment links from pull request bodies.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 
 use super::forge::{ForgeEvent, IssueChange, PullRequestChange, Push, PushedCommit};
@@ -54,36 +56,108 @@ async fn record_push(
     repository: Option<&str>,
     push: &Push,
 ) -> StoreResult<Applied> {
-    let mut new_commits = 0usize;
-    let mut analyses_queued = 0usize;
-    for service in services {
-        let repository = repository.unwrap_or(&service.repository);
-        for commit in &push.commits {
-            let (commit_id, created) =
-                record::upsert_commit(tx, &new_commit(service, repository, commit, push.forced))
-                    .await?;
-            if let Some(branch) = &push.branch {
-                record::add_branch(tx, &commit_id, branch).await?;
-            }
-            if created {
-                new_commits += 1;
-                if service.auto_analyze {
-                    record::enqueue_analysis(tx, &service.tenant_id, &service.id, &commit_id)
-                        .await?;
-                    analyses_queued += 1;
-                }
-            }
-        }
-    }
-    tracing::debug!(new_commits, analyses_queued, "push recorded");
+    record_pushes_in(
+        tx,
+        &[PushFor {
+            services,
+            repository,
+            push,
+        }],
+    )
+    .await?;
     Ok(Applied {
         result: result::PROCESSED,
         summary: push_summary(push, services),
     })
 }
 
+/// A push to record for the services it was delivered for.
+pub struct PushFor<'a> {
+    pub services: &'a [Service],
+    /// The repository as the payload names it (the service's own when absent).
+    pub repository: Option<&'a str>,
+    pub push: &'a Push,
+}
+
+/// Records pushes with a few multi-row statements: each commit once per service, every branch
+/// push's branch on its commits (new or seen before), and one analysis job per new commit of a
+/// service with auto-analyze.
+pub async fn record_pushes_in(tx: &mut Tx, pushes: &[PushFor<'_>]) -> StoreResult<()> {
+    let mut commits: Vec<NewCommit<'_>> = Vec::new();
+    // (service, sha, branch) for every branch push.
+    let mut branches: Vec<(&str, &str, &str)> = Vec::new();
+    let mut auto_analyze: HashMap<&str, &str> = HashMap::new();
+    for PushFor {
+        services,
+        repository,
+        push,
+    } in pushes
+    {
+        for service in services.iter() {
+            if service.auto_analyze {
+                auto_analyze.insert(&service.id, &service.tenant_id);
+            }
+            let repository = repository.unwrap_or(&service.repository);
+            for commit in &push.commits {
+                commits.push(new_commit(service, repository, commit, push.forced));
+                if let Some(branch) = &push.branch {
+                    branches.push((&service.id, &commit.sha, branch));
+                }
+            }
+        }
+    }
+    if commits.is_empty() {
+        return Ok(());
+    }
+    let created = record::insert_commits_in(tx, &commits).await?;
+    let analyses: Vec<(String, String, String)> = created
+        .iter()
+        .filter_map(|(commit_id, service_id, _)| {
+            auto_analyze.get(service_id.as_str()).map(|tenant_id| {
+                (
+                    (*tenant_id).to_owned(),
+                    service_id.clone(),
+                    commit_id.clone(),
+                )
+            })
+        })
+        .collect();
+    if !analyses.is_empty() {
+        record::enqueue_analyses_in(tx, &analyses).await?;
+    }
+    if branches.is_empty() {
+        return Ok(());
+    }
+    let mut ids: HashMap<(String, String), String> = created
+        .into_iter()
+        .map(|(id, service_id, sha)| ((service_id, sha), id))
+        .collect();
+    let mut missing: Vec<(&str, &str)> = branches
+        .iter()
+        .filter(|(service_id, sha, _)| {
+            !ids.contains_key(&((*service_id).to_owned(), (*sha).to_owned()))
+        })
+        .map(|(service_id, sha, _)| (*service_id, *sha))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        for (id, service_id, sha) in record::commit_ids_in(tx, &missing).await? {
+            ids.insert((service_id, sha), id);
+        }
+    }
+    let pairs: Vec<(String, String)> = branches
+        .iter()
+        .filter_map(|(service_id, sha, branch)| {
+            ids.get(&((*service_id).to_owned(), (*sha).to_owned()))
+                .map(|id| (id.clone(), (*branch).to_owned()))
+        })
+        .collect();
+    record::add_branches_in(tx, &pairs).await
+}
+
 /// The row a pushed commit becomes for one service.
-pub fn new_commit<'a>(
+fn new_commit<'a>(
     service: &'a Service,
     repository: &'a str,
     commit: &'a PushedCommit,

@@ -1,7 +1,7 @@
 //! Group commit for verified inbound deliveries. Receivers hand their delivery to a writer task
 //! and wait for its answer; the writer takes every delivery waiting at that moment and records
-//! them in one transaction with a few multi-row statements (deliveries, commits, branches,
-//! analysis jobs), instead of one transaction of many statements each. On SQLite, whose single
+//! them in one transaction with a few multi-row statements (deliveries, then commits, branches
+//! and analysis jobs through [`record_pushes_in`]), instead of one transaction of many statements each. On SQLite, whose single
 //! writer connection is the bottleneck, this is what lets verified pushes keep up with the HTTP
 //! layer.
 //!
@@ -9,15 +9,14 @@
 //! writes nothing and is answered as a duplicate. When a batch fails, each of its deliveries is
 //! retried alone, so one bad delivery cannot fail the others.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::forge::ForgeEvent;
-use super::process::{apply, new_commit};
+use super::process::{PushFor, apply, record_pushes_in};
 use crate::store::inbound::{self as kept, InboundDelivery};
-use crate::store::record::{self, NewCommit};
 use crate::store::services::Service;
 use crate::store::{Store, StoreError, StoreResult};
 
@@ -137,10 +136,7 @@ async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>
         .into_iter()
         .collect();
     let mut written = Vec::with_capacity(works.len());
-    let mut commits: Vec<NewCommit<'_>> = Vec::new();
-    // (service, sha, branch) for every branch push.
-    let mut branches: Vec<(&str, &str, &str)> = Vec::new();
-    let mut auto_analyze: HashMap<&str, &str> = HashMap::new();
+    let mut pushes: Vec<PushFor<'_>> = Vec::new();
     for work in works {
         if !inserted.contains(&work.delivery.id) {
             written.push(Written::Duplicate);
@@ -165,65 +161,13 @@ async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>
             .await?;
             continue;
         };
-        for service in &work.services {
-            if service.auto_analyze {
-                auto_analyze.insert(&service.id, &service.tenant_id);
-            }
-            let repository = work.repository.as_deref().unwrap_or(&service.repository);
-            for commit in &push.commits {
-                commits.push(new_commit(service, repository, commit, push.forced));
-                if let Some(branch) = &push.branch {
-                    branches.push((&service.id, &commit.sha, branch));
-                }
-            }
-        }
+        pushes.push(PushFor {
+            services: &work.services,
+            repository: work.repository.as_deref(),
+            push,
+        });
     }
-    if !commits.is_empty() {
-        let created = record::insert_commits_in(&mut tx, &commits).await?;
-        let analyses: Vec<(String, String, String)> = created
-            .iter()
-            .filter_map(|(commit_id, service_id, _)| {
-                auto_analyze.get(service_id.as_str()).map(|tenant_id| {
-                    (
-                        (*tenant_id).to_owned(),
-                        service_id.clone(),
-                        commit_id.clone(),
-                    )
-                })
-            })
-            .collect();
-        if !analyses.is_empty() {
-            record::enqueue_analyses_in(&mut tx, &analyses).await?;
-        }
-        if !branches.is_empty() {
-            let mut ids: HashMap<(String, String), String> = created
-                .into_iter()
-                .map(|(id, service_id, sha)| ((service_id, sha), id))
-                .collect();
-            let mut missing: Vec<(&str, &str)> = branches
-                .iter()
-                .filter(|(service_id, sha, _)| {
-                    !ids.contains_key(&((*service_id).to_owned(), (*sha).to_owned()))
-                })
-                .map(|(service_id, sha, _)| (*service_id, *sha))
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
-            if !missing.is_empty() {
-                for (id, service_id, sha) in record::commit_ids_in(&mut tx, &missing).await? {
-                    ids.insert((service_id, sha), id);
-                }
-            }
-            let pairs: Vec<(String, String)> = branches
-                .iter()
-                .filter_map(|(service_id, sha, branch)| {
-                    ids.get(&((*service_id).to_owned(), (*sha).to_owned()))
-                        .map(|id| (id.clone(), (*branch).to_owned()))
-                })
-                .collect();
-            record::add_branches_in(&mut tx, &pairs).await?;
-        }
-    }
+    record_pushes_in(&mut tx, &pushes).await?;
     tx.commit().await?;
     Ok(written)
 }

@@ -14,7 +14,7 @@ use super::{SEVERITIES, TYPES, change_in, open_in, rank_suspects};
 use crate::app::AppState;
 use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::store::deploys::{self, Incident};
@@ -59,17 +59,16 @@ pub struct IncidentOut {
     pub duration_seconds: Option<i64>,
 }
 
-async fn out(state: &AppState, incident: Incident) -> ApiResult<IncidentOut> {
-    let service = services::get(&state.store, &incident.tenant_id, &incident.service_id).await?;
-    Ok(IncidentOut {
+fn out(incident: Incident, service_name: &str) -> IncidentOut {
+    IncidentOut {
         monitor: incident
             .monitor
             .as_deref()
             .and_then(|text| serde_json::from_str(text).ok())
             .unwrap_or(Value::Null),
         service: ServiceRef {
-            id: service.id,
-            name: service.name,
+            id: incident.service_id.clone(),
+            name: service_name.to_owned(),
         },
         started_at: rfc3339_ms(incident.started_at),
         acknowledged_at: incident.acknowledged_at.map(rfc3339_ms),
@@ -82,7 +81,7 @@ async fn out(state: &AppState, incident: Incident) -> ApiResult<IncidentOut> {
         severity: incident.severity,
         incident_type: incident.incident_type,
         status: incident.status,
-    })
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -110,12 +109,7 @@ async fn create_incident(
     principal: Principal,
     ApiJson(input): ApiJson<CreateIncident>,
 ) -> ApiResult<(StatusCode, Json<IncidentOut>)> {
-    let title = check_text("title", &input.title, 300)?;
-    if title.is_empty() {
-        return Err(ApiError::Unprocessable(
-            "title must not be empty".to_owned(),
-        ));
-    }
+    let title = required_text("title", &input.title, 300)?;
     if !SEVERITIES.contains(&input.severity.as_str()) {
         return Err(ApiError::Unprocessable(format!(
             "severity must be one of {}",
@@ -167,7 +161,7 @@ async fn create_incident(
     tx.commit().await?;
     state.outbound.wake();
     tracing::info!(incident_id = %incident.id, suspects = suspects.len(), "incident opened");
-    Ok((StatusCode::CREATED, Json(out(&state, incident).await?)))
+    Ok((StatusCode::CREATED, Json(out(incident, &service.name))))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -221,9 +215,17 @@ async fn list_incidents(
     )
     .await?;
     let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
+    // Incidents of one service share its name: read each service once.
+    let mut names: std::collections::HashMap<String, String> = std::collections::HashMap::new();
     let mut data = Vec::with_capacity(rows.len());
     for incident in rows {
-        data.push(out(&state, incident).await?);
+        if !names.contains_key(&incident.service_id) {
+            let service =
+                services::get(&state.store, &principal.tenant_id, &incident.service_id).await?;
+            names.insert(service.id, service.name);
+        }
+        let name = names[&incident.service_id].clone();
+        data.push(out(incident, &name));
     }
     Ok(Json(IncidentPage { data, next_cursor }))
 }
@@ -245,7 +247,8 @@ async fn get_incident(
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncidentOut>> {
     let incident = load(&state, &principal, &id).await?;
-    Ok(Json(out(&state, incident).await?))
+    let service = services::get(&state.store, &principal.tenant_id, &incident.service_id).await?;
+    Ok(Json(out(incident, &service.name)))
 }
 
 /// Applies a status change and emits its event in one transaction; a change that does not apply
@@ -287,7 +290,7 @@ async fn transition(
     tx.commit().await?;
     state.outbound.wake();
     tracing::info!(incident_id = %changed.id, status = to, "incident changed");
-    out(state, changed).await
+    Ok(out(changed, &service.name))
 }
 
 #[utoipa::path(post, path = "/api/incidents/{id}/acknowledge", tag = "incidents",

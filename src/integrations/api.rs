@@ -13,7 +13,7 @@ use super::{GITHUB, mask, token_context, webhook_secret_context, webhook_secret_
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::store::integrations::{self, Integration};
@@ -100,11 +100,11 @@ pub struct IntegrationPage {
     pub next_cursor: Option<String>,
 }
 
-fn out(integration: Integration, secret_hint: &str) -> IntegrationOut {
+fn view(integration: Integration) -> IntegrationOut {
     IntegrationOut {
         webhook_url: format!("/api/v1/integrations/{}/webhook/github", integration.id),
         config: MaskedConfig {
-            webhook_secret: secret_hint.to_owned(),
+            webhook_secret: integration.secret_hint,
             token_configured: !integration.token.is_empty(),
         },
         created_at: rfc3339_ms(integration.created_at),
@@ -117,11 +117,6 @@ fn out(integration: Integration, secret_hint: &str) -> IntegrationOut {
     }
 }
 
-fn view(integration: Integration) -> IntegrationOut {
-    let hint = integration.secret_hint.clone();
-    out(integration, &hint)
-}
-
 fn check_type(integration_type: &str) -> ApiResult<String> {
     if integration_type.trim().eq_ignore_ascii_case(GITHUB) {
         Ok(GITHUB.to_owned())
@@ -131,14 +126,6 @@ fn check_type(integration_type: &str) -> ApiResult<String> {
             integration_type.chars().take(40).collect::<String>()
         )))
     }
-}
-
-fn check_name(name: &str) -> ApiResult<String> {
-    let name = check_text("name", name, 200)?;
-    if name.is_empty() {
-        return Err(ApiError::Unprocessable("name must not be empty".to_owned()));
-    }
-    Ok(name)
 }
 
 fn check_token(token: &str) -> ApiResult<&str> {
@@ -175,7 +162,7 @@ async fn create_integration(
     ApiJson(input): ApiJson<CreateIntegration>,
 ) -> ApiResult<(StatusCode, Json<IntegrationOut>)> {
     let integration_type = check_type(&input.integration_type)?;
-    let name = check_name(&input.name)?;
+    let name = required_text("name", &input.name, 200)?;
     let description = check_text("description", &input.description, 2_000)?;
     let token = check_token(&input.config.token)?;
     let secret = check_secret(&input.config.webhook_secret)?;
@@ -255,7 +242,7 @@ async fn replace_integration(
         check_type(integration_type)?;
     }
     if let Some(name) = &input.name {
-        integration.name = check_name(name)?;
+        integration.name = required_text("name", name, 200)?;
     }
     if let Some(description) = &input.description {
         integration.description = check_text("description", description, 2_000)?;

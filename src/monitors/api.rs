@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::outbound::validate_endpoint_url;
@@ -111,11 +111,7 @@ pub struct UpdateMonitor {
 /// Checks the settings together; returns the normalised URL.
 async fn check_settings(state: &AppState, monitor: &mut Monitor) -> ApiResult<()> {
     let invalid = |message: String| Err(ApiError::Unprocessable(message));
-    let name = check_text("name", &monitor.name, 200)?;
-    if name.is_empty() {
-        return invalid("name must not be empty".to_owned());
-    }
-    monitor.name = name;
+    monitor.name = required_text("name", &monitor.name, 200)?;
     monitor.method = monitor.method.trim().to_ascii_uppercase();
     if !METHODS.contains(&monitor.method.as_str()) {
         return invalid(format!("method must be one of {}", METHODS.join(", ")));

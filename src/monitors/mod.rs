@@ -145,7 +145,6 @@ fn elapsed_ms(started: Instant) -> i64 {
 /// one transaction.
 pub async fn record(state: &AppState, claimed: &Monitor, outcome: &Outcome) -> StoreResult<()> {
     let now = clock::now_ms();
-    let service = services::get(&state.store, &claimed.tenant_id, &claimed.service_id).await?;
     // Suspects are ranked before the transaction: it reads many rows the writer need not wait on.
     let would_open = outcome.failure.is_some()
         && claimed.open_incident_id.is_none()
@@ -223,6 +222,9 @@ pub async fn record(state: &AppState, claimed: &Monitor, outcome: &Outcome) -> S
                     created_at: now,
                     updated_at: now,
                 };
+                // The service's name goes into the event; it is read only when one is emitted.
+                let service =
+                    services::get(&state.store, &monitor.tenant_id, &monitor.service_id).await?;
                 open_in(&mut tx, &incident, &service.name, &suspects).await?;
                 monitor.open_incident_id = Some(incident.id.clone());
                 opened = Some(incident.id);
@@ -235,6 +237,8 @@ pub async fn record(state: &AppState, claimed: &Monitor, outcome: &Outcome) -> S
             if monitor.consecutive_passes >= RECOVERY_PASSES
                 && let Some(incident_id) = monitor.open_incident_id.take()
             {
+                let service =
+                    services::get(&state.store, &monitor.tenant_id, &monitor.service_id).await?;
                 change_in(
                     &mut tx,
                     &monitor.tenant_id,

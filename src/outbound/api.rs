@@ -18,7 +18,7 @@ use super::{
 use crate::app::AppState;
 use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::store::StoreError;
@@ -420,14 +420,6 @@ pub struct TestSent {
     pub delivery_id: String,
 }
 
-fn check_name(name: &str) -> ApiResult<String> {
-    let name = check_text("name", name, 200)?;
-    if name.is_empty() {
-        return Err(ApiError::Unprocessable("name must not be empty".to_owned()));
-    }
-    Ok(name)
-}
-
 fn check_description(description: &str) -> ApiResult<String> {
     check_text("description", description, 1_000)
 }
@@ -490,7 +482,7 @@ async fn create_endpoint(
     principal: Principal,
     ApiJson(input): ApiJson<CreateEndpoint>,
 ) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
-    let name = check_name(&input.name)?;
+    let name = required_text("name", &input.name, 200)?;
     let description = check_description(&input.description)?;
     let event_types = check_filter(&state, &principal.tenant_id, input.event_types).await?;
     let url = check_url(&state, &input.url).await?;
@@ -582,7 +574,7 @@ async fn update_endpoint(
 ) -> ApiResult<Json<EndpointOut>> {
     let mut endpoint = load_endpoint(&state, &principal, &id).await?;
     if let Some(name) = &input.name {
-        endpoint.name = check_name(name)?;
+        endpoint.name = required_text("name", name, 200)?;
     }
     if let Some(description) = &input.description {
         endpoint.description = check_description(description)?;

@@ -16,7 +16,7 @@ use super::{generate_push_secret, github_token_context as token_context, validat
 use crate::app::AppState;
 use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, optional_json, parse_id};
+use crate::http::extract::{ApiJson, ApiQuery, optional_json, parse_id, required_text};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::{self, Kind};
 use crate::inbound::forge::is_sha;
@@ -114,14 +114,6 @@ pub struct UpdateService {
     pub auto_analyze: Option<bool>,
 }
 
-fn check_name(name: &str) -> ApiResult<String> {
-    let name = check_text("name", name, 200)?;
-    if name.is_empty() {
-        return Err(ApiError::Unprocessable("name must not be empty".to_owned()));
-    }
-    Ok(name)
-}
-
 fn seal_token(state: &AppState, service_id: &str, token: &str) -> ApiResult<Vec<u8>> {
     let token = token.trim();
     if token.is_empty() || token.len() > 1_000 || token.chars().any(char::is_whitespace) {
@@ -141,7 +133,7 @@ async fn create_service(
     principal: Principal,
     ApiJson(input): ApiJson<CreateService>,
 ) -> ApiResult<(StatusCode, Json<ServiceOut>)> {
-    let name = check_name(&input.name)?;
+    let name = required_text("name", &input.name, 200)?;
     let repository = validate_repository(&input.repository).map_err(ApiError::Unprocessable)?;
     let id = ids::new(Kind::Service);
     let github_token = input
@@ -221,7 +213,7 @@ async fn update_service(
 ) -> ApiResult<Json<ServiceOut>> {
     let mut service = load(&state, &principal, &id).await?;
     if let Some(name) = &input.name {
-        service.name = check_name(name)?;
+        service.name = required_text("name", name, 200)?;
     }
     if let Some(repository) = &input.repository {
         service.repository = validate_repository(repository).map_err(ApiError::Unprocessable)?;

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::record::{Commit, job_status};
+use super::record::{Commit, commit_columns, job_status};
 use super::{StoreError, StoreResult, dispatch, dispatch_write};
 use crate::clock;
 use crate::store::Store;
@@ -151,10 +151,11 @@ pub async fn open_job_of(store: &Store, commit_id: &str) -> StoreResult<Option<S
 pub async fn commit_by_id(store: &Store, commit_id: &str) -> StoreResult<Commit> {
     dispatch!(store, pool => {
         sqlx::query_as::<_, Commit>(
-            "SELECT c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, \
-             c.author_email, c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, \
-             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
-             NULL AS analysis_status FROM commits c WHERE c.id = $1",
+            concat!(
+            "SELECT ",
+            commit_columns!(),
+            " FROM commits c WHERE c.id = $1"
+        ),
         )
         .bind(commit_id)
         .fetch_optional(pool)
@@ -172,11 +173,12 @@ pub async fn commits_between(
 ) -> StoreResult<Vec<Commit>> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, Commit>(
-            "SELECT c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, \
-             c.author_email, c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, \
-             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
-             NULL AS analysis_status FROM commits c \
-             WHERE c.service_id = $1 AND c.id > $2 AND c.id <= $3 ORDER BY c.id LIMIT 1001",
+            concat!(
+            "SELECT ",
+            commit_columns!(),
+            " FROM commits c \
+             WHERE c.service_id = $1 AND c.id > $2 AND c.id <= $3 ORDER BY c.id LIMIT 1001"
+        ),
         )
         .bind(service_id)
         .bind(base_id)

@@ -2,7 +2,7 @@
 
 use sqlx::FromRow;
 
-use super::record::Commit;
+use super::record::{Commit, commit_columns};
 use super::{StoreError, StoreResult, Tx, dispatch, dispatch_tx};
 use crate::store::Store;
 
@@ -167,11 +167,12 @@ pub async fn latest_before(
 pub async fn commits_of(store: &Store, deploy_id: &str) -> StoreResult<Vec<Commit>> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, Commit>(
-            "SELECT c.id, c.tenant_id, c.service_id, c.sha, c.message, c.author_name, \
-             c.author_email, c.committed_at, c.url, c.repository, c.added, c.removed, c.modified, \
-             c.analysis, c.risk_score, c.risk_level, c.analyzed_at, c.created_at, c.forced, \
-             NULL AS analysis_status FROM deploy_commits d JOIN commits c ON c.id = d.commit_id \
-             WHERE d.deploy_id = $1 ORDER BY c.id DESC",
+            concat!(
+            "SELECT ",
+            commit_columns!(),
+            " FROM deploy_commits d JOIN commits c ON c.id = d.commit_id \
+             WHERE d.deploy_id = $1 ORDER BY c.id DESC"
+        ),
         )
         .bind(deploy_id)
         .fetch_all(pool)

@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::{StoreError, StoreResult, Tx, dispatch, dispatch_tx, dispatch_write};
+use super::{StoreError, StoreResult, Tx, dispatch, dispatch_tx};
 use crate::store::Store;
 
 #[derive(Debug, Clone, FromRow)]
@@ -43,23 +43,6 @@ macro_rules! delivery_columns {
          content_type, headers, body, body_size, verification, result, error, summary, \
          received_at, duration_ms, replays"
     };
-}
-
-/// Writes a delivery inside the transaction that processed it. When `dedupe_key` is set and a
-/// delivery with the same source, tenant and key is already stored, nothing is written and the
-/// answer is `false`: the caller rolls back its processing.
-pub async fn insert_in(tx: &mut Tx, delivery: &InboundDelivery) -> StoreResult<bool> {
-    let inserted = dispatch_tx!(tx, conn => {
-        bind_delivery(sqlx::query(concat!(
-            "INSERT INTO inbound_deliveries (", delivery_columns!(), ") VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
-             ON CONFLICT (source, tenant_id, dedupe_key) DO NOTHING"
-        )), delivery)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-    });
-    Ok(inserted == 1)
 }
 
 /// Writes many deliveries in one statement; those whose source, tenant and dedupe key are already
@@ -114,69 +97,24 @@ pub async fn insert_many_in(
     Ok(written)
 }
 
-/// Writes a delivery that was not processed (a failure before or during processing).
+/// Writes a delivery that was not processed (a failure before or during processing). Its
+/// dedupe key is unset, so it never conflicts.
 pub async fn insert(store: &Store, delivery: &InboundDelivery) -> StoreResult<()> {
-    dispatch_write!(store, pool => {
-        bind_delivery(sqlx::query(concat!(
-            "INSERT INTO inbound_deliveries (", delivery_columns!(), ") VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        )), delivery)
-        .execute(pool)
-        .await?
-        .rows_affected()
-    });
-    Ok(())
+    let mut tx = store.begin().await?;
+    insert_many_in(&mut tx, &[delivery]).await?;
+    tx.commit().await
 }
 
-fn bind_delivery<'q, DB: sqlx::Database>(
-    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    delivery: &'q InboundDelivery,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
-where
-    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    query
-        .bind(delivery.id.clone())
-        .bind(delivery.tenant_id.clone())
-        .bind(delivery.source.clone())
-        .bind(delivery.targets.clone())
-        .bind(delivery.delivery_key.clone())
-        .bind(delivery.dedupe_key.clone())
-        .bind(delivery.event.clone())
-        .bind(delivery.action.clone())
-        .bind(delivery.repository.clone())
-        .bind(delivery.content_type.clone())
-        .bind(delivery.headers.clone())
-        .bind(delivery.body.clone())
-        .bind(delivery.body_size)
-        .bind(delivery.verification.clone())
-        .bind(delivery.result.clone())
-        .bind(delivery.error.clone())
-        .bind(delivery.summary.clone())
-        .bind(delivery.received_at)
-        .bind(delivery.duration_ms)
-        .bind(delivery.replays)
-}
-
-/// Records the outcome of a replay inside the transaction that re-ran the processing.
-pub async fn record_replay(
-    tx: &mut Tx,
-    id: &str,
-    result: &str,
-    error: Option<&str>,
-    summary: &str,
-) -> StoreResult<()> {
+/// Records the outcome of a replay inside the transaction that re-ran the processing; an earlier
+/// failure's error is cleared.
+pub async fn record_replay(tx: &mut Tx, id: &str, result: &str, summary: &str) -> StoreResult<()> {
     dispatch_tx!(tx, conn => {
         sqlx::query(
-            "UPDATE inbound_deliveries SET result = $2, error = $3, summary = $4, \
+            "UPDATE inbound_deliveries SET result = $2, error = NULL, summary = $3, \
              replays = replays + 1 WHERE id = $1",
         )
         .bind(id)
         .bind(result)
-        .bind(error)
         .bind(summary)
         .execute(&mut *conn)
         .await?

@@ -52,6 +52,7 @@ macro_rules! commit_columns {
          AS analysis_status"
     };
 }
+pub(crate) use commit_columns;
 
 /// A commit as a push describes it.
 #[derive(Debug, Clone)]
@@ -69,65 +70,6 @@ pub struct NewCommit<'a> {
     pub removed: &'a [String],
     pub modified: &'a [String],
     pub forced: bool,
-}
-
-/// Stores a commit once per service. Returns its id and whether this call created it.
-pub async fn upsert_commit(tx: &mut Tx, commit: &NewCommit<'_>) -> StoreResult<(String, bool)> {
-    let id = ids::new(Kind::Commit);
-    let json = |paths: &[String]| serde_json::to_string(paths).expect("paths serialize");
-    let inserted: Option<String> = dispatch_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
-             author_email, committed_at, url, repository, added, removed, modified, created_at, \
-             forced) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-             ON CONFLICT (service_id, sha) DO NOTHING RETURNING id",
-        )
-        .bind(&id)
-        .bind(commit.tenant_id)
-        .bind(commit.service_id)
-        .bind(commit.sha)
-        .bind(commit.message)
-        .bind(commit.author_name)
-        .bind(commit.author_email)
-        .bind(commit.committed_at)
-        .bind(commit.url)
-        .bind(commit.repository)
-        .bind(json(commit.added))
-        .bind(json(commit.removed))
-        .bind(json(commit.modified))
-        .bind(clock::now_ms())
-        .bind(commit.forced)
-        .fetch_optional(&mut *conn)
-        .await?
-    });
-    if let Some(id) = inserted {
-        return Ok((id, true));
-    }
-    let existing: String = dispatch_tx!(tx, conn => {
-        sqlx::query_scalar("SELECT id FROM commits WHERE service_id = $1 AND sha = $2")
-            .bind(commit.service_id)
-            .bind(commit.sha)
-            .fetch_one(&mut *conn)
-            .await?
-    });
-    Ok((existing, false))
-}
-
-/// Adds `branch` to a commit's branch set; returns whether it was new.
-pub async fn add_branch(tx: &mut Tx, commit_id: &str, branch: &str) -> StoreResult<bool> {
-    let added = dispatch_tx!(tx, conn => {
-        sqlx::query(
-            "INSERT INTO commit_branches (commit_id, branch, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (commit_id, branch) DO NOTHING",
-        )
-        .bind(commit_id)
-        .bind(branch)
-        .bind(clock::now_ms())
-        .execute(&mut *conn)
-        .await?
-        .rows_affected()
-    });
-    Ok(added == 1)
 }
 
 /// Queues an analysis of a commit (the analyser picks it up); returns the job id.
