@@ -153,6 +153,23 @@ fn current_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|kib| kib.parse().ok())
 }
 
+/// The process's CPU time (user + system) in seconds, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Bytes the process handed to `write` and friends, from `/proc/<pid>/io`.
+fn written_bytes(pid: u32) -> Option<u64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("wchar: "))
+        .and_then(|value| value.trim().parse().ok())
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -290,12 +307,18 @@ async fn run_inbound(args: &Args, database_url: &str, master_key: &str) {
             .strip_prefix("Hookline listening on ")
             .unwrap()
             .to_owned();
+        let pid = child.id().unwrap();
+        let cpu_before = cpu_seconds(pid);
         let rate = send_pushes(args, &client, &format!("{base}/api/github/webhook"), "s").await;
+        let cpu_per_request_us = cpu_seconds(pid)
+            .zip(cpu_before)
+            .map(|(after, before)| (after - before) * 1e6 / args.pushes as f64)
+            .unwrap_or(0.0);
         println!(
-            "target=bare-axum pushes={} payload={payload_bytes}B concurrency={} requests/s={rate:.0} peak_rss={}MiB",
+            "target=bare-axum pushes={} payload={payload_bytes}B concurrency={} requests/s={rate:.0} server_cpu_per_request={cpu_per_request_us:.0}us peak_rss={}MiB",
             args.pushes,
             args.publishers,
-            peak_rss_kib(child.id().unwrap()).unwrap_or(0) / 1024
+            peak_rss_kib(pid).unwrap_or(0) / 1024
         );
         let _ = child.start_kill();
         return;
@@ -326,7 +349,17 @@ async fn run_inbound(args: &Args, database_url: &str, master_key: &str) {
         .unwrap();
     let secret = secret["secret"].as_str().unwrap();
     let url = format!("{}/api/github/webhook", server.base_url);
+    let pid = server.child.id().unwrap();
+    let (cpu_before, written_before) = (cpu_seconds(pid), written_bytes(pid));
     let rate = send_pushes(args, &client, &url, secret).await;
+    let cpu_per_push_us = cpu_seconds(pid)
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) * 1e6 / args.pushes as f64)
+        .unwrap_or(0.0);
+    let written_per_push = written_bytes(pid)
+        .zip(written_before)
+        .map(|(after, before)| (after - before) / args.pushes)
+        .unwrap_or(0);
     let stored: serde_json::Value = client
         .get(format!(
             "{}/api/services/{service_id}/commits?limit=1",
@@ -343,8 +376,26 @@ async fn run_inbound(args: &Args, database_url: &str, master_key: &str) {
         stored["data"][0]["sha"].is_string(),
         "commits were recorded: {stored}"
     );
+    let metrics = client
+        .get(format!("{}/metrics", server.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let metric = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|value| value.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let batches = metric("hookline_inbound_write_batch_size_count").max(1.0);
+    let batch_size = metric("hookline_inbound_write_batch_size_sum") / batches;
+    let batch_ms = metric("hookline_inbound_write_batch_seconds_sum") * 1e3 / batches;
     println!(
-        "target=hookline backend={} pushes={} payload={payload_bytes}B concurrency={} verified_pushes/s={rate:.0} peak_rss={}MiB",
+        "target=hookline backend={} pushes={} payload={payload_bytes}B concurrency={} verified_pushes/s={rate:.0} server_cpu_per_push={cpu_per_push_us:.0}us server_written_per_push={written_per_push}B mean_write_batch={batch_size:.1} mean_batch_time={batch_ms:.2}ms peak_rss={}MiB",
         args.backend,
         args.pushes,
         args.publishers,
@@ -361,9 +412,16 @@ async fn main() {
     }
     let master_key = hookline::crypto::generate_key();
     let dir = tempfile::tempdir().unwrap();
+    if let Ok(keep) = std::env::var("BENCH_KEEP_DB") {
+        std::fs::create_dir_all(&keep).unwrap();
+        eprintln!("keeping the SQLite database in {keep}");
+    }
+    let dir_path = std::env::var("BENCH_KEEP_DB")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().to_owned());
     let (database_url, schema) = match args.backend.as_str() {
         "sqlite" => (
-            format!("sqlite://{}", dir.path().join("bench.db").display()),
+            format!("sqlite://{}", dir_path.join("bench.db").display()),
             None,
         ),
         "postgres" => {

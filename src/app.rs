@@ -83,7 +83,8 @@ impl Application {
             crate::config::Backend::Sqlite => 1,
             crate::config::Backend::Postgres => 4,
         };
-        let inbound = crate::inbound::writer::InboundWriter::start(store.clone(), inbound_writers);
+        let inbound = crate::inbound::writer::InboundWriter::start(store.clone(), inbound_writers)
+            .context("starting the inbound writer thread")?;
         let analyzer = Arc::new(crate::analysis::Configured::new(&config.analysis)?);
         let service_cache = crate::inbound::cache::ServiceCache::new(Duration::from_millis(
             config.inbound.service_cache_ms,

@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::forge::{self, ForgeEvent, PayloadError};
 use super::writer::{Work, Written};
 use super::{
-    Proof, Received, apply, count, log_rejection, payload_of, push_summary, result,
+    Proof, Received, apply, count, log_rejection, payload_of, push_rows, push_summary, result,
     service_secrets, source, verification,
 };
 use crate::app::AppState;
@@ -193,10 +193,10 @@ fn body_error(error: super::BodyError) -> ApiError {
 /// The meaning of a verified payload, or why it has none (kept with the failed delivery).
 type Parsed = Result<Arc<ForgeEvent>, ApiError>;
 
-fn parse_github(event: Option<&str>, payload: &Value) -> Parsed {
+fn parse_github(event: Option<&str>, json: &[u8]) -> Parsed {
     let event =
         event.ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".to_owned()))?;
-    forge::github(event, payload)
+    forge::github(event, json)
         .map(Arc::new)
         .map_err(payload_error)
 }
@@ -257,12 +257,22 @@ async fn finish(
     delivery.duration_ms = received.elapsed_ms();
     let id = delivery.id.clone();
     let processed = delivery.result == result::PROCESSED;
+    let push_rows = match event.as_ref() {
+        ForgeEvent::Push(push) => Some(push_rows(
+            &delivery.id,
+            &verified.services,
+            verified.repository.as_deref(),
+            push,
+        )),
+        _ => None,
+    };
     let work = Work {
         tenant_id: verified.tenant_id,
         services: verified.services,
         repository: verified.repository,
         event: event.clone(),
         delivery,
+        push_rows,
     };
     match state.inbound.write(work).await {
         Ok(Written::Stored) => Ok(Outcome::Stored { id, processed }),
@@ -382,7 +392,7 @@ async fn receive_for_services(
             return failed(state, &received, delivery, body_error(error)).await;
         }
     };
-    let Some(repository) = forge::repository_of(&payload) else {
+    let Some(repository) = payload.envelope.repository.clone() else {
         log_rejection(&received, "no repository in the payload", None);
         return rejected(source, "invalid signature");
     };
@@ -414,17 +424,13 @@ async fn receive_for_services(
     }
     let (parsed, event_name) = match forge {
         Forge::Github => (
-            parse_github(received.header("x-github-event"), &payload),
+            parse_github(received.header("x-github-event"), &payload.json),
             event_name,
         ),
         Forge::Gitlab => {
             // Without the header, GitLab's `object_kind` names the event.
             let event_name = if event_name.is_empty() {
-                payload
-                    .get("object_kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned()
+                payload.envelope.object_kind.clone().unwrap_or_default()
             } else {
                 event_name
             };
@@ -433,7 +439,7 @@ async fn receive_for_services(
                     "missing X-Gitlab-Event header".to_owned(),
                 ))
             } else {
-                forge::gitlab(&event_name, &payload)
+                forge::gitlab(&event_name, &payload.json)
                     .map(Arc::new)
                     .map_err(payload_error)
             };
@@ -447,11 +453,7 @@ async fn receive_for_services(
             .or_else(|| received.header("x-gitlab-event-uuid")),
     }
     .map(str::to_owned);
-    let action = payload
-        .get("action")
-        .or_else(|| payload.pointer("/object_attributes/action"))
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let action = payload.envelope.action.clone();
     let mut by_tenant: BTreeMap<String, Vec<Service>> = BTreeMap::new();
     for service in verified {
         by_tenant
@@ -559,7 +561,7 @@ async fn integration_webhook(
         Ok(payload) => payload,
         Err(error) => return failed(&state, &received, delivery, body_error(error)).await,
     };
-    let repository = forge::repository_of(&payload);
+    let repository = payload.envelope.repository.clone();
     let services = match &repository {
         Some(repository) => {
             match services::of_tenant_by_repository(
@@ -575,17 +577,14 @@ async fn integration_webhook(
         }
         None => Vec::new(),
     };
-    let parsed = parse_github(received.header("x-github-event"), &payload);
+    let parsed = parse_github(received.header("x-github-event"), &payload.json);
     let verified = Verified {
         received: &received,
         tenant_id: integration.tenant_id.clone(),
         targets: vec![integration.id.clone()],
         services,
         event: event_name,
-        action: payload
-            .get("action")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        action: payload.envelope.action.clone(),
         repository,
         dedupe_key: received
             .header("x-github-delivery")
@@ -633,13 +632,18 @@ pub struct InboundDeliveryOut {
 }
 
 impl InboundDeliveryOut {
-    fn from(delivery: InboundDelivery, full: bool) -> InboundDeliveryOut {
-        InboundDeliveryOut {
+    fn from(delivery: InboundDelivery, full: bool) -> Result<InboundDeliveryOut, ApiError> {
+        let body = if full {
+            Some(String::from_utf8_lossy(&delivery.raw_body()?).into_owned())
+        } else {
+            None
+        };
+        Ok(InboundDeliveryOut {
             targets: serde_json::from_str(&delivery.targets).unwrap_or_default(),
             summary: serde_json::from_str(&delivery.summary).unwrap_or(Value::Null),
             received_at: rfc3339_ms(delivery.received_at),
             headers: full.then(|| serde_json::from_str(&delivery.headers).unwrap_or(Value::Null)),
-            body: full.then(|| String::from_utf8_lossy(&delivery.body).into_owned()),
+            body,
             id: delivery.id,
             source: delivery.source,
             delivery_id: delivery.delivery_key,
@@ -653,7 +657,7 @@ impl InboundDeliveryOut {
             duration_ms: delivery.duration_ms,
             body_size: delivery.body_size,
             replays: delivery.replays,
-        }
+        })
     }
 }
 
@@ -732,7 +736,7 @@ async fn list_inbound(
         data: rows
             .into_iter()
             .map(|row| InboundDeliveryOut::from(row, false))
-            .collect(),
+            .collect::<Result<_, _>>()?,
         next_cursor,
     }))
 }
@@ -751,7 +755,7 @@ async fn get_inbound(
     let delivery = kept::get(&state.store, &principal.tenant_id, &id)
         .await
         .map_err(|error| not_found_as(error, "inbound delivery"))?;
-    Ok(Json(InboundDeliveryOut::from(delivery, true)))
+    Ok(Json(InboundDeliveryOut::from(delivery, true)?))
 }
 
 #[utoipa::path(post, path = "/api/inbound-deliveries/{id}/replay", tag = "inbound",
@@ -778,12 +782,13 @@ async fn replay_inbound(
             "only a verified delivery can be replayed; this one was never verified".to_owned(),
         ));
     }
-    let payload = payload_of(&delivery.content_type, &delivery.body)
+    let body = delivery.raw_body()?;
+    let payload = payload_of(&delivery.content_type, &body)
         .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
     let event = if delivery.source == source::GITLAB {
-        forge::gitlab(&delivery.event, &payload)
+        forge::gitlab(&delivery.event, &payload.json)
     } else {
-        forge::github(&delivery.event, &payload)
+        forge::github(&delivery.event, &payload.json)
     }
     .map_err(payload_error)?;
     let repository = delivery.repository.clone();
@@ -799,10 +804,18 @@ async fn replay_inbound(
         services::by_ids(store, tenant_id, &targets).await?
     };
     let mut tx = store.begin().await?;
-    let applied = apply(&mut tx, tenant_id, &services, repository.as_deref(), &event).await?;
+    let applied = apply(
+        &mut tx,
+        &id,
+        tenant_id,
+        &services,
+        repository.as_deref(),
+        &event,
+    )
+    .await?;
     kept::record_replay(&mut tx, &id, applied.result, &applied.summary.to_string()).await?;
     tx.commit().await?;
     tracing::info!(delivery_id = %id, "inbound delivery replayed");
     let delivery = kept::get(store, tenant_id, &id).await?;
-    Ok(Json(InboundDeliveryOut::from(delivery, true)))
+    Ok(Json(InboundDeliveryOut::from(delivery, true)?))
 }

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::clock;
 
@@ -111,11 +112,83 @@ fn time_at(value: &Value, pointer: &str) -> Option<i64> {
     })
 }
 
-/// The repository a payload is about: GitHub `repository.full_name`, GitLab
-/// `project.path_with_namespace`.
-pub fn repository_of(payload: &Value) -> Option<String> {
-    opt_text(payload, "/repository/full_name")
-        .or_else(|| opt_text(payload, "/project/path_with_namespace"))
+/// What the receivers read before a payload is verified: which repository it is about (GitHub
+/// `repository.full_name`, GitLab `project.path_with_namespace`), GitLab's `object_kind`, and the
+/// action. Read without building the whole document: the rest of the payload is only skipped.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Envelope {
+    pub repository: Option<String>,
+    pub object_kind: Option<String>,
+    pub action: Option<String>,
+}
+
+/// A JSON value left unparsed, borrowed from the body.
+type Raw<'a> = Option<&'a RawValue>;
+
+#[derive(Deserialize)]
+struct WireEnvelope<'a> {
+    #[serde(borrow, default)]
+    repository: Raw<'a>,
+    #[serde(borrow, default)]
+    project: Raw<'a>,
+    #[serde(borrow, default)]
+    object_kind: Raw<'a>,
+    #[serde(borrow, default)]
+    action: Raw<'a>,
+    #[serde(borrow, default)]
+    object_attributes: Raw<'a>,
+}
+
+/// The fields read from the envelope's nested objects; the rest of those objects is skipped.
+#[derive(Deserialize, Default)]
+struct WireNested<'a> {
+    #[serde(borrow, default)]
+    full_name: Raw<'a>,
+    #[serde(borrow, default)]
+    path_with_namespace: Raw<'a>,
+    #[serde(borrow, default)]
+    action: Raw<'a>,
+}
+
+/// A nested object's fields; nothing for a value that is not an object.
+fn nested(raw: Raw<'_>) -> WireNested<'_> {
+    raw.filter(|raw| raw.get().starts_with('{'))
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
+/// A string (or number) value as text, `None` for anything else or an empty string.
+fn raw_text(raw: Raw<'_>) -> Option<String> {
+    let raw = raw?.get();
+    serde_json::from_str::<String>(raw)
+        .ok()
+        .or_else(|| {
+            serde_json::from_str::<serde_json::Number>(raw)
+                .ok()
+                .map(|n| n.to_string())
+        })
+        .filter(|text| !text.is_empty())
+}
+
+fn raw_bool(raw: Raw<'_>) -> Option<bool> {
+    serde_json::from_str(raw?.get()).ok()
+}
+
+/// Reads the [`Envelope`] of a JSON object payload. Fails only on malformed JSON or a
+/// payload that is not an object.
+pub fn envelope(json: &[u8]) -> Result<Envelope, serde_json::Error> {
+    let wire: WireEnvelope = serde_json::from_slice(json)?;
+    Ok(Envelope {
+        repository: raw_text(nested(wire.repository).full_name)
+            .or_else(|| raw_text(nested(wire.project).path_with_namespace)),
+        object_kind: raw_text(wire.object_kind),
+        action: raw_text(wire.action).or_else(|| raw_text(nested(wire.object_attributes).action)),
+    })
+}
+
+/// The payload as a JSON tree, for the events read field by field (not pushes, the hot path).
+fn tree(json: &[u8]) -> Result<Value, PayloadError> {
+    serde_json::from_slice(json).map_err(|error| PayloadError(format!("malformed JSON: {error}")))
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,14 +218,11 @@ struct WireCommit {
 
 /// Commits as both forges list them in a push: `id`, `message`, `timestamp`, `url`, `author`,
 /// and the changed paths.
-fn pushed_commits(payload: &Value) -> Result<Vec<PushedCommit>, PayloadError> {
-    let Some(list) = payload.get("commits") else {
+fn pushed_commits(list: Raw<'_>) -> Result<Vec<PushedCommit>, PayloadError> {
+    let Some(list) = list else {
         return Ok(Vec::new());
     };
-    if list.is_null() {
-        return Ok(Vec::new());
-    }
-    let wire = Vec::<WireCommit>::deserialize(list)
+    let wire: Vec<WireCommit> = serde_json::from_str(list.get())
         .map_err(|error| PayloadError(format!("push `commits` is malformed: {error}")))?;
     wire.into_iter()
         .map(|commit| {
@@ -190,39 +260,51 @@ pub fn is_sha(candidate: &str) -> bool {
     (4..=64).contains(&candidate.len()) && candidate.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-fn push(payload: &Value) -> Result<Push, PayloadError> {
-    let git_ref = opt_text(payload, "/ref")
+/// The fields of a push Hookline keeps; the repository, sender and other objects are skipped.
+#[derive(Deserialize)]
+struct WirePush<'a> {
+    #[serde(rename = "ref", borrow, default)]
+    git_ref: Raw<'a>,
+    #[serde(borrow, default)]
+    after: Raw<'a>,
+    #[serde(borrow, default)]
+    deleted: Raw<'a>,
+    #[serde(borrow, default)]
+    forced: Raw<'a>,
+    #[serde(borrow, default)]
+    commits: Raw<'a>,
+}
+
+fn push(json: &[u8]) -> Result<Push, PayloadError> {
+    let wire: WirePush = serde_json::from_slice(json)
+        .map_err(|error| PayloadError(format!("malformed push payload: {error}")))?;
+    let git_ref = raw_text(wire.git_ref)
         .ok_or_else(|| PayloadError("push payload has no `ref`".to_owned()))?;
     let branch = git_ref.strip_prefix("refs/heads/").map(str::to_owned);
     let tag = git_ref.strip_prefix("refs/tags/").map(str::to_owned);
-    let deleted = payload
-        .get("deleted")
-        .and_then(Value::as_bool)
-        .unwrap_or_else(|| text(payload, "/after") == NULL_SHA);
+    let deleted =
+        raw_bool(wire.deleted).unwrap_or_else(|| raw_text(wire.after).as_deref() == Some(NULL_SHA));
     Ok(Push {
         git_ref,
         branch,
         tag,
         deleted,
-        forced: payload
-            .get("forced")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
+        forced: raw_bool(wire.forced).unwrap_or(false),
         commits: if deleted {
             Vec::new()
         } else {
-            pushed_commits(payload)?
+            pushed_commits(wire.commits)?
         },
     })
 }
 
 /// GitHub: `X-GitHub-Event` and the JSON payload.
-pub fn github(event: &str, payload: &Value) -> Result<ForgeEvent, PayloadError> {
+pub fn github(event: &str, json: &[u8]) -> Result<ForgeEvent, PayloadError> {
     match event {
         "ping" => Ok(ForgeEvent::Ping),
-        "push" => push(payload).map(ForgeEvent::Push),
-        "pull_request" => github_pull_request(payload).map(ForgeEvent::PullRequest),
-        "issues" => github_issue(payload).map(ForgeEvent::Issue),
+        "push" => push(json).map(ForgeEvent::Push),
+        "pull_request" => github_pull_request(&tree(json)?).map(ForgeEvent::PullRequest),
+        "issues" => github_issue(&tree(json)?).map(ForgeEvent::Issue),
         _ => Ok(ForgeEvent::Other),
     }
 }
@@ -315,11 +397,11 @@ pub fn gitlab_event_name(header: &str) -> String {
 }
 
 /// GitLab: the short event name (see [`gitlab_event_name`]) and the JSON payload.
-pub fn gitlab(event: &str, payload: &Value) -> Result<ForgeEvent, PayloadError> {
+pub fn gitlab(event: &str, json: &[u8]) -> Result<ForgeEvent, PayloadError> {
     match event {
-        "push" | "tag_push" => push(payload).map(ForgeEvent::Push),
-        "merge_request" => gitlab_merge_request(payload).map(ForgeEvent::PullRequest),
-        "issue" => gitlab_issue(payload).map(ForgeEvent::Issue),
+        "push" | "tag_push" => push(json).map(ForgeEvent::Push),
+        "merge_request" => gitlab_merge_request(&tree(json)?).map(ForgeEvent::PullRequest),
+        "issue" => gitlab_issue(&tree(json)?).map(ForgeEvent::Issue),
         _ => Ok(ForgeEvent::Other),
     }
 }
@@ -415,6 +497,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    fn github(event: &str, payload: &Value) -> Result<ForgeEvent, PayloadError> {
+        super::github(event, payload.to_string().as_bytes())
+    }
+
+    fn gitlab(event: &str, payload: &Value) -> Result<ForgeEvent, PayloadError> {
+        super::gitlab(event, payload.to_string().as_bytes())
+    }
+
+    fn repository_of(payload: &Value) -> Option<String> {
+        envelope(payload.to_string().as_bytes()).unwrap().repository
+    }
+
     #[test]
     fn a_branch_push_lists_its_commits() {
         let payload = json!({
@@ -469,7 +563,17 @@ mod tests {
                 .contains("not a hex SHA")
         );
         let bad_list = json!({"ref": "refs/heads/x", "commits": "nope"});
-        assert!(github("push", &bad_list).is_err());
+        assert!(
+            github("push", &bad_list)
+                .unwrap_err()
+                .0
+                .contains("push `commits` is malformed")
+        );
+        let null_list = json!({"ref": "refs/heads/x", "commits": null, "deleted": "odd"});
+        let ForgeEvent::Push(push) = github("push", &null_list).unwrap() else {
+            panic!()
+        };
+        assert!(push.commits.is_empty() && !push.deleted);
     }
 
     #[test]

@@ -13,22 +13,22 @@ pub mod forge;
 mod process;
 pub mod writer;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
-use serde_json::Value;
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::crypto::Cipher;
 use crate::ids::{self, Kind};
-use crate::store::inbound::InboundDelivery;
+use crate::store::inbound::{InboundDelivery, encode_body};
 use crate::store::services::Service;
 
-pub use process::{Applied, apply, push_summary};
+pub use process::{Applied, apply, push_rows, push_summary};
 
 /// Where an inbound delivery came in.
 pub mod source {
@@ -190,6 +190,8 @@ impl Received {
 
     /// A delivery row for this request, to be completed by the caller.
     pub fn delivery(&self, event: &str) -> InboundDelivery {
+        // Compressed here, on the receiving task, not in the one writer all receivers share.
+        let (body, body_encoding) = encode_body(&self.body);
         InboundDelivery {
             id: ids::new(Kind::InboundDelivery),
             tenant_id: None,
@@ -202,7 +204,8 @@ impl Received {
             repository: None,
             content_type: self.content_type(),
             headers: redacted_headers(&self.headers),
-            body: self.body.to_vec(),
+            body,
+            body_encoding: body_encoding.to_owned(),
             body_size: i64::try_from(self.body.len()).unwrap_or(i64::MAX),
             verification: verification::NOT_CHECKED.to_owned(),
             result: result::FAILED.to_owned(),
@@ -234,33 +237,51 @@ pub enum BodyError {
     NotAnObject,
 }
 
-/// The JSON payload of a webhook body: JSON as is, or the `payload` field of a form-encoded body
-/// (GitHub's other content type). The signature is always checked over the raw body, not this.
-pub fn payload_of(content_type: &str, body: &[u8]) -> Result<Value, BodyError> {
+/// A webhook body's JSON payload: the JSON text (the body itself, or the `payload` field of a
+/// form-encoded body, GitHub's other content type) and what the receivers read before verifying.
+/// The signature is always checked over the raw body, not this.
+#[derive(Debug, PartialEq)]
+pub struct Payload<'a> {
+    pub json: Cow<'a, [u8]>,
+    pub envelope: forge::Envelope,
+}
+
+/// Checks that a body is a JSON object payload and reads its envelope, without building the
+/// whole document.
+pub fn payload_of<'a>(content_type: &str, body: &'a [u8]) -> Result<Payload<'a>, BodyError> {
     let mime = content_type
         .split(';')
         .next()
         .unwrap_or("")
         .trim()
         .to_ascii_lowercase();
-    let json: Vec<u8> = if mime == "application/json" || mime.ends_with("+json") {
-        body.to_vec()
+    let json: Cow<'a, [u8]> = if mime == "application/json" || mime.ends_with("+json") {
+        Cow::Borrowed(body)
     } else if mime == "application/x-www-form-urlencoded" {
         url::form_urlencoded::parse(body)
             .find(|(name, _)| name == "payload")
-            .map(|(_, value)| value.into_owned().into_bytes())
+            .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
             .ok_or(BodyError::NoPayloadField)?
     } else {
         return Err(BodyError::UnsupportedType(
             content_type.chars().take(100).collect(),
         ));
     };
-    let payload: Value = serde_json::from_slice(&json)
-        .map_err(|error| BodyError::MalformedJson(error.to_string()))?;
-    if !payload.is_object() {
-        return Err(BodyError::NotAnObject);
+    let is_object = json
+        .iter()
+        .find(|byte| !byte.is_ascii_whitespace())
+        .is_some_and(|&first| first == b'{');
+    if !is_object {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(&json) {
+                Ok(_) => BodyError::NotAnObject,
+                Err(error) => BodyError::MalformedJson(error.to_string()),
+            },
+        );
     }
-    Ok(payload)
+    let envelope =
+        forge::envelope(&json).map_err(|error| BodyError::MalformedJson(error.to_string()))?;
+    Ok(Payload { json, envelope })
 }
 
 /// Counts a request a receiver answered, by source and outcome.
@@ -287,6 +308,7 @@ pub fn log_rejection(received: &Received, reason: &'static str, repository: Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn hub_signatures_verify_only_with_the_right_secret_and_body() {
@@ -334,14 +356,26 @@ mod tests {
 
     #[test]
     fn payloads_come_from_json_or_the_form_field() {
-        let json = payload_of("application/json; charset=utf-8", br#"{"a":1}"#).unwrap();
-        assert_eq!(json["a"], 1);
-        let form = payload_of(
-            "application/x-www-form-urlencoded",
-            b"payload=%7B%22a%22%3A2%7D",
+        let json = payload_of(
+            "application/json; charset=utf-8",
+            br#"{"a":1,"repository":{"id":1,"full_name":"o/r"},"action":"opened"}"#,
         )
         .unwrap();
-        assert_eq!(form["a"], 2);
+        assert_eq!(json.envelope.repository.as_deref(), Some("o/r"));
+        assert_eq!(json.envelope.action.as_deref(), Some("opened"));
+        let form = payload_of(
+            "application/x-www-form-urlencoded",
+            b"payload=%7B%22project%22%3A%7B%22path_with_namespace%22%3A%22g%2Fp%22%7D%7D",
+        )
+        .unwrap();
+        assert_eq!(
+            form.json.as_ref(),
+            br#"{"project":{"path_with_namespace":"g/p"}}"#
+        );
+        assert_eq!(form.envelope.repository.as_deref(), Some("g/p"));
+        // A repository that is not an object is no repository, not an error.
+        let odd = payload_of("application/json", br#"{"repository":"o/r"}"#).unwrap();
+        assert_eq!(odd.envelope.repository, None);
         assert_eq!(
             payload_of("application/x-www-form-urlencoded", b"other=1"),
             Err(BodyError::NoPayloadField)
@@ -354,10 +388,16 @@ mod tests {
             payload_of("application/json", b"{nope"),
             Err(BodyError::MalformedJson(_))
         ));
-        assert_eq!(
-            payload_of("application/json", b"[1]"),
-            Err(BodyError::NotAnObject)
-        );
+        assert!(matches!(
+            payload_of("application/json", br#"{"a":1} trailing"#),
+            Err(BodyError::MalformedJson(_))
+        ));
+        for not_an_object in [&b"[1]"[..], b" 7", b"\"x\"", b"null"] {
+            assert_eq!(
+                payload_of("application/json", not_an_object),
+                Err(BodyError::NotAnObject)
+            );
+        }
     }
 
     #[test]

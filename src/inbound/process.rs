@@ -2,16 +2,16 @@
 //! service with their branches (and an analysis job when the service asks for one), pull requests
 //! and issues per tenant, and experiment links from pull request bodies.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
 
-use super::forge::{ForgeEvent, IssueChange, PullRequestChange, Push, PushedCommit};
+use super::forge::{ForgeEvent, IssueChange, PullRequestChange, Push};
 use super::result;
 use crate::clock;
 use crate::ids::{self, Kind};
 use crate::store::experiments::{self, activity_kind};
-use crate::store::record::{self, ForgeIssue, NewCommit, PullRequest};
+use crate::store::record::{
+    self, AnalysisRow, BranchRow, CommitRow, ForgeIssue, PullRequest, PushRows,
+};
 use crate::store::services::Service;
 use crate::store::{StoreResult, Tx};
 
@@ -22,10 +22,12 @@ pub struct Applied {
     pub summary: Value,
 }
 
-/// Applies `event` for one tenant. `services` are that tenant's services the delivery is for (the
-/// ones it verified against, or those of the integration's tenant linked to the repository).
+/// Applies `event` for one tenant, as delivery `delivery_id` (stored already) brought it.
+/// `services` are that tenant's services the delivery is for (the ones it verified against, or
+/// those of the integration's tenant linked to the repository).
 pub async fn apply(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
+    delivery_id: &str,
     tenant_id: &str,
     services: &[Service],
     repository: Option<&str>,
@@ -36,7 +38,14 @@ pub async fn apply(
             result: result::PROCESSED,
             summary: json!({"ping": true}),
         }),
-        ForgeEvent::Push(push) => record_push(tx, services, repository, push).await,
+        ForgeEvent::Push(push) => {
+            let rows = push_rows(delivery_id, services, repository, push);
+            record::insert_push_rows_in(tx, &[&rows]).await?;
+            Ok(Applied {
+                result: result::PROCESSED,
+                summary: push_summary(push, services),
+            })
+        }
         ForgeEvent::PullRequest(change) => {
             record_pull_request(tx, tenant_id, repository.unwrap_or(""), change).await
         }
@@ -50,134 +59,59 @@ pub async fn apply(
     }
 }
 
-async fn record_push(
-    tx: &mut Tx,
+/// The rows a push records for the services it was delivered for: each commit once per service,
+/// the branch of a branch push on each of them, and an analysis job for each commit it creates
+/// for a service with auto-analyze. Built by the receiving task, so the shared writer only binds
+/// them. `repository` is the one the payload names (each service's own when absent).
+pub fn push_rows(
+    delivery_id: &str,
     services: &[Service],
     repository: Option<&str>,
     push: &Push,
-) -> StoreResult<Applied> {
-    record_pushes_in(
-        tx,
-        &[PushFor {
-            services,
-            repository,
-            push,
-        }],
-    )
-    .await?;
-    Ok(Applied {
-        result: result::PROCESSED,
-        summary: push_summary(push, services),
-    })
-}
-
-/// A push to record for the services it was delivered for.
-pub struct PushFor<'a> {
-    pub services: &'a [Service],
-    /// The repository as the payload names it (the service's own when absent).
-    pub repository: Option<&'a str>,
-    pub push: &'a Push,
-}
-
-/// Records pushes with a few multi-row statements: each commit once per service, every branch
-/// push's branch on its commits (new or seen before), and one analysis job per new commit of a
-/// service with auto-analyze.
-pub async fn record_pushes_in(tx: &mut Tx, pushes: &[PushFor<'_>]) -> StoreResult<()> {
-    let mut commits: Vec<NewCommit<'_>> = Vec::new();
-    // (service, sha, branch) for every branch push.
-    let mut branches: Vec<(&str, &str, &str)> = Vec::new();
-    let mut auto_analyze: HashMap<&str, &str> = HashMap::new();
-    for PushFor {
-        services,
-        repository,
-        push,
-    } in pushes
-    {
-        for service in services.iter() {
+) -> PushRows {
+    let json = |paths: &[String]| serde_json::to_string(paths).expect("paths serialize");
+    let mut rows = PushRows {
+        delivery_id: delivery_id.to_owned(),
+        ..PushRows::default()
+    };
+    for service in services {
+        let repository = repository.unwrap_or(&service.repository);
+        for commit in &push.commits {
+            let row = CommitRow {
+                id: ids::new(Kind::Commit),
+                tenant_id: service.tenant_id.clone(),
+                service_id: service.id.clone(),
+                sha: commit.sha.clone(),
+                message: commit.message.clone(),
+                author_name: commit.author_name.clone(),
+                author_email: commit.author_email.clone(),
+                committed_at: commit.timestamp,
+                url: commit.url.clone(),
+                repository: repository.to_owned(),
+                added: json(&commit.added),
+                removed: json(&commit.removed),
+                modified: json(&commit.modified),
+                forced: push.forced,
+            };
+            if let Some(branch) = &push.branch {
+                rows.branches.push(BranchRow {
+                    service_id: service.id.clone(),
+                    sha: commit.sha.clone(),
+                    branch: branch.clone(),
+                });
+            }
             if service.auto_analyze {
-                auto_analyze.insert(&service.id, &service.tenant_id);
+                rows.analyses.push(AnalysisRow {
+                    id: ids::new(Kind::AnalysisJob),
+                    tenant_id: service.tenant_id.clone(),
+                    service_id: service.id.clone(),
+                    commit_id: row.id.clone(),
+                });
             }
-            let repository = repository.unwrap_or(&service.repository);
-            for commit in &push.commits {
-                commits.push(new_commit(service, repository, commit, push.forced));
-                if let Some(branch) = &push.branch {
-                    branches.push((&service.id, &commit.sha, branch));
-                }
-            }
+            rows.commits.push(row);
         }
     }
-    if commits.is_empty() {
-        return Ok(());
-    }
-    let created = record::insert_commits_in(tx, &commits).await?;
-    let analyses: Vec<(String, String, String)> = created
-        .iter()
-        .filter_map(|(commit_id, service_id, _)| {
-            auto_analyze.get(service_id.as_str()).map(|tenant_id| {
-                (
-                    (*tenant_id).to_owned(),
-                    service_id.clone(),
-                    commit_id.clone(),
-                )
-            })
-        })
-        .collect();
-    if !analyses.is_empty() {
-        record::enqueue_analyses_in(tx, &analyses).await?;
-    }
-    if branches.is_empty() {
-        return Ok(());
-    }
-    let mut ids: HashMap<(String, String), String> = created
-        .into_iter()
-        .map(|(id, service_id, sha)| ((service_id, sha), id))
-        .collect();
-    let mut missing: Vec<(&str, &str)> = branches
-        .iter()
-        .filter(|(service_id, sha, _)| {
-            !ids.contains_key(&((*service_id).to_owned(), (*sha).to_owned()))
-        })
-        .map(|(service_id, sha, _)| (*service_id, *sha))
-        .collect();
-    missing.sort_unstable();
-    missing.dedup();
-    if !missing.is_empty() {
-        for (id, service_id, sha) in record::commit_ids_in(tx, &missing).await? {
-            ids.insert((service_id, sha), id);
-        }
-    }
-    let pairs: Vec<(String, String)> = branches
-        .iter()
-        .filter_map(|(service_id, sha, branch)| {
-            ids.get(&((*service_id).to_owned(), (*sha).to_owned()))
-                .map(|id| (id.clone(), (*branch).to_owned()))
-        })
-        .collect();
-    record::add_branches_in(tx, &pairs).await
-}
-
-/// The row a pushed commit becomes for one service.
-fn new_commit<'a>(
-    service: &'a Service,
-    repository: &'a str,
-    commit: &'a PushedCommit,
-    forced: bool,
-) -> NewCommit<'a> {
-    NewCommit {
-        tenant_id: &service.tenant_id,
-        service_id: &service.id,
-        sha: &commit.sha,
-        message: &commit.message,
-        author_name: &commit.author_name,
-        author_email: &commit.author_email,
-        committed_at: commit.timestamp,
-        url: &commit.url,
-        repository,
-        added: &commit.added,
-        removed: &commit.removed,
-        modified: &commit.modified,
-        forced,
-    }
+    rows
 }
 
 /// What a push delivery records, known before it is written (so many can be written at once).
@@ -194,7 +128,7 @@ pub fn push_summary(push: &Push, services: &[Service]) -> Value {
 }
 
 async fn record_pull_request(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     repository: &str,
     change: &PullRequestChange,
@@ -285,7 +219,7 @@ async fn record_pull_request(
 }
 
 async fn record_issue(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     repository: &str,
     change: &IssueChange,

@@ -1,7 +1,8 @@
-//! Group commit for verified inbound deliveries. Receivers hand their delivery to a writer task
-//! and wait for its answer; the writer takes every delivery waiting at that moment and records
-//! them in one transaction with a few multi-row statements (deliveries, then commits, branches
-//! and analysis jobs through [`record_pushes_in`]), instead of one transaction of many statements each. On SQLite, whose single
+//! Group commit for verified inbound deliveries. Receivers hand their delivery (and, for a push,
+//! the rows it records, prepared on the receiving task) to a writer and wait for its answer; the
+//! writer takes every delivery waiting at that moment and records them in one transaction with a
+//! few multi-row statements (deliveries, then commits, branches and analysis jobs, sent together
+//! on SQLite), instead of one transaction of many statements each. On SQLite, whose single
 //! writer connection is the bottleneck, this is what lets verified pushes keep up with the HTTP
 //! layer.
 //!
@@ -11,14 +12,16 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::forge::ForgeEvent;
-use super::process::{PushFor, apply, record_pushes_in};
+use super::process::apply;
 use crate::store::inbound::{self as kept, InboundDelivery};
+use crate::store::record::PushRows;
 use crate::store::services::Service;
-use crate::store::{Store, StoreError, StoreResult};
+use crate::store::{HeldConnection, Store, StoreError, StoreResult, Tx};
 
 /// Deliveries taken into one transaction at most.
 const MAX_BATCH: usize = 128;
@@ -33,6 +36,8 @@ pub struct Work {
     pub event: Arc<ForgeEvent>,
     /// The row to keep, with its result, summary and idempotency key filled in.
     pub delivery: InboundDelivery,
+    /// For a push: what it records, written with the delivery (see [`super::push_rows`]).
+    pub push_rows: Option<PushRows>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,18 +65,33 @@ pub struct InboundWriter {
 impl InboundWriter {
     /// Starts `writers` writer tasks (one suits SQLite; PostgreSQL takes several). They end when
     /// every handle is dropped.
-    pub fn start(store: Store, writers: usize) -> InboundWriter {
+    ///
+    /// The writers run on a runtime of their own, on their own thread. A batch takes several
+    /// round trips to the database, and on the shared runtime each one waited behind every
+    /// request task for a worker to resume the writer: the one writer all receivers wait for
+    /// sat idle while the machine had cores to spare (bench/README.md).
+    pub fn start(store: Store, writers: usize) -> std::io::Result<InboundWriter> {
         let (sender, receiver) = mpsc::channel::<Job>(MAX_BATCH * 8);
         let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..writers.max(1) {
-            let (store, receiver) = (store.clone(), receiver.clone());
-            tokio::spawn(async move {
-                while let Some(batch) = next_batch(&receiver).await {
-                    write(&store, batch).await;
-                }
-            });
-        }
-        InboundWriter { sender }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("inbound-writer".to_owned())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let loops: Vec<_> = (0..writers.max(1))
+                        .map(|_| {
+                            let (store, receiver) = (store.clone(), receiver.clone());
+                            tokio::spawn(run_writer(store, receiver))
+                        })
+                        .collect();
+                    for writer in loops {
+                        let _ = writer.await;
+                    }
+                });
+            })?;
+        Ok(InboundWriter { sender })
     }
 
     /// Records `work` and answers once it is committed (or found to be a repeat).
@@ -85,10 +105,60 @@ impl InboundWriter {
     }
 }
 
-/// Waits for one job, then takes every other job already waiting (up to the batch size).
-async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
+/// The longest a writer keeps the writing connection while deliveries keep coming: others
+/// that write (the outbound queue, the API) wait at most about this long behind a flood.
+const HOLD_AT_MOST: Duration = Duration::from_millis(25);
+
+/// How long a writer keeps the connection waiting for the next delivery before giving it back:
+/// receivers answered a moment ago are about to send more.
+const IDLE_BEFORE_RELEASE: Duration = Duration::from_millis(2);
+
+/// One writer: takes a batch, then keeps the writing connection for the batches that follow
+/// close behind it, within [`HOLD_AT_MOST`].
+async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    while let Next::Jobs(batch) = next_batch(&receiver, None).await {
+        let mut held = match store.hold_writer().await {
+            Ok(held) => held,
+            Err(error) => {
+                tracing::warn!(%error, "no writing connection held for an inbound batch; writing it through the pool");
+                write(&mut Connection::Pool(&store), batch).await;
+                continue;
+            }
+        };
+        let since = Instant::now();
+        let mut connection = Connection::Held(&mut held);
+        write(&mut connection, batch).await;
+        while since.elapsed() < HOLD_AT_MOST {
+            match next_batch(&receiver, Some(IDLE_BEFORE_RELEASE)).await {
+                Next::Jobs(batch) => write(&mut connection, batch).await,
+                Next::Idle | Next::Closed => break,
+            }
+        }
+    }
+}
+
+enum Next {
+    Jobs(Vec<Job>),
+    /// Nothing came within the wait.
+    Idle,
+    /// Every handle is gone: the writer ends.
+    Closed,
+}
+
+/// Waits for one job (at most `wait`, if given), then takes every other job already waiting (up
+/// to the batch size).
+async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>, wait: Option<Duration>) -> Next {
     let mut receiver = receiver.lock().await;
-    let first = receiver.recv().await?;
+    let first = match wait {
+        None => receiver.recv().await,
+        Some(wait) => match tokio::time::timeout(wait, receiver.recv()).await {
+            Ok(first) => first,
+            Err(_) => return Next::Idle,
+        },
+    };
+    let Some(first) = first else {
+        return Next::Closed;
+    };
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match receiver.try_recv() {
@@ -96,12 +166,32 @@ async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>) -> Option<Vec<Job>> {
             Err(_) => break,
         }
     }
-    Some(batch)
+    Next::Jobs(batch)
 }
 
-async fn write(store: &Store, batch: Vec<Job>) {
+/// Where a batch's transaction runs: a connection the writer holds, or one from the pool.
+enum Connection<'a> {
+    Held(&'a mut HeldConnection),
+    Pool(&'a Store),
+}
+
+impl Connection<'_> {
+    async fn begin(&mut self) -> StoreResult<Tx<'_>> {
+        match self {
+            Connection::Held(held) => held.begin().await,
+            Connection::Pool(store) => store.begin().await,
+        }
+    }
+}
+
+async fn write(connection: &mut Connection<'_>, batch: Vec<Job>) {
+    metrics::histogram!("hookline_inbound_write_batch_size").record(batch.len() as f64);
+    let started = Instant::now();
     let works: Vec<&Work> = batch.iter().map(|job| &job.work).collect();
-    match write_batch(store, &works).await {
+    let result = write_batch(connection, &works).await;
+    metrics::histogram!("hookline_inbound_write_batch_seconds")
+        .record(started.elapsed().as_secs_f64());
+    match result {
         Ok(written) => {
             for (job, written) in batch.into_iter().zip(written) {
                 let _ = job.reply.send(Ok(written));
@@ -117,7 +207,7 @@ async fn write(store: &Store, batch: Vec<Job>) {
                 let result = if alone {
                     Err(first_error.take().expect("one error for one job"))
                 } else {
-                    write_batch(store, &[&work])
+                    write_batch(connection, &[&work])
                         .await
                         .map(|mut written| written.remove(0))
                 };
@@ -128,46 +218,64 @@ async fn write(store: &Store, batch: Vec<Job>) {
 }
 
 /// Records `works` in one transaction; answers for each, in order.
-async fn write_batch(store: &Store, works: &[&Work]) -> StoreResult<Vec<Written>> {
-    let mut tx = store.begin().await?;
+async fn write_batch(
+    connection: &mut Connection<'_>,
+    works: &[&Work],
+) -> StoreResult<Vec<Written>> {
     let rows: Vec<&InboundDelivery> = works.iter().map(|work| &work.delivery).collect();
-    let inserted: HashSet<String> = kept::insert_many_in(&mut tx, &rows)
+    let pushes: Vec<&PushRows> = works
+        .iter()
+        .filter_map(|work| work.push_rows.as_ref())
+        .collect();
+    if let Connection::Held(held) = connection
+        && pushes.len() == works.len()
+    {
+        // Only pushes (the steady stream): nothing to apply one by one after the inserts.
+        let inserted: HashSet<String> = kept::insert_many_alone(held, &rows, &pushes)
+            .await?
+            .into_iter()
+            .collect();
+        return Ok(works
+            .iter()
+            .map(|work| match inserted.contains(&work.delivery.id) {
+                true => Written::Stored,
+                false => Written::Duplicate,
+            })
+            .collect());
+    }
+    let mut tx = connection.begin().await?;
+    let inserted: HashSet<String> = kept::insert_many_in(&mut tx, &rows, &pushes)
         .await?
         .into_iter()
         .collect();
     let mut written = Vec::with_capacity(works.len());
-    let mut pushes: Vec<PushFor<'_>> = Vec::new();
     for work in works {
         if !inserted.contains(&work.delivery.id) {
             written.push(Written::Duplicate);
             continue;
         }
         written.push(Written::Stored);
-        let ForgeEvent::Push(push) = work.event.as_ref() else {
-            let applied = apply(
-                &mut tx,
-                &work.tenant_id,
-                &work.services,
-                work.repository.as_deref(),
-                &work.event,
-            )
-            .await?;
-            kept::set_outcome_in(
-                &mut tx,
-                &work.delivery.id,
-                applied.result,
-                &applied.summary.to_string(),
-            )
-            .await?;
+        if work.push_rows.is_some() {
+            // Written above, with the delivery.
             continue;
-        };
-        pushes.push(PushFor {
-            services: &work.services,
-            repository: work.repository.as_deref(),
-            push,
-        });
+        }
+        let applied = apply(
+            &mut tx,
+            &work.delivery.id,
+            &work.tenant_id,
+            &work.services,
+            work.repository.as_deref(),
+            &work.event,
+        )
+        .await?;
+        kept::set_outcome_in(
+            &mut tx,
+            &work.delivery.id,
+            applied.result,
+            &applied.summary.to_string(),
+        )
+        .await?;
     }
-    record_pushes_in(&mut tx, &pushes).await?;
     tx.commit().await?;
     Ok(written)
 }

@@ -121,7 +121,7 @@ pub async fn rank_suspects(
 /// Writes a new incident with its suspects and emits `incident.opened`, in the caller's
 /// transaction.
 pub async fn open_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     incident: &Incident,
     service_name: &str,
     suspects: &[Ranked],
@@ -154,7 +154,7 @@ pub async fn open_in(
 /// transaction. `None` when the incident's status is not one of `from`: nothing changed and
 /// nothing is emitted.
 pub async fn change_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     id: &str,
     from: &[&str],

@@ -98,7 +98,7 @@ pub enum Audience<'a> {
 /// Writes an event and its deliveries inside the caller's transaction (the outbox). `data` must
 /// already be valid for its type.
 pub async fn enqueue(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     event_type: &str,
     data: &Value,

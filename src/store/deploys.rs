@@ -24,7 +24,7 @@ macro_rules! deploy_columns {
     };
 }
 
-pub async fn insert_in(tx: &mut Tx, deploy: &Deploy) -> StoreResult<()> {
+pub async fn insert_in(tx: &mut Tx<'_>, deploy: &Deploy) -> StoreResult<()> {
     dispatch_tx!(tx, conn => {
         sqlx::query(concat!(
             "INSERT INTO deploys (", deploy_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -46,7 +46,7 @@ pub async fn insert_in(tx: &mut Tx, deploy: &Deploy) -> StoreResult<()> {
 
 /// The newest deploy of a service to an environment (`None` matches deploys without one).
 pub async fn previous_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     service_id: &str,
     environment: Option<&str>,
 ) -> StoreResult<Option<Deploy>> {
@@ -66,7 +66,7 @@ pub async fn previous_in(
 /// The ids of a service's commits ingested after `after_id` (all when `None`) up to and
 /// including `head_id`, on `branch` when one is given; at most `limit`, newest kept.
 pub async fn shipped_commits_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     service_id: &str,
     after_id: Option<&str>,
     head_id: &str,
@@ -92,7 +92,7 @@ pub async fn shipped_commits_in(
 }
 
 pub async fn add_commits_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     deploy_id: &str,
     commit_ids: &[String],
 ) -> StoreResult<()> {
@@ -207,7 +207,7 @@ macro_rules! incident_columns {
     };
 }
 
-pub async fn insert_incident_in(tx: &mut Tx, incident: &Incident) -> StoreResult<()> {
+pub async fn insert_incident_in(tx: &mut Tx<'_>, incident: &Incident) -> StoreResult<()> {
     dispatch_tx!(tx, conn => {
         sqlx::query(concat!(
             "INSERT INTO incidents (", incident_columns!(), ") \
@@ -275,7 +275,7 @@ pub async fn list_incidents(
 /// transaction; returns the updated incident, or `None` when its status was not one of `from`
 /// (the transition is invalid, or another request made it first).
 pub async fn transition_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     id: &str,
     from: &[&str],
@@ -326,7 +326,7 @@ pub struct Suspect {
 }
 
 pub async fn add_suspect_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     incident_id: &str,
     commit_id: &str,
     deploy_id: &str,

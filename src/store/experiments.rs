@@ -96,7 +96,11 @@ pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Experi
 }
 
 /// The experiment of a tenant with `key` (compared without case), inside a transaction.
-pub async fn by_key_in(tx: &mut Tx, tenant_id: &str, key: &str) -> StoreResult<Option<Experiment>> {
+pub async fn by_key_in(
+    tx: &mut Tx<'_>,
+    tenant_id: &str,
+    key: &str,
+) -> StoreResult<Option<Experiment>> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Experiment>(concat!(
             "SELECT ", experiment_columns!(), " FROM experiments WHERE tenant_id = $1 AND key_lower = $2"
@@ -153,7 +157,7 @@ pub struct Activity {
 
 /// Adds an entry unless the same kind of entry for the same subject exists (a redelivered or
 /// edited pull request links once); returns whether it was added.
-pub async fn add_activity(tx: &mut Tx, entry: &Activity) -> StoreResult<bool> {
+pub async fn add_activity(tx: &mut Tx<'_>, entry: &Activity) -> StoreResult<bool> {
     let added = dispatch_tx!(tx, conn => {
         sqlx::query(
             "INSERT INTO experiment_activity (id, experiment_id, kind, subject, repository, number, \

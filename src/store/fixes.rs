@@ -45,7 +45,7 @@ macro_rules! fix_columns {
     };
 }
 
-pub async fn insert_in(tx: &mut Tx, fix: &FixProposal) -> StoreResult<()> {
+pub async fn insert_in(tx: &mut Tx<'_>, fix: &FixProposal) -> StoreResult<()> {
     dispatch_tx!(tx, conn => {
         sqlx::query(concat!(
             "INSERT INTO fix_proposals (", fix_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, \
@@ -121,7 +121,7 @@ pub async fn list(
 /// Moves a proposal from `from` to `to` (with the rejection reason, and the PR job's first run
 /// when it becomes `applied`); `None` when its status was not `from`.
 pub async fn transition_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     id: &str,
     from: &str,
@@ -151,7 +151,7 @@ pub async fn transition_in(
 /// A pull request of the tenant's repository changed: its fix proposal (if any) follows.
 /// Returns how many proposals changed.
 pub async fn follow_pull_request_in(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     repository: &str,
     number: i64,

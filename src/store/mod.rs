@@ -149,6 +149,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored secret could not be opened: {0}")]
     Crypto(#[from] crate::crypto::CryptoError),
+    /// A stored value that cannot be read back (a damaged compressed body, an unknown encoding).
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -181,12 +184,31 @@ pub struct SqliteStore {
 }
 
 /// A write transaction on either backend. Dropped without [`Tx::commit`], it rolls back.
-pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
-    Postgres(sqlx::Transaction<'static, Postgres>),
+pub enum Tx<'c> {
+    Sqlite(sqlx::Transaction<'c, Sqlite>),
+    Postgres(sqlx::Transaction<'c, Postgres>),
 }
 
-impl Tx {
+/// A writing connection kept between transactions by a task that writes in a steady stream (the
+/// inbound writer). Lending a connection out and taking it back costs sqlx a round trip to the
+/// database each way; keeping one saves both, at the price of the others waiting for it.
+pub enum HeldConnection {
+    Sqlite(sqlx::pool::PoolConnection<Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<Postgres>),
+}
+
+impl HeldConnection {
+    /// Starts a write transaction on the held connection.
+    pub async fn begin(&mut self) -> StoreResult<Tx<'_>> {
+        use sqlx::Connection;
+        Ok(match self {
+            HeldConnection::Sqlite(conn) => Tx::Sqlite(conn.begin_with("BEGIN IMMEDIATE").await?),
+            HeldConnection::Postgres(conn) => Tx::Postgres(conn.begin().await?),
+        })
+    }
+}
+
+impl Tx<'_> {
     pub fn backend(&self) -> Backend {
         match self {
             Tx::Sqlite(_) => Backend::Sqlite,
@@ -221,8 +243,12 @@ impl Store {
                 // The writer connects first: it creates the file and switches it to WAL. It does
                 // not checkpoint: `checkpoint` does that on a reader connection, so copying the
                 // WAL back into the database does not hold up the one connection that writes.
+                // An in-process SQLite connection cannot go stale, and the check sqlx makes
+                // before lending one out is a round trip to its thread: the one writer paid it
+                // on every transaction.
                 let writer = SqlitePoolOptions::new()
                     .max_connections(1)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(
                         options
@@ -230,11 +256,14 @@ impl Store {
                             .pragma("wal_autocheckpoint", "0")
                             // A restarted log is reused; one that grew past this is cut back.
                             .pragma("journal_size_limit", "134217728")
-                            .pragma("cache_size", "-16384"),
+                            .pragma("cache_size", "-16384")
+                            // Statement journals of the multi-row inserts stay in memory.
+                            .pragma("temp_store", "memory"),
                     )
                     .await?;
                 let reader = SqlitePoolOptions::new()
                     .max_connections(settings.max_connections)
+                    .test_before_acquire(false)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await?;
@@ -311,10 +340,19 @@ impl Store {
     /// Starts a write transaction. SQLite takes its write lock up front (`BEGIN IMMEDIATE`) so a
     /// writer in another process waits on the busy timeout instead of failing on a lock upgrade.
     /// Nothing else may wait for the writer while a transaction holds it.
-    pub async fn begin(&self) -> StoreResult<Tx> {
+    pub async fn begin(&self) -> StoreResult<Tx<'static>> {
         Ok(match self {
             Store::Sqlite(sqlite) => Tx::Sqlite(sqlite.writer.begin_with("BEGIN IMMEDIATE").await?),
             Store::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Takes a writing connection to keep for several transactions (see [`HeldConnection`]);
+    /// on SQLite it is the one writer connection, so keep it briefly.
+    pub async fn hold_writer(&self) -> StoreResult<HeldConnection> {
+        Ok(match self {
+            Store::Sqlite(sqlite) => HeldConnection::Sqlite(sqlite.writer.acquire().await?),
+            Store::Postgres(pool) => HeldConnection::Postgres(pool.acquire().await?),
         })
     }
 

@@ -166,7 +166,7 @@ pub async fn claim_due(store: &Store, now: i64, limit: u32) -> StoreResult<Vec<M
 }
 
 /// The monitor's current check state, locked for the rest of the transaction on PostgreSQL.
-pub async fn lock_in(tx: &mut Tx, id: &str) -> StoreResult<Option<Monitor>> {
+pub async fn lock_in(tx: &mut Tx<'_>, id: &str) -> StoreResult<Option<Monitor>> {
     let sql = match tx {
         Tx::Sqlite(_) => concat!(
             "SELECT ",
@@ -188,7 +188,7 @@ pub async fn lock_in(tx: &mut Tx, id: &str) -> StoreResult<Option<Monitor>> {
 }
 
 /// Writes a monitor's check state.
-pub async fn set_state_in(tx: &mut Tx, monitor: &Monitor) -> StoreResult<()> {
+pub async fn set_state_in(tx: &mut Tx<'_>, monitor: &Monitor) -> StoreResult<()> {
     dispatch_tx!(tx, conn => {
         sqlx::query(
             "UPDATE monitors SET consecutive_failures = $2, consecutive_passes = $3, \
@@ -219,7 +219,7 @@ pub struct Check {
 }
 
 /// Keeps a check result, dropping the monitor's results beyond the newest [`KEPT_CHECKS`].
-pub async fn add_check_in(tx: &mut Tx, check: &Check) -> StoreResult<()> {
+pub async fn add_check_in(tx: &mut Tx<'_>, check: &Check) -> StoreResult<()> {
     dispatch_tx!(tx, conn => {
         sqlx::query(
             "INSERT INTO monitor_checks (id, monitor_id, checked_at, passed, failure, status_code, \

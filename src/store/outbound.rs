@@ -455,7 +455,7 @@ pub async fn set_endpoint_active(
 }
 
 /// The active endpoints of a tenant, for fan-out inside a publishing transaction.
-pub async fn active_endpoints_in(tx: &mut Tx, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
+pub async fn active_endpoints_in(tx: &mut Tx<'_>, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Endpoint>(concat!(
             "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND active"
@@ -467,7 +467,7 @@ pub async fn active_endpoints_in(tx: &mut Tx, tenant_id: &str) -> StoreResult<Ve
 }
 
 /// One endpoint of a tenant inside a transaction.
-pub async fn endpoint_in(tx: &mut Tx, tenant_id: &str, id: &str) -> StoreResult<Endpoint> {
+pub async fn endpoint_in(tx: &mut Tx<'_>, tenant_id: &str, id: &str) -> StoreResult<Endpoint> {
     dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Endpoint>(concat!(
             "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND id = $2"
@@ -510,7 +510,7 @@ pub async fn endpoints_by_ids(store: &Store, ids: &[String]) -> StoreResult<Vec<
 // ---- events and deliveries ------------------------------------------------------------------
 
 pub async fn insert_event(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: &str,
     tenant_id: &str,
     event_type: &str,
@@ -542,7 +542,7 @@ pub struct NewDelivery<'a> {
 
 /// Queues deliveries of `event_id`, due at once, in one statement.
 pub async fn insert_deliveries(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     event_id: &str,
     event_type: &str,
@@ -578,7 +578,7 @@ pub async fn insert_deliveries(
 }
 
 /// Tells other nodes that work was queued; PostgreSQL delivers it when the transaction commits.
-pub async fn notify_queued(tx: &mut Tx) -> StoreResult<()> {
+pub async fn notify_queued(tx: &mut Tx<'_>) -> StoreResult<()> {
     if let Tx::Postgres(tx) = tx {
         sqlx::query("SELECT pg_notify('hookline_deliveries', '')")
             .execute(&mut **tx)
@@ -1284,7 +1284,7 @@ pub async fn idempotent_answer(
 /// Stores the answer to a keyed request in the transaction that made it; an expired entry for the
 /// same key is replaced. A concurrent request with the same key makes this a conflict.
 pub async fn save_idempotent_answer(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     key: &str,
     answer: &IdempotentAnswer,

@@ -54,27 +54,9 @@ macro_rules! commit_columns {
 }
 pub(crate) use commit_columns;
 
-/// A commit as a push describes it.
-#[derive(Debug, Clone)]
-pub struct NewCommit<'a> {
-    pub tenant_id: &'a str,
-    pub service_id: &'a str,
-    pub sha: &'a str,
-    pub message: &'a str,
-    pub author_name: &'a str,
-    pub author_email: &'a str,
-    pub committed_at: Option<i64>,
-    pub url: &'a str,
-    pub repository: &'a str,
-    pub added: &'a [String],
-    pub removed: &'a [String],
-    pub modified: &'a [String],
-    pub forced: bool,
-}
-
 /// Queues an analysis of a commit (the analyser picks it up); returns the job id.
 pub async fn enqueue_analysis(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     tenant_id: &str,
     service_id: &str,
     commit_id: &str,
@@ -225,7 +207,7 @@ pub struct PullRequest {
 
 /// Stores a pull request, or updates the one with the same repository and number; returns the
 /// stored row.
-pub async fn upsert_pull_request(tx: &mut Tx, pr: &PullRequest) -> StoreResult<PullRequest> {
+pub async fn upsert_pull_request(tx: &mut Tx<'_>, pr: &PullRequest) -> StoreResult<PullRequest> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, PullRequest>(
             "INSERT INTO pull_requests (id, tenant_id, repository, repository_key, number, title, \
@@ -304,7 +286,7 @@ pub struct ForgeIssue {
 }
 
 /// Stores an issue, or updates the one with the same repository and number.
-pub async fn upsert_issue(tx: &mut Tx, issue: &ForgeIssue) -> StoreResult<ForgeIssue> {
+pub async fn upsert_issue(tx: &mut Tx<'_>, issue: &ForgeIssue) -> StoreResult<ForgeIssue> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, ForgeIssue>(
             "INSERT INTO forge_issues (id, tenant_id, repository, repository_key, number, title, \
@@ -355,146 +337,226 @@ pub async fn get_issue(
     .ok_or(StoreError::NotFound)
 }
 
-/// How many analysis jobs are queued for a commit (tests and the commit view use it).
-pub async fn queued_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64> {
+/// How many analysis jobs were ever queued for a commit, whatever became of them since: the
+/// analysis worker may have claimed or finished one by the time this is asked.
+pub async fn analysis_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64> {
     Ok(dispatch!(store, pool => {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM analysis_jobs WHERE commit_id = $1 AND status = $2",
-        )
+        sqlx::query_scalar("SELECT COUNT(*) FROM analysis_jobs WHERE commit_id = $1")
         .bind(commit_id)
-        .bind(job_status::QUEUED)
         .fetch_one(pool)
         .await?
     }))
 }
 
 // ---- batched writes (the inbound writer records many deliveries per transaction) -------------
+//
+// What a push records is prepared as rows on the receiving task (ids drawn, file lists encoded)
+// and written with a few multi-row statements; on SQLite those go to the database in one round
+// trip together with the deliveries that carry them (`store::inbound::insert_many_in`). Each
+// row names its delivery, and a row whose delivery was not written (a repeat) writes nothing:
+// the batch need not wait for the deliveries' answer before writing their pushes.
 
 /// Rows per multi-row statement: far below both engines' bound-parameter limits.
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Inserts commits not stored yet (one row per service and SHA) and returns the id, service and
-/// SHA of each one it created. Rows are written in (service, SHA) order, so concurrent batches on
-/// PostgreSQL take their locks in the same order.
-pub async fn insert_commits_in(
-    tx: &mut Tx,
-    commits: &[NewCommit<'_>],
-) -> StoreResult<Vec<(String, String, String)>> {
-    let mut rows: Vec<&NewCommit<'_>> = commits.iter().collect();
-    rows.sort_by(|a, b| (a.service_id, a.sha).cmp(&(b.service_id, b.sha)));
-    rows.dedup_by(|a, b| a.service_id == b.service_id && a.sha == b.sha);
-    let now = clock::now_ms();
-    let json = |paths: &[String]| serde_json::to_string(paths).expect("paths serialize");
-    let mut created = Vec::new();
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
-             author_email, committed_at, url, repository, added, removed, modified, created_at, \
-             forced) VALUES {} ON CONFLICT (service_id, sha) DO NOTHING RETURNING id, service_id, sha",
-            values_placeholders(tx.backend(), chunk.len(), 15)
-        );
-        let inserted: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
-            // Only generated placeholders are interpolated; every value is bound.
-            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
-            for commit in chunk {
-                query = query
-                    .bind(ids::new(Kind::Commit))
-                    .bind(commit.tenant_id)
-                    .bind(commit.service_id)
-                    .bind(commit.sha)
-                    .bind(commit.message)
-                    .bind(commit.author_name)
-                    .bind(commit.author_email)
-                    .bind(commit.committed_at)
-                    .bind(commit.url)
-                    .bind(commit.repository)
-                    .bind(json(commit.added))
-                    .bind(json(commit.removed))
-                    .bind(json(commit.modified))
-                    .bind(now)
-                    .bind(commit.forced);
-            }
-            query.fetch_all(&mut *conn).await?
-        });
-        created.extend(inserted);
-    }
-    Ok(created)
+/// A pushed commit, for one service. Stored unless the service has that SHA already.
+#[derive(Debug, Clone)]
+pub struct CommitRow {
+    /// Drawn in advance; the commit keeps it only if this row creates it.
+    pub id: String,
+    pub tenant_id: String,
+    pub service_id: String,
+    pub sha: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    pub committed_at: Option<i64>,
+    pub url: String,
+    pub repository: String,
+    /// JSON arrays of paths.
+    pub added: String,
+    pub removed: String,
+    pub modified: String,
+    pub forced: bool,
 }
 
-/// The ids of stored commits, by (service, SHA).
-pub async fn commit_ids_in(
-    tx: &mut Tx,
-    keys: &[(&str, &str)],
-) -> StoreResult<Vec<(String, String, String)>> {
-    let mut found = Vec::with_capacity(keys.len());
-    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "SELECT c.id, c.service_id, c.sha FROM commits c JOIN (VALUES {}) AS k \
-             ON c.service_id = k.column1 AND c.sha = k.column2",
-            values_placeholders(tx.backend(), chunk.len(), 2)
-        );
-        let rows: Vec<(String, String, String)> = dispatch_tx!(tx, conn => {
-            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()));
-            for (service_id, sha) in chunk {
-                query = query.bind(*service_id).bind(*sha);
-            }
-            query.fetch_all(&mut *conn).await?
-        });
-        found.extend(rows);
-    }
-    Ok(found)
+/// A branch a push put a service's commit on (new or stored before).
+#[derive(Debug, Clone)]
+pub struct BranchRow {
+    pub service_id: String,
+    pub sha: String,
+    pub branch: String,
 }
 
-/// Adds branches to commits, `(commit_id, branch)`; pairs already there are left alone.
-pub async fn add_branches_in(tx: &mut Tx, pairs: &[(String, String)]) -> StoreResult<()> {
-    let mut pairs: Vec<&(String, String)> = pairs.iter().collect();
-    pairs.sort();
-    pairs.dedup();
-    let now = clock::now_ms();
-    for chunk in pairs.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO commit_branches (commit_id, branch, created_at) VALUES {} \
-             ON CONFLICT (commit_id, branch) DO NOTHING",
-            values_placeholders(tx.backend(), chunk.len(), 3)
-        );
-        dispatch_tx!(tx, conn => {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for (commit_id, branch) in chunk {
-                query = query.bind(commit_id).bind(branch).bind(now);
-            }
-            query.execute(&mut *conn).await?.rows_affected()
-        });
-    }
-    Ok(())
+/// An analysis job for a commit the push creates (a commit stored before gets none).
+#[derive(Debug, Clone)]
+pub struct AnalysisRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub service_id: String,
+    /// The [`CommitRow::id`] drawn for the commit.
+    pub commit_id: String,
 }
 
-/// Queues an analysis for each `(tenant_id, service_id, commit_id)`.
-pub async fn enqueue_analyses_in(
-    tx: &mut Tx,
-    commits: &[(String, String, String)],
-) -> StoreResult<()> {
-    let now = clock::now_ms();
+/// Everything one delivery's push records.
+#[derive(Debug, Clone, Default)]
+pub struct PushRows {
+    /// The delivery the rows come with: they are written only if it is.
+    pub delivery_id: String,
+    pub commits: Vec<CommitRow>,
+    pub branches: Vec<BranchRow>,
+    pub analyses: Vec<AnalysisRow>,
+}
+
+/// The statements that write a set of [`PushRows`], each with the rows it binds, in order.
+pub(crate) enum PushStatement<'a> {
+    Commits(String, Vec<(&'a str, &'a CommitRow)>),
+    Branches(String, Vec<(&'a str, &'a BranchRow)>),
+    Analyses(String, Vec<&'a AnalysisRow>),
+}
+
+/// The guarded multi-row statements for `pushes`. Commits come in (service, SHA) order, so
+/// concurrent batches on PostgreSQL take their locks in the same order.
+pub(crate) fn push_statements<'a>(
+    backend: super::Backend,
+    pushes: &[&'a PushRows],
+) -> Vec<PushStatement<'a>> {
+    let mut commits: Vec<(&str, &CommitRow)> = pushes
+        .iter()
+        .flat_map(|push| {
+            push.commits
+                .iter()
+                .map(|row| (push.delivery_id.as_str(), row))
+        })
+        .collect();
+    commits.sort_by(|(_, a), (_, b)| (&a.service_id, &a.sha).cmp(&(&b.service_id, &b.sha)));
+    let branches: Vec<(&str, &BranchRow)> = pushes
+        .iter()
+        .flat_map(|push| {
+            push.branches
+                .iter()
+                .map(|row| (push.delivery_id.as_str(), row))
+        })
+        .collect();
+    let analyses: Vec<&AnalysisRow> = pushes.iter().flat_map(|push| &push.analyses).collect();
+    let mut statements = Vec::new();
     for chunk in commits.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO analysis_jobs (id, tenant_id, service_id, commit_id, status, attempts, \
-             run_after, created_at, updated_at) VALUES {}",
-            values_placeholders(tx.backend(), chunk.len(), 9)
+            "WITH v (delivery_id, id, tenant_id, service_id, sha, message, author_name, \
+             author_email, committed_at, url, repository, added, removed, modified, created_at, \
+             forced) AS (VALUES {}) \
+             INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
+             author_email, committed_at, url, repository, added, removed, modified, created_at, \
+             forced) \
+             SELECT id, tenant_id, service_id, sha, message, author_name, author_email, \
+             committed_at, url, repository, added, removed, modified, created_at, forced FROM v \
+             WHERE EXISTS (SELECT 1 FROM inbound_deliveries d WHERE d.id = v.delivery_id) \
+             ON CONFLICT (service_id, sha) DO NOTHING",
+            values_placeholders(backend, chunk.len(), 16)
         );
-        dispatch_tx!(tx, conn => {
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
-            for (tenant_id, service_id, commit_id) in chunk {
-                query = query
-                    .bind(ids::new(Kind::AnalysisJob))
-                    .bind(tenant_id)
-                    .bind(service_id)
-                    .bind(commit_id)
-                    .bind(job_status::QUEUED)
-                    .bind(0_i64)
-                    .bind(now)
-                    .bind(now)
-                    .bind(now);
+        statements.push(PushStatement::Commits(sql, chunk.to_vec()));
+    }
+    for chunk in branches.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (delivery_id, service_id, sha, branch, created_at) AS (VALUES {}) \
+             INSERT INTO commit_branches (commit_id, branch, created_at) \
+             SELECT c.id, v.branch, v.created_at FROM v \
+             JOIN commits c ON c.service_id = v.service_id AND c.sha = v.sha \
+             WHERE EXISTS (SELECT 1 FROM inbound_deliveries d WHERE d.id = v.delivery_id) \
+             ON CONFLICT (commit_id, branch) DO NOTHING",
+            values_placeholders(backend, chunk.len(), 5)
+        );
+        statements.push(PushStatement::Branches(sql, chunk.to_vec()));
+    }
+    for chunk in analyses.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "WITH v (id, tenant_id, service_id, commit_id, status, created_at) AS (VALUES {}) \
+             INSERT INTO analysis_jobs (id, tenant_id, service_id, commit_id, status, attempts, \
+             run_after, created_at, updated_at) \
+             SELECT v.id, v.tenant_id, v.service_id, v.commit_id, v.status, 0, v.created_at, \
+             v.created_at, v.created_at FROM v \
+             WHERE EXISTS (SELECT 1 FROM commits c WHERE c.id = v.commit_id)",
+            values_placeholders(backend, chunk.len(), 6)
+        );
+        statements.push(PushStatement::Analyses(sql, chunk.to_vec()));
+    }
+    statements
+}
+
+/// Binds one [`PushStatement`]'s rows onto a query of either backend, `now` as their time.
+macro_rules! bind_push_statement {
+    ($query:expr, $statement:expr, $now:expr) => {{
+        let mut query = $query;
+        match $statement {
+            $crate::store::record::PushStatement::Commits(_, rows) => {
+                for (delivery_id, row) in rows {
+                    query = query
+                        .bind(*delivery_id)
+                        .bind(&row.id)
+                        .bind(&row.tenant_id)
+                        .bind(&row.service_id)
+                        .bind(&row.sha)
+                        .bind(&row.message)
+                        .bind(&row.author_name)
+                        .bind(&row.author_email)
+                        .bind(row.committed_at)
+                        .bind(&row.url)
+                        .bind(&row.repository)
+                        .bind(&row.added)
+                        .bind(&row.removed)
+                        .bind(&row.modified)
+                        .bind($now)
+                        .bind(row.forced);
+                }
             }
-            query.execute(&mut *conn).await?.rows_affected()
+            $crate::store::record::PushStatement::Branches(_, rows) => {
+                for (delivery_id, row) in rows {
+                    query = query
+                        .bind(*delivery_id)
+                        .bind(&row.service_id)
+                        .bind(&row.sha)
+                        .bind(&row.branch)
+                        .bind($now);
+                }
+            }
+            $crate::store::record::PushStatement::Analyses(_, rows) => {
+                for row in rows {
+                    query = query
+                        .bind(&row.id)
+                        .bind(&row.tenant_id)
+                        .bind(&row.service_id)
+                        .bind(&row.commit_id)
+                        .bind($crate::store::record::job_status::QUEUED)
+                        .bind($now);
+                }
+            }
+        }
+        query
+    }};
+}
+pub(crate) use bind_push_statement;
+
+impl PushStatement<'_> {
+    pub(crate) fn sql(&self) -> &str {
+        match self {
+            PushStatement::Commits(sql, _)
+            | PushStatement::Branches(sql, _)
+            | PushStatement::Analyses(sql, _) => sql,
+        }
+    }
+}
+
+/// Writes pushes whose deliveries are stored already (a replay), one statement at a time.
+pub async fn insert_push_rows_in(tx: &mut Tx<'_>, pushes: &[&PushRows]) -> StoreResult<()> {
+    let now = clock::now_ms();
+    for statement in push_statements(tx.backend(), pushes) {
+        dispatch_tx!(tx, conn => {
+            // Only generated placeholders are interpolated; every value is bound.
+            let query = sqlx::query(sqlx::AssertSqlSafe(statement.sql()));
+            bind_push_statement!(query, &statement, now)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
         });
     }
     Ok(())

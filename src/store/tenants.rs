@@ -37,7 +37,7 @@ pub struct NewToken<'a> {
 }
 
 /// Creates a tenant; a taken name is a conflict.
-pub async fn create_tenant(tx: &mut Tx, name: &str) -> StoreResult<Tenant> {
+pub async fn create_tenant(tx: &mut Tx<'_>, name: &str) -> StoreResult<Tenant> {
     let tenant = Tenant {
         id: ids::new(Kind::Tenant),
         name: name.to_owned(),
@@ -63,7 +63,7 @@ pub async fn create_tenant(tx: &mut Tx, name: &str) -> StoreResult<Tenant> {
 
 /// Creates the default tenant if the database has no tenant at all. Returns it only when this
 /// call created it, so of several nodes starting at once exactly one reports a fresh install.
-pub async fn create_default_tenant_if_none(tx: &mut Tx) -> StoreResult<Option<Tenant>> {
+pub async fn create_default_tenant_if_none(tx: &mut Tx<'_>) -> StoreResult<Option<Tenant>> {
     let tenant = Tenant {
         id: ids::new(Kind::Tenant),
         name: DEFAULT_TENANT_NAME.to_owned(),
@@ -117,7 +117,7 @@ pub async fn find_tenant(store: &Store, id_or_name: &str) -> StoreResult<Tenant>
     .ok_or(StoreError::NotFound)
 }
 
-pub async fn insert_token(tx: &mut Tx, new: NewToken<'_>) -> StoreResult<Token> {
+pub async fn insert_token(tx: &mut Tx<'_>, new: NewToken<'_>) -> StoreResult<Token> {
     let token = Token {
         id: ids::new(Kind::Token),
         tenant_id: new.tenant_id.to_owned(),

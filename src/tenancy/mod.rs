@@ -73,7 +73,7 @@ pub fn validate_tenant_name(name: &str) -> Result<&str, String> {
 }
 
 /// Creates a token for `tenant_id` inside `tx`; the secret is returned once and stored as a hash.
-pub async fn issue_token(tx: &mut Tx, tenant_id: &str, name: &str) -> StoreResult<IssuedToken> {
+pub async fn issue_token(tx: &mut Tx<'_>, tenant_id: &str, name: &str) -> StoreResult<IssuedToken> {
     let secret = crypto::random_token(TOKEN_PREFIX);
     let token = tenants::insert_token(
         tx,

@@ -201,7 +201,7 @@ async fn pushes_are_verified_and_each_commit_is_stored_once_per_service(backend:
         .await
         .unwrap();
     assert_eq!(
-        record::queued_jobs_of(&app.store, &stored.id)
+        record::analysis_jobs_of(&app.store, &stored.id)
             .await
             .unwrap(),
         1,
@@ -286,6 +286,18 @@ async fn pushes_are_verified_and_each_commit_is_stored_once_per_service(backend:
     assert_eq!(
         one["body"].as_str().unwrap().as_bytes(),
         push.body.as_slice()
+    );
+    // Kept compressed: the row holds an LZ4 block well under half the body's size.
+    let row = hookline::store::inbound::get(&app.store, &app.tenant_id, &delivery_id)
+        .await
+        .unwrap();
+    assert_eq!(row.body_encoding, "lz4");
+    assert_eq!(row.body_size, push.body.len() as i64);
+    assert!(
+        row.body.len() * 2 < push.body.len(),
+        "{} stored bytes for a {}-byte body",
+        row.body.len(),
+        push.body.len()
     );
     let text = app
         .get(&format!("/api/inbound-deliveries/{delivery_id}"))
@@ -1285,7 +1297,7 @@ async fn concurrent_deliveries_and_their_repeats_are_recorded_exactly_once(backe
             .await
             .unwrap();
         assert_eq!(
-            record::queued_jobs_of(&app.store, &stored.id)
+            record::analysis_jobs_of(&app.store, &stored.id)
                 .await
                 .unwrap(),
             1

@@ -1,6 +1,10 @@
 //! The store's behaviour, identical on SQLite and PostgreSQL.
 
 use hookline::config::{DatabaseConfig, DatabaseUrl};
+use hookline::ids::{self, Kind};
+use hookline::store::inbound::{self as kept, InboundDelivery};
+use hookline::store::record::{self, AnalysisRow, BranchRow, CommitRow, PushRows};
+use hookline::store::services::{self, Service};
 use hookline::store::{Store, StoreError, settings, tenants};
 use hookline::tenancy;
 
@@ -28,6 +32,7 @@ on_both_backends!(
     bootstrap_happens_once_even_when_nodes_race,
     tokens_are_found_by_hash_and_revoked_per_tenant,
     settings_keep_the_first_value_written,
+    a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all,
 );
 
 async fn tenant_names_are_unique(backend: Backend) {
@@ -162,4 +167,150 @@ async fn settings_keep_the_first_value_written(backend: Backend) {
         settings::get(&store, "k").await.unwrap(),
         Some(b"first".to_vec())
     );
+}
+
+/// A verified push delivery for `service` and the rows it records: one commit on `main`, with an
+/// analysis job.
+fn push_delivery(service: &Service, dedupe_key: &str, sha: &str) -> (InboundDelivery, PushRows) {
+    let delivery = InboundDelivery {
+        id: ids::new(Kind::InboundDelivery),
+        tenant_id: Some(service.tenant_id.clone()),
+        source: "github".to_owned(),
+        targets: format!("[\"{}\"]", service.id),
+        delivery_key: Some(dedupe_key.to_owned()),
+        dedupe_key: Some(dedupe_key.to_owned()),
+        event: "push".to_owned(),
+        action: None,
+        repository: Some(service.repository.clone()),
+        content_type: "application/json".to_owned(),
+        headers: "{}".to_owned(),
+        body: b"{}".to_vec(),
+        body_encoding: kept::BODY_IDENTITY.to_owned(),
+        body_size: 2,
+        verification: "verified".to_owned(),
+        result: "processed".to_owned(),
+        error: None,
+        summary: "{}".to_owned(),
+        received_at: 1,
+        duration_ms: 0,
+        replays: 0,
+    };
+    let commit_id = ids::new(Kind::Commit);
+    let rows = PushRows {
+        delivery_id: delivery.id.clone(),
+        commits: vec![CommitRow {
+            id: commit_id.clone(),
+            tenant_id: service.tenant_id.clone(),
+            service_id: service.id.clone(),
+            sha: sha.to_owned(),
+            message: format!("commit {sha}"),
+            author_name: "Jane".to_owned(),
+            author_email: "jane@example.com".to_owned(),
+            committed_at: Some(1),
+            url: format!("https://github.com/acme/api/commit/{sha}"),
+            repository: service.repository.clone(),
+            added: "[]".to_owned(),
+            removed: "[]".to_owned(),
+            modified: "[\"src/lib.rs\"]".to_owned(),
+            forced: false,
+        }],
+        branches: vec![BranchRow {
+            service_id: service.id.clone(),
+            sha: sha.to_owned(),
+            branch: "main".to_owned(),
+        }],
+        analyses: vec![AnalysisRow {
+            id: ids::new(Kind::AnalysisJob),
+            tenant_id: service.tenant_id.clone(),
+            service_id: service.id.clone(),
+            commit_id,
+        }],
+    };
+    (delivery, rows)
+}
+
+async fn a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
+    tx.commit().await.unwrap();
+    let service = Service {
+        id: ids::new(Kind::Service),
+        tenant_id: tenant.id.clone(),
+        name: "api".to_owned(),
+        repository: "acme/api".to_owned(),
+        repository_key: "acme/api".to_owned(),
+        github_token: None,
+        auto_analyze: true,
+        webhook_secret: None,
+        webhook_secret_created_at: None,
+        previous_webhook_secret: None,
+        previous_secret_until: None,
+        created_at: 1,
+        updated_at: 1,
+    };
+    services::insert(&store, &service).await.unwrap();
+    let sha = |n: u8| format!("{n:0>40}");
+    let commit_of = |sha: String| {
+        let (store, tenant_id, service_id) = (&store, &tenant.id, &service.id);
+        async move { record::get_commit(store, tenant_id, service_id, &sha).await }
+    };
+    let mut held = store.hold_writer().await.unwrap();
+
+    // A repeat in the same batch (same dedupe key, another body) writes nothing, not even its
+    // commit; the first delivery writes its commit, branch and one analysis job.
+    let (first, first_rows) = push_delivery(&service, "guid-1", &sha(1));
+    let (repeat, repeat_rows) = push_delivery(&service, "guid-1", &sha(2));
+    let written =
+        kept::insert_many_alone(&mut held, &[&first, &repeat], &[&first_rows, &repeat_rows])
+            .await
+            .unwrap();
+    assert_eq!(written, vec![first.id.clone()]);
+    let commit = commit_of(sha(1)).await.unwrap();
+    assert_eq!(commit.id, first_rows.commits[0].id);
+    assert!(matches!(commit_of(sha(2)).await, Err(StoreError::NotFound)));
+    let branches = record::branches_of(&store, std::slice::from_ref(&commit.id))
+        .await
+        .unwrap();
+    assert_eq!(branches, vec![(commit.id.clone(), "main".to_owned())]);
+    assert_eq!(
+        record::analysis_jobs_of(&store, &commit.id).await.unwrap(),
+        1
+    );
+
+    // The same commit pushed again by a new delivery keeps its id and gets no second job.
+    let (again, again_rows) = push_delivery(&service, "guid-2", &sha(1));
+    let written = kept::insert_many_alone(&mut held, &[&again], &[&again_rows])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![again.id.clone()]);
+    assert_eq!(commit_of(sha(1)).await.unwrap().id, commit.id);
+    assert_eq!(
+        record::analysis_jobs_of(&store, &commit.id).await.unwrap(),
+        1
+    );
+
+    // One bad row fails the whole batch, which leaves nothing behind...
+    let (good, good_rows) = push_delivery(&service, "guid-3", &sha(3));
+    let (mut orphan, orphan_rows) = push_delivery(&service, "guid-4", &sha(4));
+    orphan.tenant_id = Some("tn_00000000000000000000000000000000".to_owned());
+    let failed =
+        kept::insert_many_alone(&mut held, &[&good, &orphan], &[&good_rows, &orphan_rows]).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(matches!(
+        kept::get(&store, &tenant.id, &good.id).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(commit_of(sha(3)).await, Err(StoreError::NotFound)));
+    // ...and the held connection writes the next batch.
+    let written = kept::insert_many_alone(&mut held, &[&good], &[&good_rows])
+        .await
+        .unwrap();
+    assert_eq!(written, vec![good.id.clone()]);
+    drop(held);
+    assert!(commit_of(sha(3)).await.is_ok());
+    // Other writers get the connection back.
+    let mut tx = store.begin().await.unwrap();
+    tenants::create_tenant(&mut tx, "other").await.unwrap();
+    tx.commit().await.unwrap();
 }
