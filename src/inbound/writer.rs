@@ -18,6 +18,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::forge::ForgeEvent;
 use super::process::apply;
+use crate::store::direct::DirectSqlite;
 use crate::store::inbound::{self as kept, InboundDelivery};
 use crate::store::record::PushRows;
 use crate::store::services::Service;
@@ -116,6 +117,13 @@ const IDLE_BEFORE_RELEASE: Duration = Duration::from_millis(2);
 /// One writer: takes a batch, then keeps the writing connection for the batches that follow
 /// close behind it, within [`HOLD_AT_MOST`].
 async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    let mut direct = match store.open_direct() {
+        Ok(direct) => direct,
+        Err(error) => {
+            tracing::warn!(%error, "the inbound writer's own SQLite connection did not open; writing through sqlx");
+            None
+        }
+    };
     while let Next::Jobs(batch) = next_batch(&receiver, None).await {
         let mut held = match store.hold_writer().await {
             Ok(held) => held,
@@ -126,13 +134,19 @@ async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         };
         let since = Instant::now();
-        let mut connection = Connection::Held(&mut held);
+        let mut connection = Connection::Held(&mut held, direct.as_mut());
         write(&mut connection, batch).await;
         while since.elapsed() < HOLD_AT_MOST {
             match next_batch(&receiver, Some(IDLE_BEFORE_RELEASE)).await {
                 Next::Jobs(batch) => write(&mut connection, batch).await,
                 Next::Idle | Next::Closed => break,
             }
+        }
+        if direct.as_ref().is_some_and(|direct| !direct.is_idle()) {
+            tracing::error!(
+                "a failed inbound batch left the writer's own SQLite connection in a transaction; closing it and writing through sqlx"
+            );
+            direct = None;
         }
     }
 }
@@ -169,16 +183,17 @@ async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>, wait: Option<Duration
     Next::Jobs(batch)
 }
 
-/// Where a batch's transaction runs: a connection the writer holds, or one from the pool.
+/// Where a batch's transaction runs: a connection the writer holds (with, on SQLite, the
+/// writer's own connection that writes while it is held), or one from the pool.
 enum Connection<'a> {
-    Held(&'a mut HeldConnection),
+    Held(&'a mut HeldConnection, Option<&'a mut DirectSqlite>),
     Pool(&'a Store),
 }
 
 impl Connection<'_> {
     async fn begin(&mut self) -> StoreResult<Tx<'_>> {
         match self {
-            Connection::Held(held) => held.begin().await,
+            Connection::Held(held, _) => held.begin().await,
             Connection::Pool(store) => store.begin().await,
         }
     }
@@ -227,14 +242,15 @@ async fn write_batch(
         .iter()
         .filter_map(|work| work.push_rows.as_ref())
         .collect();
-    if let Connection::Held(held) = connection
+    if let Connection::Held(held, direct) = connection
         && pushes.len() == works.len()
     {
         // Only pushes (the steady stream): nothing to apply one by one after the inserts.
-        let inserted: HashSet<String> = kept::insert_many_alone(held, &rows, &pushes)
-            .await?
-            .into_iter()
-            .collect();
+        let inserted: HashSet<String> =
+            kept::insert_many_alone(held, direct.as_deref_mut(), &rows, &pushes)
+                .await?
+                .into_iter()
+                .collect();
         return Ok(works
             .iter()
             .map(|work| match inserted.contains(&work.delivery.id) {

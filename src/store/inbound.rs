@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use sqlx::FromRow;
 
+use super::direct::{Binder, DirectSqlite};
 use super::record::{PushRows, bind_push_statement, push_statements};
 use super::{HeldConnection, StoreError, StoreResult, Tx, dispatch, dispatch_tx};
 use crate::clock;
@@ -161,7 +162,7 @@ pub async fn insert_many_in(
     pushes: &[&PushRows],
 ) -> StoreResult<Vec<String>> {
     let tx = match tx {
-        Tx::Sqlite(tx) => return Ok(sqlite_batch(tx, deliveries, pushes, false).await?),
+        Tx::Sqlite(tx) => return Ok(sqlite_batch(tx, deliveries, pushes).await?),
         Tx::Postgres(tx) => tx,
     };
     let now = clock::now_ms();
@@ -184,13 +185,12 @@ pub async fn insert_many_in(
     Ok(written)
 }
 
-/// The SQLite statements of [`insert_many_in`] as one multi-statement query, optionally
-/// wrapped in its own transaction; returns the ids of the deliveries written.
+/// The SQLite statements of [`insert_many_in`] as one multi-statement query, inside the
+/// caller's transaction; returns the ids of the deliveries written.
 async fn sqlite_batch(
     conn: &mut sqlx::SqliteConnection,
     deliveries: &[&InboundDelivery],
     pushes: &[&PushRows],
-    own_transaction: bool,
 ) -> Result<Vec<String>, sqlx::Error> {
     let chunks: Vec<&[&InboundDelivery]> = deliveries.chunks(DELIVERIES_PER_STATEMENT).collect();
     let statements = push_statements(Backend::Sqlite, pushes);
@@ -198,9 +198,6 @@ async fn sqlite_batch(
         return Ok(Vec::new());
     }
     let mut sql = String::new();
-    if own_transaction {
-        sql.push_str("BEGIN IMMEDIATE;\n");
-    }
     for chunk in &chunks {
         sql.push_str(&insert_sql(Backend::Sqlite, chunk.len()));
         sql.push_str(";\n");
@@ -208,9 +205,6 @@ async fn sqlite_batch(
     for statement in &statements {
         sql.push_str(statement.sql());
         sql.push_str(";\n");
-    }
-    if own_transaction {
-        sql.push_str("COMMIT;");
     }
     let now = clock::now_ms();
     // Only generated placeholders are interpolated; every value is bound.
@@ -224,41 +218,47 @@ async fn sqlite_batch(
     query.fetch_all(conn).await
 }
 
-/// [`insert_many_in`] in a transaction of its own on a held connection. On SQLite the
-/// transaction's start, every statement and the commit go in one round trip to the connection's
-/// thread: each round trip costs the one writer a wake-up of two threads, which on a busy
-/// machine took longer than the statements themselves (bench/README.md).
+/// [`insert_many_in`] in a transaction of its own on a held connection. On SQLite, with the
+/// writer's own connection at hand, it runs there, on the caller's thread ([`direct`]).
 pub async fn insert_many_alone(
     held: &mut HeldConnection,
+    direct: Option<&mut DirectSqlite>,
     deliveries: &[&InboundDelivery],
     pushes: &[&PushRows],
 ) -> StoreResult<Vec<String>> {
-    let conn = match held {
-        HeldConnection::Sqlite(conn) => conn,
-        HeldConnection::Postgres(_) => {
-            let mut tx = held.begin().await?;
-            let written = insert_many_in(&mut tx, deliveries, pushes).await?;
-            tx.commit().await?;
-            return Ok(written);
-        }
-    };
-    match sqlite_batch(conn, deliveries, pushes, true).await {
-        Ok(written) => Ok(written),
-        Err(error) => {
-            // The transaction sqlx does not know about must not outlive the failure: roll it
-            // back, or let the connection go rather than hand it back inside a transaction.
-            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut **conn).await {
-                let no_transaction = rollback
-                    .as_database_error()
-                    .is_some_and(|db| db.message().contains("no transaction is active"));
-                if !no_transaction {
-                    tracing::error!(%rollback, "rolling back a failed inbound batch failed; dropping its connection");
-                    conn.close_on_drop();
-                }
-            }
-            Err(error.into())
-        }
+    if let (HeldConnection::Sqlite(_), Some(direct)) = (&*held, direct) {
+        return Ok(insert_many_direct(direct, deliveries, pushes)?);
     }
+    let mut tx = held.begin().await?;
+    let written = insert_many_in(&mut tx, deliveries, pushes).await?;
+    tx.commit().await?;
+    Ok(written)
+}
+
+/// The statements of [`sqlite_batch`], one by one on the direct connection, in one transaction.
+fn insert_many_direct(
+    direct: &mut DirectSqlite,
+    deliveries: &[&InboundDelivery],
+    pushes: &[&PushRows],
+) -> rusqlite::Result<Vec<String>> {
+    let now = clock::now_ms();
+    direct.transaction(|conn| {
+        let mut written = Vec::with_capacity(deliveries.len());
+        for chunk in deliveries.chunks(DELIVERIES_PER_STATEMENT) {
+            let mut statement = conn.prepare_cached(&insert_sql(Backend::Sqlite, chunk.len()))?;
+            bind_deliveries!(Binder::new(&mut statement), chunk.iter()).finish()?;
+            let mut rows = statement.raw_query();
+            while let Some(row) = rows.next()? {
+                written.push(row.get(0)?);
+            }
+        }
+        for statement in &push_statements(Backend::Sqlite, pushes) {
+            let mut prepared = conn.prepare_cached(statement.sql())?;
+            bind_push_statement!(Binder::new(&mut prepared), statement, now).finish()?;
+            prepared.raw_execute()?;
+        }
+        Ok(written)
+    })
 }
 
 /// Writes a delivery that was not processed (a failure before or during processing). Its

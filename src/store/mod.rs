@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod deploys;
+pub mod direct;
 pub mod experiments;
 pub mod fixes;
 pub mod inbound;
@@ -145,6 +146,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// From the inbound writer's own SQLite connection ([`direct`]).
+    #[error("database error: {0}")]
+    Direct(#[from] rusqlite::Error),
     #[error("schema migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored secret could not be opened: {0}")]
@@ -181,6 +185,9 @@ pub enum Store {
 pub struct SqliteStore {
     pub reader: SqlitePool,
     pub writer: SqlitePool,
+    /// The database file, for [`Store::open_direct`]; `None` for a database in memory.
+    file: Option<std::path::PathBuf>,
+    busy_timeout: Duration,
 }
 
 /// A write transaction on either backend. Dropped without [`Tx::commit`], it rolls back.
@@ -240,6 +247,9 @@ impl Store {
                     .synchronous(SqliteSynchronous::Normal)
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_millis(settings.sqlite_busy_timeout_ms));
+                let in_memory =
+                    url.expose().contains(":memory:") || url.expose().contains("mode=memory");
+                let file = (!in_memory).then(|| options.get_filename().to_path_buf());
                 // The writer connects first: it creates the file and switches it to WAL. It does
                 // not checkpoint: `checkpoint` does that on a reader connection, so copying the
                 // WAL back into the database does not hold up the one connection that writes.
@@ -267,7 +277,13 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
                     .await?;
-                Ok(Store::Sqlite(SqliteStore { reader, writer }))
+                Ok(Store::Sqlite(SqliteStore {
+                    reader,
+                    writer,
+                    // Only a file the writer opened (not one in memory) can take a second writer.
+                    file: file.filter(|path| path.is_file()),
+                    busy_timeout: Duration::from_millis(settings.sqlite_busy_timeout_ms),
+                }))
             }
             Some(Backend::Postgres) => {
                 let options = PgConnectOptions::from_str(url.expose())?;
@@ -354,6 +370,19 @@ impl Store {
             Store::Sqlite(sqlite) => HeldConnection::Sqlite(sqlite.writer.acquire().await?),
             Store::Postgres(pool) => HeldConnection::Postgres(pool.acquire().await?),
         })
+    }
+
+    /// A second connection to this SQLite file for the inbound writer ([`direct`]); `None` on
+    /// PostgreSQL and for a SQLite database in memory.
+    pub fn open_direct(&self) -> StoreResult<Option<direct::DirectSqlite>> {
+        match self {
+            Store::Sqlite(SqliteStore {
+                file: Some(file),
+                busy_timeout,
+                ..
+            }) => Ok(Some(direct::DirectSqlite::open(file, *busy_timeout)?)),
+            _ => Ok(None),
+        }
     }
 
     /// Copies the SQLite write-ahead log back into the database file as far as readers allow

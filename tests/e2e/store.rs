@@ -230,7 +230,21 @@ fn push_delivery(service: &Service, dedupe_key: &str, sha: &str) -> (InboundDeli
 }
 
 async fn a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all(backend: Backend) {
+    // On SQLite the writer's own connection writes such batches; without it (a database in
+    // memory) sqlx does, as on PostgreSQL.
+    for own_connection in [true, false] {
+        batch_of_pushes(backend, own_connection).await;
+    }
+}
+
+async fn batch_of_pushes(backend: Backend, own_connection: bool) {
     let (store, _db) = fresh_store(backend).await;
+    let mut direct = store.open_direct().unwrap().filter(|_| own_connection);
+    assert_eq!(
+        direct.is_some(),
+        own_connection && backend == Backend::Sqlite,
+        "a SQLite file opens a direct connection; PostgreSQL none"
+    );
     let mut tx = store.begin().await.unwrap();
     let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
     tx.commit().await.unwrap();
@@ -261,10 +275,14 @@ async fn a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all(backend: 
     // commit; the first delivery writes its commit, branch and one analysis job.
     let (first, first_rows) = push_delivery(&service, "guid-1", &sha(1));
     let (repeat, repeat_rows) = push_delivery(&service, "guid-1", &sha(2));
-    let written =
-        kept::insert_many_alone(&mut held, &[&first, &repeat], &[&first_rows, &repeat_rows])
-            .await
-            .unwrap();
+    let written = kept::insert_many_alone(
+        &mut held,
+        direct.as_mut(),
+        &[&first, &repeat],
+        &[&first_rows, &repeat_rows],
+    )
+    .await
+    .unwrap();
     assert_eq!(written, vec![first.id.clone()]);
     let commit = commit_of(sha(1)).await.unwrap();
     assert_eq!(commit.id, first_rows.commits[0].id);
@@ -280,7 +298,7 @@ async fn a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all(backend: 
 
     // The same commit pushed again by a new delivery keeps its id and gets no second job.
     let (again, again_rows) = push_delivery(&service, "guid-2", &sha(1));
-    let written = kept::insert_many_alone(&mut held, &[&again], &[&again_rows])
+    let written = kept::insert_many_alone(&mut held, direct.as_mut(), &[&again], &[&again_rows])
         .await
         .unwrap();
     assert_eq!(written, vec![again.id.clone()]);
@@ -294,16 +312,22 @@ async fn a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all(backend: 
     let (good, good_rows) = push_delivery(&service, "guid-3", &sha(3));
     let (mut orphan, orphan_rows) = push_delivery(&service, "guid-4", &sha(4));
     orphan.tenant_id = Some("tn_00000000000000000000000000000000".to_owned());
-    let failed =
-        kept::insert_many_alone(&mut held, &[&good, &orphan], &[&good_rows, &orphan_rows]).await;
+    let failed = kept::insert_many_alone(
+        &mut held,
+        direct.as_mut(),
+        &[&good, &orphan],
+        &[&good_rows, &orphan_rows],
+    )
+    .await;
     assert!(failed.is_err(), "{failed:?}");
+    assert!(direct.as_ref().is_none_or(|direct| direct.is_idle()));
     assert!(matches!(
         kept::get(&store, &tenant.id, &good.id).await,
         Err(StoreError::NotFound)
     ));
     assert!(matches!(commit_of(sha(3)).await, Err(StoreError::NotFound)));
     // ...and the held connection writes the next batch.
-    let written = kept::insert_many_alone(&mut held, &[&good], &[&good_rows])
+    let written = kept::insert_many_alone(&mut held, direct.as_mut(), &[&good], &[&good_rows])
         .await
         .unwrap();
     assert_eq!(written, vec![good.id.clone()]);
