@@ -21,8 +21,8 @@ use utoipa_axum::routes;
 use super::forge::{self, ForgeEvent, PayloadError};
 use super::writer::{Work, Written};
 use super::{
-    Proof, Received, apply, count, log_rejection, payload_of, push_rows, push_summary, result,
-    service_secrets, source, verification,
+    Payload, Proof, Received, apply, count, log_rejection, payload_of, push_rows, push_summary,
+    result, service_secrets, source, verification,
 };
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
@@ -193,12 +193,24 @@ fn body_error(error: super::BodyError) -> ApiError {
 /// The meaning of a verified payload, or why it has none (kept with the failed delivery).
 type Parsed = Result<Arc<ForgeEvent>, ApiError>;
 
-fn parse_github(event: Option<&str>, json: &[u8]) -> Parsed {
+fn parse_github(event: Option<&str>, payload: &mut Payload<'_>) -> Parsed {
     let event =
         event.ok_or_else(|| ApiError::BadRequest("missing X-GitHub-Event header".to_owned()))?;
-    forge::github(event, json)
+    event_of(payload, |json| forge::github(event, json))
         .map(Arc::new)
         .map_err(payload_error)
+}
+
+/// The event a payload carries: the push read with its envelope ([`payload_of`]), or what
+/// `read` makes of the JSON now.
+fn event_of(
+    payload: &mut Payload<'_>,
+    read: impl FnOnce(&[u8]) -> Result<ForgeEvent, PayloadError>,
+) -> Result<ForgeEvent, PayloadError> {
+    match payload.push.take() {
+        Some(push) => push.map(ForgeEvent::Push),
+        None => read(&payload.json),
+    }
 }
 
 fn payload_error(error: PayloadError) -> ApiError {
@@ -385,7 +397,8 @@ async fn receive_for_services(
         }
     };
     let received = received(source, headers, bytes, started);
-    let payload = match payload_of(&received.content_type(), &received.body) {
+    let with_push = forge::is_push(forge == Forge::Gitlab, &event_name);
+    let mut payload = match payload_of(&received.content_type(), &received.body, with_push) {
         Ok(payload) => payload,
         Err(error) => {
             let delivery = received.delivery(&event_name);
@@ -424,7 +437,7 @@ async fn receive_for_services(
     }
     let (parsed, event_name) = match forge {
         Forge::Github => (
-            parse_github(received.header("x-github-event"), &payload.json),
+            parse_github(received.header("x-github-event"), &mut payload),
             event_name,
         ),
         Forge::Gitlab => {
@@ -439,7 +452,7 @@ async fn receive_for_services(
                     "missing X-Gitlab-Event header".to_owned(),
                 ))
             } else {
-                forge::gitlab(&event_name, &payload.json)
+                event_of(&mut payload, |json| forge::gitlab(&event_name, json))
                     .map(Arc::new)
                     .map_err(payload_error)
             };
@@ -557,7 +570,8 @@ async fn integration_webhook(
         let error = ApiError::Forbidden("the integration is inactive".to_owned());
         return failed(&state, &received, delivery, error).await;
     }
-    let payload = match payload_of(&received.content_type(), &received.body) {
+    let with_push = forge::is_push(false, &event_name);
+    let mut payload = match payload_of(&received.content_type(), &received.body, with_push) {
         Ok(payload) => payload,
         Err(error) => return failed(&state, &received, delivery, body_error(error)).await,
     };
@@ -577,7 +591,7 @@ async fn integration_webhook(
         }
         None => Vec::new(),
     };
-    let parsed = parse_github(received.header("x-github-event"), &payload.json);
+    let parsed = parse_github(received.header("x-github-event"), &mut payload);
     let verified = Verified {
         received: &received,
         tenant_id: integration.tenant_id.clone(),
@@ -783,13 +797,17 @@ async fn replay_inbound(
         ));
     }
     let body = delivery.raw_body()?;
-    let payload = payload_of(&delivery.content_type, &body)
-        .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
-    let event = if delivery.source == source::GITLAB {
-        forge::gitlab(&delivery.event, &payload.json)
-    } else {
-        forge::github(&delivery.event, &payload.json)
-    }
+    let gitlab = delivery.source == source::GITLAB;
+    let mut payload = payload_of(
+        &delivery.content_type,
+        &body,
+        forge::is_push(gitlab, &delivery.event),
+    )
+    .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+    let event = event_of(&mut payload, |json| match gitlab {
+        true => forge::gitlab(&delivery.event, json),
+        false => forge::github(&delivery.event, json),
+    })
     .map_err(payload_error)?;
     let repository = delivery.repository.clone();
     let services = if delivery.source == source::INTEGRATION {

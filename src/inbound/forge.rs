@@ -125,8 +125,10 @@ pub struct Envelope {
 /// A JSON value left unparsed, borrowed from the body.
 type Raw<'a> = Option<&'a RawValue>;
 
+/// The top-level fields the receivers read: the envelope's, and a push's. Everything else is
+/// skipped, and each field is kept as its unparsed JSON text until it is needed.
 #[derive(Deserialize)]
-struct WireEnvelope<'a> {
+struct WirePayload<'a> {
     #[serde(borrow, default)]
     repository: Raw<'a>,
     #[serde(borrow, default)]
@@ -137,6 +139,16 @@ struct WireEnvelope<'a> {
     action: Raw<'a>,
     #[serde(borrow, default)]
     object_attributes: Raw<'a>,
+    #[serde(rename = "ref", borrow, default)]
+    git_ref: Raw<'a>,
+    #[serde(borrow, default)]
+    after: Raw<'a>,
+    #[serde(borrow, default)]
+    deleted: Raw<'a>,
+    #[serde(borrow, default)]
+    forced: Raw<'a>,
+    #[serde(borrow, default)]
+    commits: Raw<'a>,
 }
 
 /// The fields read from the envelope's nested objects; the rest of those objects is skipped.
@@ -177,13 +189,24 @@ fn raw_bool(raw: Raw<'_>) -> Option<bool> {
 /// Reads the [`Envelope`] of a JSON object payload. Fails only on malformed JSON or a
 /// payload that is not an object.
 pub fn envelope(json: &[u8]) -> Result<Envelope, serde_json::Error> {
-    let wire: WireEnvelope = serde_json::from_slice(json)?;
-    Ok(Envelope {
+    read(json, false).map(|(envelope, _)| envelope)
+}
+
+/// Reads the [`Envelope`] and, when `with_push`, the payload as a push, in one pass over the
+/// JSON text. The push's own errors are kept for later: the envelope is read before the
+/// signature is checked, the push only counts after.
+pub fn read(
+    json: &[u8],
+    with_push: bool,
+) -> Result<(Envelope, Option<Result<Push, PayloadError>>), serde_json::Error> {
+    let wire: WirePayload = serde_json::from_slice(json)?;
+    let envelope = Envelope {
         repository: raw_text(nested(wire.repository).full_name)
             .or_else(|| raw_text(nested(wire.project).path_with_namespace)),
         object_kind: raw_text(wire.object_kind),
         action: raw_text(wire.action).or_else(|| raw_text(nested(wire.object_attributes).action)),
-    })
+    };
+    Ok((envelope, with_push.then(|| wire.push())))
 }
 
 /// The payload as a JSON tree, for the events read field by field (not pushes, the hot path).
@@ -260,42 +283,42 @@ pub fn is_sha(candidate: &str) -> bool {
     (4..=64).contains(&candidate.len()) && candidate.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The fields of a push Hookline keeps; the repository, sender and other objects are skipped.
-#[derive(Deserialize)]
-struct WirePush<'a> {
-    #[serde(rename = "ref", borrow, default)]
-    git_ref: Raw<'a>,
-    #[serde(borrow, default)]
-    after: Raw<'a>,
-    #[serde(borrow, default)]
-    deleted: Raw<'a>,
-    #[serde(borrow, default)]
-    forced: Raw<'a>,
-    #[serde(borrow, default)]
-    commits: Raw<'a>,
+fn push(json: &[u8]) -> Result<Push, PayloadError> {
+    let wire: WirePayload = serde_json::from_slice(json)
+        .map_err(|error| PayloadError(format!("malformed push payload: {error}")))?;
+    wire.push()
 }
 
-fn push(json: &[u8]) -> Result<Push, PayloadError> {
-    let wire: WirePush = serde_json::from_slice(json)
-        .map_err(|error| PayloadError(format!("malformed push payload: {error}")))?;
-    let git_ref = raw_text(wire.git_ref)
-        .ok_or_else(|| PayloadError("push payload has no `ref`".to_owned()))?;
-    let branch = git_ref.strip_prefix("refs/heads/").map(str::to_owned);
-    let tag = git_ref.strip_prefix("refs/tags/").map(str::to_owned);
-    let deleted =
-        raw_bool(wire.deleted).unwrap_or_else(|| raw_text(wire.after).as_deref() == Some(NULL_SHA));
-    Ok(Push {
-        git_ref,
-        branch,
-        tag,
-        deleted,
-        forced: raw_bool(wire.forced).unwrap_or(false),
-        commits: if deleted {
-            Vec::new()
-        } else {
-            pushed_commits(wire.commits)?
-        },
-    })
+impl WirePayload<'_> {
+    fn push(&self) -> Result<Push, PayloadError> {
+        let git_ref = raw_text(self.git_ref)
+            .ok_or_else(|| PayloadError("push payload has no `ref`".to_owned()))?;
+        let branch = git_ref.strip_prefix("refs/heads/").map(str::to_owned);
+        let tag = git_ref.strip_prefix("refs/tags/").map(str::to_owned);
+        let deleted = raw_bool(self.deleted)
+            .unwrap_or_else(|| raw_text(self.after).as_deref() == Some(NULL_SHA));
+        Ok(Push {
+            git_ref,
+            branch,
+            tag,
+            deleted,
+            forced: raw_bool(self.forced).unwrap_or(false),
+            commits: if deleted {
+                Vec::new()
+            } else {
+                pushed_commits(self.commits)?
+            },
+        })
+    }
+}
+
+/// Whether `event` (GitHub's `X-GitHub-Event`, or GitLab's event name) is a push, whose
+/// payload [`read`] can take in the same pass as the envelope.
+pub fn is_push(gitlab: bool, event: &str) -> bool {
+    match gitlab {
+        false => event == "push",
+        true => matches!(event, "push" | "tag_push"),
+    }
 }
 
 /// GitHub: `X-GitHub-Event` and the JSON payload.

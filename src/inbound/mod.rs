@@ -244,11 +244,17 @@ pub enum BodyError {
 pub struct Payload<'a> {
     pub json: Cow<'a, [u8]>,
     pub envelope: forge::Envelope,
+    /// The payload read as a push, when asked for (see [`forge::read`]).
+    pub push: Option<Result<forge::Push, forge::PayloadError>>,
 }
 
-/// Checks that a body is a JSON object payload and reads its envelope, without building the
-/// whole document.
-pub fn payload_of<'a>(content_type: &str, body: &'a [u8]) -> Result<Payload<'a>, BodyError> {
+/// Checks that a body is a JSON object payload and reads its envelope (and, `with_push`, the
+/// push it carries) in one pass, without building the whole document.
+pub fn payload_of<'a>(
+    content_type: &str,
+    body: &'a [u8],
+    with_push: bool,
+) -> Result<Payload<'a>, BodyError> {
     let mime = content_type
         .split(';')
         .next()
@@ -279,9 +285,13 @@ pub fn payload_of<'a>(content_type: &str, body: &'a [u8]) -> Result<Payload<'a>,
             },
         );
     }
-    let envelope =
-        forge::envelope(&json).map_err(|error| BodyError::MalformedJson(error.to_string()))?;
-    Ok(Payload { json, envelope })
+    let (envelope, push) = forge::read(&json, with_push)
+        .map_err(|error| BodyError::MalformedJson(error.to_string()))?;
+    Ok(Payload {
+        json,
+        envelope,
+        push,
+    })
 }
 
 /// Counts a request a receiver answered, by source and outcome.
@@ -359,6 +369,7 @@ mod tests {
         let json = payload_of(
             "application/json; charset=utf-8",
             br#"{"a":1,"repository":{"id":1,"full_name":"o/r"},"action":"opened"}"#,
+            false,
         )
         .unwrap();
         assert_eq!(json.envelope.repository.as_deref(), Some("o/r"));
@@ -366,6 +377,7 @@ mod tests {
         let form = payload_of(
             "application/x-www-form-urlencoded",
             b"payload=%7B%22project%22%3A%7B%22path_with_namespace%22%3A%22g%2Fp%22%7D%7D",
+            false,
         )
         .unwrap();
         assert_eq!(
@@ -374,30 +386,64 @@ mod tests {
         );
         assert_eq!(form.envelope.repository.as_deref(), Some("g/p"));
         // A repository that is not an object is no repository, not an error.
-        let odd = payload_of("application/json", br#"{"repository":"o/r"}"#).unwrap();
+        let odd = payload_of("application/json", br#"{"repository":"o/r"}"#, false).unwrap();
         assert_eq!(odd.envelope.repository, None);
         assert_eq!(
-            payload_of("application/x-www-form-urlencoded", b"other=1"),
+            payload_of("application/x-www-form-urlencoded", b"other=1", false),
             Err(BodyError::NoPayloadField)
         );
         assert!(matches!(
-            payload_of("text/plain", b"{}"),
+            payload_of("text/plain", b"{}", false),
             Err(BodyError::UnsupportedType(_))
         ));
         assert!(matches!(
-            payload_of("application/json", b"{nope"),
+            payload_of("application/json", b"{nope", false),
             Err(BodyError::MalformedJson(_))
         ));
         assert!(matches!(
-            payload_of("application/json", br#"{"a":1} trailing"#),
+            payload_of("application/json", br#"{"a":1} trailing"#, false),
             Err(BodyError::MalformedJson(_))
         ));
         for not_an_object in [&b"[1]"[..], b" 7", b"\"x\"", b"null"] {
             assert_eq!(
-                payload_of("application/json", not_an_object),
+                payload_of("application/json", not_an_object, false),
                 Err(BodyError::NotAnObject)
             );
         }
+    }
+
+    #[test]
+    fn a_push_is_read_with_its_envelope_and_keeps_its_errors_for_later() {
+        let body = serde_json::json!({
+            "ref": "refs/heads/main", "after": "b".repeat(40),
+            "repository": {"full_name": "acme/api", "owner": {"login": "acme"}},
+            "sender": {"login": "jane"},
+            "commits": [{"id": "a".repeat(40), "message": "fix", "added": ["src/x.rs"]}],
+        })
+        .to_string();
+        let payload = payload_of("application/json", body.as_bytes(), true).unwrap();
+        assert_eq!(payload.envelope.repository.as_deref(), Some("acme/api"));
+        let Some(Ok(push)) = &payload.push else {
+            panic!("read as a push: {:?}", payload.push)
+        };
+        let forge::ForgeEvent::Push(alone) = forge::github("push", body.as_bytes()).unwrap() else {
+            panic!("a push")
+        };
+        assert_eq!(push, &alone, "one pass reads what the push reader reads");
+        assert_eq!(push.commits[0].added, ["src/x.rs"]);
+        assert_eq!(
+            payload_of("application/json", body.as_bytes(), false)
+                .unwrap()
+                .push,
+            None
+        );
+
+        // A push that cannot be read still has an envelope: the receiver checks the signature
+        // first and answers the push's error only for a verified request.
+        let bad = br#"{"repository":{"full_name":"acme/api"},"ref":"refs/heads/x","commits":[{"id":"zz"}]}"#;
+        let payload = payload_of("application/json", bad, true).unwrap();
+        assert_eq!(payload.envelope.repository.as_deref(), Some("acme/api"));
+        assert!(matches!(payload.push, Some(Err(_))), "{:?}", payload.push);
     }
 
     #[test]
