@@ -54,7 +54,9 @@ pub type NotWritten = (StoreError, Option<Box<Work>>);
 
 struct Job {
     work: Work,
-    reply: oneshot::Sender<Result<Written, NotWritten>>,
+    /// A written delivery's work comes back with the answer, to be dropped by the receiver that
+    /// sent it: freeing it is not the one writer's time to spend.
+    reply: oneshot::Sender<Result<(Written, Work), NotWritten>>,
 }
 
 /// The handle receivers send deliveries through.
@@ -102,7 +104,9 @@ impl InboundWriter {
         if let Err(refused) = self.sender.send(Job { work, reply }).await {
             return Err((closed(), Some(Box::new(refused.0.work))));
         }
-        answer.await.unwrap_or_else(|_| Err((closed(), None)))
+        let (written, work) = answer.await.unwrap_or_else(|_| Err((closed(), None)))?;
+        drop(work);
+        Ok(written)
     }
 }
 
@@ -209,7 +213,7 @@ async fn write(connection: &mut Connection<'_>, batch: Vec<Job>) {
     match result {
         Ok(written) => {
             for (job, written) in batch.into_iter().zip(written) {
-                let _ = job.reply.send(Ok(written));
+                let _ = job.reply.send(Ok((written, job.work)));
             }
         }
         Err(error) => {
@@ -226,7 +230,10 @@ async fn write(connection: &mut Connection<'_>, batch: Vec<Job>) {
                         .await
                         .map(|mut written| written.remove(0))
                 };
-                let _ = reply.send(result.map_err(|error| (error, Some(Box::new(work)))));
+                let _ = reply.send(match result {
+                    Ok(written) => Ok((written, work)),
+                    Err(error) => Err((error, Some(Box::new(work)))),
+                });
             }
         }
     }

@@ -82,19 +82,28 @@ pub(crate) use {dispatch, dispatch_tx, dispatch_write};
 /// SQLite gets anonymous `?` (it looks every named parameter up by a linear scan, which makes
 /// binding hundreds of `$n` quadratic); PostgreSQL gets `$1, $2, …`.
 pub fn values_placeholders(backend: Backend, rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let cells = (1..=columns)
-                .map(|column| match backend {
-                    Backend::Sqlite => "?".to_owned(),
-                    Backend::Postgres => format!("${}", row * columns + column),
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
-            format!("({cells})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+    use std::fmt::Write;
+    // Written straight into one string: the inbound writer builds these for every batch.
+    let mut sql = String::with_capacity(rows * columns * 6);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for column in 1..=columns {
+            if column > 1 {
+                sql.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${}", row * columns + column);
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
 }
 
 /// Write-ahead log frames past which the log is restarted: about 64 MiB with 4 KiB pages, 128 MiB
