@@ -172,9 +172,11 @@ async fn pushes_are_verified_and_each_commit_is_stored_once_per_service(backend:
         first["files"],
         json!({"added": ["src/pay/retry.rs"], "removed": [], "modified": ["src/pay/mod.rs", "Cargo.toml"]})
     );
-    assert_eq!(
-        first["analysis_status"], "queued",
-        "auto-analyze queues new commits"
+    // Auto-analyze queued a job; the analysis worker may have taken it up since.
+    assert!(
+        ["queued", "running", "done"].contains(&first["analysis_status"].as_str().unwrap_or("")),
+        "auto-analyze queues new commits: {}",
+        first["analysis_status"]
     );
 
     // GitHub's redelivery: same X-GitHub-Delivery, nothing changes.
