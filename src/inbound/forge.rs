@@ -186,14 +186,9 @@ fn raw_bool(raw: Raw<'_>) -> Option<bool> {
     serde_json::from_str(raw?.get()).ok()
 }
 
-/// Reads the [`Envelope`] of a JSON object payload. Fails only on malformed JSON or a
-/// payload that is not an object.
-pub fn envelope(json: &[u8]) -> Result<Envelope, serde_json::Error> {
-    read(json, false).map(|(envelope, _)| envelope)
-}
-
-/// Reads the [`Envelope`] and, when `with_push`, the payload as a push, in one pass over the
-/// JSON text. The push's own errors are kept for later: the envelope is read before the
+/// Reads the [`Envelope`] of a JSON object payload and, when `with_push`, the payload as a push,
+/// in one pass over the JSON text. Fails only on malformed JSON or a payload that is not an
+/// object. The push's own errors are kept for later: the envelope is read before the
 /// signature is checked, the push only counts after.
 pub fn read(
     json: &[u8],
@@ -529,7 +524,10 @@ mod tests {
     }
 
     fn repository_of(payload: &Value) -> Option<String> {
-        envelope(payload.to_string().as_bytes()).unwrap().repository
+        read(payload.to_string().as_bytes(), false)
+            .unwrap()
+            .0
+            .repository
     }
 
     #[test]
