@@ -13,8 +13,8 @@ use std::time::Duration;
 use rusqlite::types::ToSql;
 use rusqlite::{CachedStatement, Connection, OpenFlags};
 
-/// Statements kept prepared: the batch inserts, one per number of rows a batch had.
-const CACHED_STATEMENTS: usize = 256;
+/// Statements kept prepared: the single-row inserts of a delivery and of its push's rows.
+const CACHED_STATEMENTS: usize = 16;
 
 /// The connection, opened with the writer's settings.
 pub struct DirectSqlite {

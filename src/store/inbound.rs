@@ -2,11 +2,12 @@
 //! processing result.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use sqlx::FromRow;
 
 use super::direct::{Binder, DirectSqlite};
-use super::record::{PushRows, bind_push_statement, push_statements};
+use super::record::{PushRows, bind_push_statement, push_statements, write_push_rows_direct};
 use super::{HeldConnection, StoreError, StoreResult, Tx, dispatch, dispatch_tx};
 use crate::clock;
 use crate::config::Backend;
@@ -235,29 +236,47 @@ pub async fn insert_many_alone(
     Ok(written)
 }
 
-/// The statements of [`sqlite_batch`], one by one on the direct connection, in one transaction.
+/// [`insert_many_in`] on the direct connection, in one transaction, with single-row
+/// statements: each delivery, then the push rows of those written
+/// ([`super::record::write_push_rows_direct`]). Nothing here uses `RETURNING` or
+/// `INSERT … SELECT`: either makes SQLite keep a statement journal, a copy of every page the
+/// statement touches, which row by row cost more than the rows themselves.
 fn insert_many_direct(
     direct: &mut DirectSqlite,
     deliveries: &[&InboundDelivery],
     pushes: &[&PushRows],
 ) -> rusqlite::Result<Vec<String>> {
+    static INSERT_ONE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            concat!(
+                "INSERT INTO inbound_deliveries (",
+                delivery_columns!(),
+                ") VALUES {} ON CONFLICT (source, tenant_id, dedupe_key) DO NOTHING"
+            ),
+            super::values_placeholders(Backend::Sqlite, 1, 21)
+        )
+    });
     let now = clock::now_ms();
     direct.transaction(|conn| {
-        let mut written = Vec::with_capacity(deliveries.len());
-        for chunk in deliveries.chunks(DELIVERIES_PER_STATEMENT) {
-            let mut statement = conn.prepare_cached(&insert_sql(Backend::Sqlite, chunk.len()))?;
-            bind_deliveries!(Binder::new(&mut statement), chunk.iter()).finish()?;
-            let mut rows = statement.raw_query();
-            while let Some(row) = rows.next()? {
-                written.push(row.get(0)?);
+        let mut stored: HashSet<&str> = HashSet::with_capacity(deliveries.len());
+        let mut insert = conn.prepare_cached(&INSERT_ONE)?;
+        for delivery in deliveries {
+            bind_deliveries!(Binder::new(&mut insert), [delivery]).finish()?;
+            if insert.raw_execute()? == 1 {
+                stored.insert(&delivery.id);
             }
         }
-        for statement in &push_statements(Backend::Sqlite, pushes) {
-            let mut prepared = conn.prepare_cached(statement.sql())?;
-            bind_push_statement!(Binder::new(&mut prepared), statement, now).finish()?;
-            prepared.raw_execute()?;
+        for push in pushes {
+            if stored.contains(push.delivery_id.as_str()) {
+                write_push_rows_direct(conn, push, now)?;
+            }
         }
-        Ok(written)
+        // In the order given, as the other paths answer.
+        Ok(deliveries
+            .iter()
+            .filter(|delivery| stored.contains(delivery.id.as_str()))
+            .map(|delivery| delivery.id.clone())
+            .collect())
     })
 }
 

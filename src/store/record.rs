@@ -546,6 +546,108 @@ impl PushStatement<'_> {
     }
 }
 
+/// Writes one push whose delivery was just written, row by row, on the inbound writer's own
+/// SQLite connection ([`super::direct`]). The writer knows which deliveries it wrote, so the rows
+/// need no guard, and single-row statements need no statement journal: on SQLite that is
+/// cheaper than the guarded multi-row statements (bench/README.md). Same outcome: a commit the
+/// service has already is left as it is, its branch still added; only a commit created here
+/// gets an analysis job.
+pub(crate) fn write_push_rows_direct(
+    conn: &rusqlite::Connection,
+    push: &PushRows,
+    now: i64,
+) -> rusqlite::Result<()> {
+    use super::direct::Binder;
+    let mut insert_commit = conn.prepare_cached(
+        "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, author_email, \
+         committed_at, url, repository, added, removed, modified, created_at, forced) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service_id, sha) DO NOTHING",
+    )?;
+    let mut created: Vec<&str> = Vec::with_capacity(push.commits.len());
+    for row in &push.commits {
+        Binder::new(&mut insert_commit)
+            .bind(&row.id)
+            .bind(&row.tenant_id)
+            .bind(&row.service_id)
+            .bind(&row.sha)
+            .bind(&row.message)
+            .bind(&row.author_name)
+            .bind(&row.author_email)
+            .bind(row.committed_at)
+            .bind(&row.url)
+            .bind(&row.repository)
+            .bind(&row.added)
+            .bind(&row.removed)
+            .bind(&row.modified)
+            .bind(now)
+            .bind(row.forced)
+            .finish()?;
+        if insert_commit.raw_execute()? == 1 {
+            created.push(&row.id);
+        }
+    }
+    if !push.branches.is_empty() {
+        let mut find_commit =
+            conn.prepare_cached("SELECT id FROM commits WHERE service_id = ? AND sha = ?")?;
+        let mut insert_branch = conn.prepare_cached(
+            "INSERT INTO commit_branches (commit_id, branch, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (commit_id, branch) DO NOTHING",
+        )?;
+        for row in &push.branches {
+            let made_here = push.commits.iter().find(|commit| {
+                commit.service_id == row.service_id
+                    && commit.sha == row.sha
+                    && created.contains(&commit.id.as_str())
+            });
+            let found: String;
+            let commit_id = match made_here {
+                Some(commit) => commit.id.as_str(),
+                None => {
+                    Binder::new(&mut find_commit)
+                        .bind(&row.service_id)
+                        .bind(&row.sha)
+                        .finish()?;
+                    let mut rows = find_commit.raw_query();
+                    match rows.next()? {
+                        Some(commit) => found = commit.get(0)?,
+                        // No such commit: the push did not carry it, nor did an earlier one.
+                        None => continue,
+                    }
+                    found.as_str()
+                }
+            };
+            Binder::new(&mut insert_branch)
+                .bind(commit_id)
+                .bind(&row.branch)
+                .bind(now)
+                .finish()?;
+            insert_branch.raw_execute()?;
+        }
+    }
+    let analyses = push
+        .analyses
+        .iter()
+        .filter(|row| created.contains(&row.commit_id.as_str()));
+    for row in analyses {
+        let mut insert_job = conn.prepare_cached(
+            "INSERT INTO analysis_jobs (id, tenant_id, service_id, commit_id, status, attempts, \
+             run_after, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        )?;
+        Binder::new(&mut insert_job)
+            .bind(&row.id)
+            .bind(&row.tenant_id)
+            .bind(&row.service_id)
+            .bind(&row.commit_id)
+            .bind(job_status::QUEUED)
+            .bind(now)
+            .bind(now)
+            .bind(now)
+            .finish()?;
+        insert_job.raw_execute()?;
+    }
+    Ok(())
+}
+
 /// Writes pushes whose deliveries are stored already (a replay), one statement at a time.
 pub async fn insert_push_rows_in(tx: &mut Tx<'_>, pushes: &[&PushRows]) -> StoreResult<()> {
     let now = clock::now_ms();

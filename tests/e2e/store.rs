@@ -296,13 +296,26 @@ async fn batch_of_pushes(backend: Backend, own_connection: bool) {
         1
     );
 
-    // The same commit pushed again by a new delivery keeps its id and gets no second job.
-    let (again, again_rows) = push_delivery(&service, "guid-2", &sha(1));
+    // The same commit pushed again by a new delivery, to another branch, keeps its id, gets
+    // the branch and no second job.
+    let (again, mut again_rows) = push_delivery(&service, "guid-2", &sha(1));
+    again_rows.branches[0].branch = "release".to_owned();
     let written = kept::insert_many_alone(&mut held, direct.as_mut(), &[&again], &[&again_rows])
         .await
         .unwrap();
     assert_eq!(written, vec![again.id.clone()]);
     assert_eq!(commit_of(sha(1)).await.unwrap().id, commit.id);
+    let mut branches = record::branches_of(&store, std::slice::from_ref(&commit.id))
+        .await
+        .unwrap();
+    branches.sort();
+    assert_eq!(
+        branches,
+        vec![
+            (commit.id.clone(), "main".to_owned()),
+            (commit.id.clone(), "release".to_owned())
+        ]
+    );
     assert_eq!(
         record::analysis_jobs_of(&store, &commit.id).await.unwrap(),
         1
