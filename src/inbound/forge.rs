@@ -126,19 +126,20 @@ pub struct Envelope {
 type Raw<'a> = Option<&'a RawValue>;
 
 /// The top-level fields the receivers read: the envelope's, and a push's. Everything else is
-/// skipped, and each field is kept as its unparsed JSON text until it is needed.
+/// skipped; the nested objects are read in the same pass, and the other fields are kept as their
+/// unparsed JSON text until they are needed.
 #[derive(Deserialize)]
 struct WirePayload<'a> {
     #[serde(borrow, default)]
-    repository: Raw<'a>,
+    repository: WireNested<'a>,
     #[serde(borrow, default)]
-    project: Raw<'a>,
+    project: WireNested<'a>,
     #[serde(borrow, default)]
     object_kind: Raw<'a>,
     #[serde(borrow, default)]
     action: Raw<'a>,
     #[serde(borrow, default)]
-    object_attributes: Raw<'a>,
+    object_attributes: WireNested<'a>,
     #[serde(rename = "ref", borrow, default)]
     git_ref: Raw<'a>,
     #[serde(borrow, default)]
@@ -151,22 +152,88 @@ struct WirePayload<'a> {
     commits: Raw<'a>,
 }
 
-/// The fields read from the envelope's nested objects; the rest of those objects is skipped.
-#[derive(Deserialize, Default)]
+/// The fields read from the envelope's nested objects (`repository`, `project`,
+/// `object_attributes`); the rest of those objects is skipped, and a value that is not an object
+/// gives nothing. A GitHub repository object is most of a push's bytes: it is read once, not
+/// kept as text and parsed again.
+#[derive(Default)]
 struct WireNested<'a> {
-    #[serde(borrow, default)]
     full_name: Raw<'a>,
-    #[serde(borrow, default)]
     path_with_namespace: Raw<'a>,
-    #[serde(borrow, default)]
     action: Raw<'a>,
 }
 
-/// A nested object's fields; nothing for a value that is not an object.
-fn nested(raw: Raw<'_>) -> WireNested<'_> {
-    raw.filter(|raw| raw.get().starts_with('{'))
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .unwrap_or_default()
+impl<'de: 'a, 'a> Deserialize<'de> for WireNested<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "snake_case")]
+        enum Field {
+            FullName,
+            PathWithNamespace,
+            Action,
+            #[serde(other)]
+            Other,
+        }
+
+        struct Nested<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for Nested<'a> {
+            type Value = WireNested<'a>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut nested = WireNested::default();
+                while let Some(field) = map.next_key::<Field>()? {
+                    match field {
+                        Field::FullName => nested.full_name = map.next_value()?,
+                        Field::PathWithNamespace => {
+                            nested.path_with_namespace = map.next_value()?
+                        }
+                        Field::Action => nested.action = map.next_value()?,
+                        Field::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(nested)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(WireNested::default())
+            }
+
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(WireNested::default())
+            }
+
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(WireNested::default())
+            }
+
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(WireNested::default())
+            }
+
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(WireNested::default())
+            }
+
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(WireNested::default())
+            }
+
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(WireNested::default())
+            }
+        }
+
+        deserializer.deserialize_any(Nested(std::marker::PhantomData))
+    }
 }
 
 /// A string (or number) value as text, `None` for anything else or an empty string.
@@ -196,10 +263,10 @@ pub fn read(
 ) -> Result<(Envelope, Option<Result<Push, PayloadError>>), serde_json::Error> {
     let wire: WirePayload = serde_json::from_slice(json)?;
     let envelope = Envelope {
-        repository: raw_text(nested(wire.repository).full_name)
-            .or_else(|| raw_text(nested(wire.project).path_with_namespace)),
+        repository: raw_text(wire.repository.full_name)
+            .or_else(|| raw_text(wire.project.path_with_namespace)),
         object_kind: raw_text(wire.object_kind),
-        action: raw_text(wire.action).or_else(|| raw_text(nested(wire.object_attributes).action)),
+        action: raw_text(wire.action).or_else(|| raw_text(wire.object_attributes.action)),
     };
     Ok((envelope, with_push.then(|| wire.push())))
 }
@@ -556,6 +623,32 @@ mod tests {
         );
         assert_eq!(commit.added, vec!["src/new.rs"]);
         assert_eq!(repository_of(&payload).as_deref(), Some("acme/api"));
+    }
+
+    #[test]
+    fn the_envelope_reads_nested_objects_and_ignores_other_shapes() {
+        let read_text = |text: &str| read(text.as_bytes(), false).map(|(envelope, _)| envelope);
+        // An escaped key is the same key; the first of GitHub's and GitLab's names wins.
+        let envelope = read_text(
+            r#"{"repository": {"id": 1, "owner": {"full_name": "not/this"}, "full\u005fname": "acme/api",
+                "topics": ["a", {"b": [1, 2.5, null, true]}]},
+                "project": {"path_with_namespace": "group/app"},
+                "object_attributes": {"action": "open"}}"#,
+        )
+        .unwrap();
+        assert_eq!(envelope.repository.as_deref(), Some("acme/api"));
+        assert_eq!(envelope.action.as_deref(), Some("open"));
+        // A repository that is not an object names nothing, and is no error.
+        for other in [r#""acme/api""#, "null", "[1, 2]", "42", "true"] {
+            let envelope =
+                read_text(&format!(r#"{{"repository": {other}, "action": "closed"}}"#)).unwrap();
+            assert_eq!(
+                (envelope.repository, envelope.action.as_deref()),
+                (None, Some("closed"))
+            );
+        }
+        // Broken JSON inside a nested object is still broken JSON.
+        assert!(read_text(r#"{"repository": {"full_name": "acme/api", "x": [}}"#).is_err());
     }
 
     #[test]
