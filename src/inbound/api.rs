@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::forge::{self, ForgeEvent, PayloadError};
-use super::writer::{Work, Written};
+use super::writer::{OnItsWay, Work, Written};
 use super::{
     Payload, Proof, Received, apply, count, log_rejection, payload_of, push_rows, push_summary,
     result, service_secrets, source, verification,
@@ -220,6 +220,8 @@ fn payload_error(error: PayloadError) -> ApiError {
 /// What a verified request is, for one tenant.
 struct Verified<'a> {
     received: &'a Received,
+    /// Counts the delivery as on its way to the writer until it is handed over.
+    on_its_way: Option<OnItsWay>,
     tenant_id: String,
     targets: Vec<String>,
     services: Vec<Service>,
@@ -286,6 +288,7 @@ async fn finish(
         delivery,
         push_rows,
     };
+    drop(verified.on_its_way);
     match state.inbound.write(work).await {
         Ok(Written::Stored) => Ok(Outcome::Stored { id, processed }),
         Ok(Written::Duplicate) => Ok(Outcome::Duplicate),
@@ -396,6 +399,7 @@ async fn receive_for_services(
             return failed(state, &received, delivery, error).await;
         }
     };
+    let mut on_its_way = Some(state.inbound.on_its_way());
     let received = received(source, headers, bytes, started);
     let with_push = forge::is_push(forge == Forge::Gitlab, &event_name);
     let mut payload = match payload_of(&received.content_type(), &received.body, with_push) {
@@ -478,6 +482,7 @@ async fn receive_for_services(
     for (tenant_id, services) in by_tenant {
         let verified = Verified {
             received: &received,
+            on_its_way: on_its_way.take(),
             tenant_id,
             targets: services.iter().map(|service| service.id.clone()).collect(),
             services,
@@ -594,6 +599,7 @@ async fn integration_webhook(
     let parsed = parse_github(received.header("x-github-event"), &mut payload);
     let verified = Verified {
         received: &received,
+        on_its_way: None,
         tenant_id: integration.tenant_id.clone(),
         targets: vec![integration.id.clone()],
         services,

@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -63,6 +64,18 @@ struct Job {
 #[derive(Clone)]
 pub struct InboundWriter {
     sender: mpsc::Sender<Job>,
+    /// Receivers that have a body in hand and are verifying and reading it: deliveries on
+    /// their way to the writer (see [`LINGER_AT_MOST`]).
+    on_their_way: Arc<AtomicUsize>,
+}
+
+/// Counts one delivery as on its way to the writer until it is dropped.
+pub struct OnItsWay(Arc<AtomicUsize>);
+
+impl Drop for OnItsWay {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl InboundWriter {
@@ -76,6 +89,8 @@ impl InboundWriter {
     pub fn start(store: Store, writers: usize) -> std::io::Result<InboundWriter> {
         let (sender, receiver) = mpsc::channel::<Job>(MAX_BATCH * 8);
         let receiver = Arc::new(Mutex::new(receiver));
+        let on_their_way = Arc::new(AtomicUsize::new(0));
+        let coming = on_their_way.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -86,7 +101,7 @@ impl InboundWriter {
                     let loops: Vec<_> = (0..writers.max(1))
                         .map(|_| {
                             let (store, receiver) = (store.clone(), receiver.clone());
-                            tokio::spawn(run_writer(store, receiver))
+                            tokio::spawn(run_writer(store, receiver, coming.clone()))
                         })
                         .collect();
                     for writer in loops {
@@ -94,7 +109,18 @@ impl InboundWriter {
                     }
                 });
             })?;
-        Ok(InboundWriter { sender })
+        Ok(InboundWriter {
+            sender,
+            on_their_way,
+        })
+    }
+
+    /// Counts a delivery as on its way, from when its body is read until the guard is dropped
+    /// (just before [`InboundWriter::write`], or when the request fails): a writer that has
+    /// just written a batch waits a moment for such deliveries rather than commit a small one.
+    pub fn on_its_way(&self) -> OnItsWay {
+        self.on_their_way.fetch_add(1, Ordering::AcqRel);
+        OnItsWay(self.on_their_way.clone())
     }
 
     /// Records `work` and answers once it is committed (or found to be a repeat).
@@ -118,9 +144,19 @@ const HOLD_AT_MOST: Duration = Duration::from_millis(25);
 /// receivers answered a moment ago are about to send more.
 const IDLE_BEFORE_RELEASE: Duration = Duration::from_millis(2);
 
+/// The longest a writer that has just written a batch waits for deliveries on their way before
+/// it writes the next. Each commit costs about as much as several deliveries (the log pages of
+/// the tables' and indexes' last pages), and while the machine is busy the receivers behind a
+/// small batch are moments away; waiting for them keeps batches large.
+const LINGER_AT_MOST: Duration = Duration::from_millis(1);
+
 /// One writer: takes a batch, then keeps the writing connection for the batches that follow
 /// close behind it, within [`HOLD_AT_MOST`].
-async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run_writer(
+    store: Store,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    on_their_way: Arc<AtomicUsize>,
+) {
     let mut direct = match store.open_direct() {
         Ok(direct) => direct,
         Err(error) => {
@@ -128,7 +164,7 @@ async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
             None
         }
     };
-    while let Next::Jobs(batch) = next_batch(&receiver, None).await {
+    while let Next::Jobs(batch) = next_batch(&receiver, None, None).await {
         let mut held = match store.hold_writer().await {
             Ok(held) => held,
             Err(error) => {
@@ -141,7 +177,7 @@ async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Job>>>) {
         let mut connection = Connection::Held(&mut held, direct.as_mut());
         write(&mut connection, batch).await;
         while since.elapsed() < HOLD_AT_MOST {
-            match next_batch(&receiver, Some(IDLE_BEFORE_RELEASE)).await {
+            match next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await {
                 Next::Jobs(batch) => write(&mut connection, batch).await,
                 Next::Idle | Next::Closed => break,
             }
@@ -164,8 +200,13 @@ enum Next {
 }
 
 /// Waits for one job (at most `wait`, if given), then takes every other job already waiting (up
-/// to the batch size).
-async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>, wait: Option<Duration>) -> Next {
+/// to the batch size), and, given the count of deliveries on their way, those that arrive while
+/// any are on their way, within [`LINGER_AT_MOST`].
+async fn next_batch(
+    receiver: &Mutex<mpsc::Receiver<Job>>,
+    wait: Option<Duration>,
+    on_their_way: Option<&AtomicUsize>,
+) -> Next {
     let mut receiver = receiver.lock().await;
     let first = match wait {
         None => receiver.recv().await,
@@ -178,10 +219,25 @@ async fn next_batch(receiver: &Mutex<mpsc::Receiver<Job>>, wait: Option<Duration
         return Next::Closed;
     };
     let mut batch = vec![first];
-    while batch.len() < MAX_BATCH {
-        match receiver.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
+    let take_waiting = |receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>| {
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+    };
+    take_waiting(&mut receiver, &mut batch);
+    if let Some(on_their_way) = on_their_way {
+        let until = tokio::time::Instant::now() + LINGER_AT_MOST;
+        while batch.len() < MAX_BATCH && on_their_way.load(Ordering::Acquire) > 0 {
+            match tokio::time::timeout_at(until, receiver.recv()).await {
+                Ok(Some(job)) => {
+                    batch.push(job);
+                    take_waiting(&mut receiver, &mut batch);
+                }
+                Ok(None) | Err(_) => break,
+            }
         }
     }
     Next::Jobs(batch)
