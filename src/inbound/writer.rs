@@ -1,10 +1,10 @@
 //! Group commit for verified inbound deliveries. Receivers hand their delivery (and, for a push,
 //! the rows it records, prepared on the receiving task) to a writer and wait for its answer; the
-//! writer takes every delivery waiting at that moment and records them in one transaction with a
-//! few multi-row statements (deliveries, then commits, branches and analysis jobs, sent together
-//! on SQLite), instead of one transaction of many statements each. On SQLite, whose single
-//! writer connection is the bottleneck, this is what lets verified pushes keep up with the HTTP
-//! layer.
+//! writer takes every delivery waiting at that moment and records them in one transaction
+//! (deliveries, then commits, branches and analysis jobs: a few multi-row statements, or, on the
+//! writer's own SQLite connection, prepared single-row ones), instead of one transaction each. On
+//! SQLite, whose single writer connection is the bottleneck, this is what lets verified pushes
+//! keep up with the HTTP layer.
 //!
 //! A delivery's row is written first, with its idempotency key: a repeat (also within one batch)
 //! writes nothing and is answered as a duplicate. When a batch fails, each of its deliveries is

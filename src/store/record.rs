@@ -352,7 +352,8 @@ pub async fn analysis_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64
 //
 // What a push records is prepared as rows on the receiving task (ids drawn, file lists encoded)
 // and written with a few multi-row statements; on SQLite those go to the database in one round
-// trip together with the deliveries that carry them (`store::inbound::insert_many_in`). Each
+// trip together with the deliveries that carry them (`store::inbound::insert_many_in`), and on
+// the inbound writer's own SQLite connection row by row (`write_push_rows_direct`). Each
 // row names its delivery, and a row whose delivery was not written (a repeat) writes nothing:
 // the batch need not wait for the deliveries' answer before writing their pushes.
 
