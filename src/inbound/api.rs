@@ -21,7 +21,7 @@ use utoipa_axum::routes;
 use super::forge::{self, ForgeEvent, PayloadError};
 use super::writer::{OnItsWay, Work, Written};
 use super::{
-    Payload, Proof, Received, apply, count, log_rejection, payload_of, push_rows, push_summary,
+    Payload, Proof, PushSummary, Received, apply, count, log_rejection, payload_of, push_rows,
     result, service_secrets, source, verification,
 };
 use crate::app::AppState;
@@ -257,16 +257,16 @@ async fn finish(
             return Err(failed(state, received, delivery, error).await);
         }
     };
-    let summary = match event.as_ref() {
-        ForgeEvent::Push(push) => push_summary(push, &verified.services),
-        _ => json!({}),
-    };
     delivery.result = match event.as_ref() {
         ForgeEvent::Other => result::IGNORED,
         _ => result::PROCESSED,
     }
     .to_owned();
-    delivery.summary = summary.to_string();
+    delivery.summary = match event.as_ref() {
+        ForgeEvent::Push(push) => serde_json::to_string(&PushSummary::of(push, &verified.services))
+            .expect("a push summary serializes"),
+        _ => "{}".to_owned(),
+    };
     delivery.dedupe_key = verified.dedupe_key.clone();
     delivery.duration_ms = received.elapsed_ms();
     let id = delivery.id.clone();

@@ -28,7 +28,7 @@ use crate::ids::{self, Kind};
 use crate::store::inbound::{InboundDelivery, encode_body};
 use crate::store::services::Service;
 
-pub use process::{Applied, apply, push_rows, push_summary};
+pub use process::{Applied, PushSummary, apply, push_rows};
 
 /// Where an inbound delivery came in.
 pub mod source {

@@ -115,16 +115,36 @@ pub fn push_rows(
 }
 
 /// What a push delivery records, known before it is written (so many can be written at once).
-pub fn push_summary(push: &Push, services: &[Service]) -> Value {
-    json!({
-        "ref": push.git_ref,
-        "branch": push.branch,
-        "tag": push.tag,
-        "deleted": push.deleted,
-        "forced": push.forced,
-        "services": services.iter().map(|service| service.id.as_str()).collect::<Vec<_>>(),
-        "commits": push.commits.len(),
-    })
+fn push_summary(push: &Push, services: &[Service]) -> Value {
+    serde_json::to_value(PushSummary::of(push, services)).expect("a push summary serializes")
+}
+
+/// What a push did, as its delivery's summary records it. Serialized straight to text on the
+/// receivers' hot path; the fields are in the order of the JSON object's keys elsewhere.
+#[derive(serde::Serialize)]
+pub struct PushSummary<'a> {
+    branch: &'a Option<String>,
+    commits: usize,
+    deleted: bool,
+    forced: bool,
+    #[serde(rename = "ref")]
+    git_ref: &'a str,
+    services: Vec<&'a str>,
+    tag: &'a Option<String>,
+}
+
+impl<'a> PushSummary<'a> {
+    pub fn of(push: &'a Push, services: &'a [Service]) -> Self {
+        PushSummary {
+            branch: &push.branch,
+            commits: push.commits.len(),
+            deleted: push.deleted,
+            forced: push.forced,
+            git_ref: &push.git_ref,
+            services: services.iter().map(|service| service.id.as_str()).collect(),
+            tag: &push.tag,
+        }
+    }
 }
 
 async fn record_pull_request(
