@@ -191,8 +191,8 @@ async fn run_writer(
     }
 }
 
-enum Next {
-    Jobs(Vec<Job>),
+enum Next<J = Job> {
+    Jobs(Vec<J>),
     /// Nothing came within the wait.
     Idle,
     /// Every handle is gone: the writer ends.
@@ -202,11 +202,11 @@ enum Next {
 /// Waits for one job (at most `wait`, if given), then takes every other job already waiting (up
 /// to the batch size), and, given the count of deliveries on their way, those that arrive while
 /// any are on their way, within [`LINGER_AT_MOST`].
-async fn next_batch(
-    receiver: &Mutex<mpsc::Receiver<Job>>,
+async fn next_batch<J>(
+    receiver: &Mutex<mpsc::Receiver<J>>,
     wait: Option<Duration>,
     on_their_way: Option<&AtomicUsize>,
-) -> Next {
+) -> Next<J> {
     let mut receiver = receiver.lock().await;
     let first = match wait {
         None => receiver.recv().await,
@@ -219,7 +219,7 @@ async fn next_batch(
         return Next::Closed;
     };
     let mut batch = vec![first];
-    let take_waiting = |receiver: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>| {
+    let take_waiting = |receiver: &mut mpsc::Receiver<J>, batch: &mut Vec<J>| {
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
                 Ok(job) => batch.push(job),
@@ -357,4 +357,93 @@ async fn write_batch(
     }
     tx.commit().await?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(jobs: &[u32]) -> (mpsc::Sender<u32>, Mutex<mpsc::Receiver<u32>>) {
+        let (sender, receiver) = mpsc::channel(MAX_BATCH);
+        for job in jobs {
+            sender.try_send(*job).unwrap();
+        }
+        (sender, Mutex::new(receiver))
+    }
+
+    fn jobs(next: Next<u32>) -> Vec<u32> {
+        match next {
+            Next::Jobs(jobs) => jobs,
+            Next::Idle => panic!("idle"),
+            Next::Closed => panic!("closed"),
+        }
+    }
+
+    // Time is paused: it moves only when every task waits, so waits are exact, not slept.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_takes_what_waits_and_nothing_more_when_nothing_is_on_its_way() {
+        let (_sender, receiver) = queue(&[1, 2]);
+        let on_their_way = AtomicUsize::new(0);
+        let started = tokio::time::Instant::now();
+        let batch = next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await;
+        assert_eq!(jobs(batch), vec![1, 2]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_deliveries_on_their_way() {
+        let (sender, receiver) = queue(&[1]);
+        let on_their_way = Arc::new(AtomicUsize::new(1));
+        let arriving = on_their_way.clone();
+        // The receiver still verifying finishes after the writer has begun to wait.
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            arriving.fetch_sub(1, Ordering::AcqRel);
+            sender.send(2).await.unwrap();
+        });
+        let started = tokio::time::Instant::now();
+        let batch = next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await;
+        assert_eq!(jobs(batch), vec![1, 2]);
+        assert!(
+            started.elapsed() < LINGER_AT_MOST,
+            "it came before the linger ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_that_never_arrives_delays_a_batch_at_most_the_linger() {
+        let (_sender, receiver) = queue(&[1]);
+        let on_their_way = AtomicUsize::new(1);
+        let started = tokio::time::Instant::now();
+        let batch = next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await;
+        assert_eq!(jobs(batch), vec![1]);
+        assert!(
+            started.elapsed() <= LINGER_AT_MOST,
+            "{:?}",
+            started.elapsed()
+        );
+        // Without a count (a writer's first batch), nothing is waited for.
+        let (_sender, receiver) = queue(&[1]);
+        let started = tokio::time::Instant::now();
+        assert_eq!(jobs(next_batch(&receiver, None, None).await), vec![1]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn the_count_follows_the_guards() {
+        let (sender, _receiver) = mpsc::channel(1);
+        let writer = InboundWriter {
+            sender,
+            on_their_way: Arc::new(AtomicUsize::new(0)),
+        };
+        let first = writer.on_its_way();
+        let second = writer.on_its_way();
+        assert_eq!(writer.on_their_way.load(Ordering::Acquire), 2);
+        drop(first);
+        drop(second);
+        assert_eq!(writer.on_their_way.load(Ordering::Acquire), 0);
+    }
 }
