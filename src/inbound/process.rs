@@ -120,7 +120,8 @@ fn push_summary(push: &Push, services: &[Service]) -> Value {
 }
 
 /// What a push did, as its delivery's summary records it. Serialized straight to text on the
-/// receivers' hot path; the fields are in the order of the JSON object's keys elsewhere.
+/// receivers' hot path; the fields are in alphabetical order, as serde_json orders an object's
+/// keys, so the text is the same as that of [`push_summary`]'s JSON value.
 #[derive(serde::Serialize)]
 pub struct PushSummary<'a> {
     branch: &'a Option<String>,
