@@ -253,6 +253,9 @@ async fn finish(
     let event = match parsed {
         Ok(event) => event,
         Err(error) => {
+            // Not on its way to the writer any more: `failed` itself waits for a writing
+            // connection the writer may hold.
+            drop(verified.on_its_way);
             let error = ApiError::from_status(error.status(), error.to_string());
             return Err(failed(state, received, delivery, error).await);
         }
@@ -288,8 +291,7 @@ async fn finish(
         delivery,
         push_rows,
     };
-    drop(verified.on_its_way);
-    match state.inbound.write(work).await {
+    match state.inbound.write(work, verified.on_its_way).await {
         Ok(Written::Stored) => Ok(Outcome::Stored { id, processed }),
         Ok(Written::Duplicate) => Ok(Outcome::Duplicate),
         Err((error, work)) => {
@@ -405,6 +407,7 @@ async fn receive_for_services(
     let mut payload = match payload_of(&received.content_type(), &received.body, with_push) {
         Ok(payload) => payload,
         Err(error) => {
+            drop(on_its_way);
             let delivery = received.delivery(&event_name);
             return failed(state, &received, delivery, body_error(error)).await;
         }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use super::forge::ForgeEvent;
 use super::process::apply;
@@ -58,23 +58,47 @@ struct Job {
     /// A written delivery's work comes back with the answer, to be dropped by the receiver that
     /// sent it: freeing it is not the one writer's time to spend.
     reply: oneshot::Sender<Result<(Written, Work), NotWritten>>,
+    /// Counts the delivery as on its way until a writer takes it.
+    on_its_way: Option<OnItsWay>,
+}
+
+/// A job a writer takes from the queue.
+trait Taken {
+    /// Called as the writer takes the job: it is no longer on its way.
+    fn taken(&mut self);
+}
+
+impl Taken for Job {
+    fn taken(&mut self) {
+        self.on_its_way = None;
+    }
 }
 
 /// The handle receivers send deliveries through.
 #[derive(Clone)]
 pub struct InboundWriter {
     sender: mpsc::Sender<Job>,
-    /// Receivers that have a body in hand and are verifying and reading it: deliveries on
-    /// their way to the writer (see [`LINGER_AT_MOST`]).
-    on_their_way: Arc<AtomicUsize>,
+    on_their_way: Arc<OnTheirWay>,
+}
+
+/// Deliveries on their way to the writer: receivers that have a body in hand and are verifying
+/// and reading it, or have queued it and wait for a writer to take it (see [`LINGER_AT_MOST`]).
+#[derive(Default)]
+struct OnTheirWay {
+    count: AtomicUsize,
+    /// Woken when the count falls to zero, so a lingering writer need not wait out its time for
+    /// a request that failed on the way.
+    none_left: Notify,
 }
 
 /// Counts one delivery as on its way to the writer until it is dropped.
-pub struct OnItsWay(Arc<AtomicUsize>);
+pub struct OnItsWay(Arc<OnTheirWay>);
 
 impl Drop for OnItsWay {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
     }
 }
 
@@ -89,7 +113,7 @@ impl InboundWriter {
     pub fn start(store: Store, writers: usize) -> std::io::Result<InboundWriter> {
         let (sender, receiver) = mpsc::channel::<Job>(MAX_BATCH * 8);
         let receiver = Arc::new(Mutex::new(receiver));
-        let on_their_way = Arc::new(AtomicUsize::new(0));
+        let on_their_way = Arc::new(OnTheirWay::default());
         let coming = on_their_way.clone();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -115,19 +139,29 @@ impl InboundWriter {
         })
     }
 
-    /// Counts a delivery as on its way, from when its body is read until the guard is dropped
-    /// (just before [`InboundWriter::write`], or when the request fails): a writer that has
-    /// just written a batch waits a moment for such deliveries rather than commit a small one.
+    /// Counts a delivery as on its way, from when its body is read until a writer takes it
+    /// (the guard goes with [`InboundWriter::write`]) or the request fails (the guard is
+    /// dropped): a writer that has just written a batch waits a moment for such deliveries
+    /// rather than commit a small one.
     pub fn on_its_way(&self) -> OnItsWay {
-        self.on_their_way.fetch_add(1, Ordering::AcqRel);
+        self.on_their_way.count.fetch_add(1, Ordering::AcqRel);
         OnItsWay(self.on_their_way.clone())
     }
 
     /// Records `work` and answers once it is committed (or found to be a repeat).
-    pub async fn write(&self, work: Work) -> Result<Written, NotWritten> {
+    pub async fn write(
+        &self,
+        work: Work,
+        on_its_way: Option<OnItsWay>,
+    ) -> Result<Written, NotWritten> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
-        if let Err(refused) = self.sender.send(Job { work, reply }).await {
+        let job = Job {
+            work,
+            reply,
+            on_its_way,
+        };
+        if let Err(refused) = self.sender.send(job).await {
             return Err((closed(), Some(Box::new(refused.0.work))));
         }
         let (written, work) = answer.await.unwrap_or_else(|_| Err((closed(), None)))?;
@@ -155,7 +189,7 @@ const LINGER_AT_MOST: Duration = Duration::from_millis(1);
 async fn run_writer(
     store: Store,
     receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
-    on_their_way: Arc<AtomicUsize>,
+    on_their_way: Arc<OnTheirWay>,
 ) {
     let mut direct = match store.open_direct() {
         Ok(direct) => direct,
@@ -200,12 +234,12 @@ enum Next<J = Job> {
 }
 
 /// Waits for one job (at most `wait`, if given), then takes every other job already waiting (up
-/// to the batch size), and, given the count of deliveries on their way, those that arrive while
-/// any are on their way, within [`LINGER_AT_MOST`].
-async fn next_batch<J>(
+/// to the batch size), and, given the deliveries on their way, those that arrive while any are
+/// on their way, within [`LINGER_AT_MOST`].
+async fn next_batch<J: Taken>(
     receiver: &Mutex<mpsc::Receiver<J>>,
     wait: Option<Duration>,
-    on_their_way: Option<&AtomicUsize>,
+    on_their_way: Option<&OnTheirWay>,
 ) -> Next<J> {
     let mut receiver = receiver.lock().await;
     let first = match wait {
@@ -218,26 +252,43 @@ async fn next_batch<J>(
     let Some(first) = first else {
         return Next::Closed;
     };
-    let mut batch = vec![first];
+    let mut batch = Vec::new();
+    let take = |mut job: J, batch: &mut Vec<J>| {
+        job.taken();
+        batch.push(job);
+    };
+    take(first, &mut batch);
     let take_waiting = |receiver: &mut mpsc::Receiver<J>, batch: &mut Vec<J>| {
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {
-                Ok(job) => batch.push(job),
+                Ok(job) => take(job, batch),
                 Err(_) => break,
             }
         }
     };
     take_waiting(&mut receiver, &mut batch);
-    if let Some(on_their_way) = on_their_way {
-        let until = tokio::time::Instant::now() + LINGER_AT_MOST;
-        while batch.len() < MAX_BATCH && on_their_way.load(Ordering::Acquire) > 0 {
-            match tokio::time::timeout_at(until, receiver.recv()).await {
-                Ok(Some(job)) => {
-                    batch.push(job);
+    let Some(on_their_way) = on_their_way else {
+        return Next::Jobs(batch);
+    };
+    let until = tokio::time::Instant::now() + LINGER_AT_MOST;
+    while batch.len() < MAX_BATCH {
+        // Registered before the count is read, so a fall to zero in between is not missed.
+        let none_left = on_their_way.none_left.notified();
+        tokio::pin!(none_left);
+        none_left.as_mut().enable();
+        if on_their_way.count.load(Ordering::Acquire) == 0 {
+            break;
+        }
+        tokio::select! {
+            job = receiver.recv() => match job {
+                Some(job) => {
+                    take(job, &mut batch);
                     take_waiting(&mut receiver, &mut batch);
                 }
-                Ok(None) | Err(_) => break,
-            }
+                None => break,
+            },
+            () = &mut none_left => {}
+            () = tokio::time::sleep_until(until) => break,
         }
     }
     Next::Jobs(batch)
@@ -278,7 +329,7 @@ async fn write(connection: &mut Connection<'_>, batch: Vec<Job>) {
             }
             let alone = batch.len() == 1;
             let mut first_error = Some(error);
-            for Job { work, reply } in batch {
+            for Job { work, reply, .. } in batch {
                 let result = if alone {
                     Err(first_error.take().expect("one error for one job"))
                 } else {
@@ -363,87 +414,125 @@ async fn write_batch(
 mod tests {
     use super::*;
 
-    fn queue(jobs: &[u32]) -> (mpsc::Sender<u32>, Mutex<mpsc::Receiver<u32>>) {
+    /// A job as the queue sees one: a number, and the count it is on its way in.
+    struct TestJob(u32, Option<OnItsWay>);
+
+    impl Taken for TestJob {
+        fn taken(&mut self) {
+            self.1 = None;
+        }
+    }
+
+    fn on_its_way(on_their_way: &Arc<OnTheirWay>) -> OnItsWay {
+        on_their_way.count.fetch_add(1, Ordering::AcqRel);
+        OnItsWay(on_their_way.clone())
+    }
+
+    fn queue(jobs: Vec<TestJob>) -> (mpsc::Sender<TestJob>, Mutex<mpsc::Receiver<TestJob>>) {
         let (sender, receiver) = mpsc::channel(MAX_BATCH);
         for job in jobs {
-            sender.try_send(*job).unwrap();
+            assert!(sender.try_send(job).is_ok());
         }
         (sender, Mutex::new(receiver))
     }
 
-    fn jobs(next: Next<u32>) -> Vec<u32> {
-        match next {
-            Next::Jobs(jobs) => jobs,
+    async fn next(
+        receiver: &Mutex<mpsc::Receiver<TestJob>>,
+        on_their_way: Option<&OnTheirWay>,
+    ) -> Vec<u32> {
+        match next_batch(receiver, Some(IDLE_BEFORE_RELEASE), on_their_way).await {
+            Next::Jobs(jobs) => jobs.into_iter().map(|job| job.0).collect(),
             Next::Idle => panic!("idle"),
             Next::Closed => panic!("closed"),
         }
     }
 
+    fn count(on_their_way: &OnTheirWay) -> usize {
+        on_their_way.count.load(Ordering::Acquire)
+    }
+
     // Time is paused: it moves only when every task waits, so waits are exact, not slept.
 
     #[tokio::test(start_paused = true)]
-    async fn a_batch_takes_what_waits_and_nothing_more_when_nothing_is_on_its_way() {
-        let (_sender, receiver) = queue(&[1, 2]);
-        let on_their_way = AtomicUsize::new(0);
+    async fn a_batch_takes_what_waits_and_waits_for_nothing_when_nothing_is_on_its_way() {
+        let on_their_way = Arc::new(OnTheirWay::default());
+        let (_sender, receiver) = queue(vec![TestJob(1, None), TestJob(2, None)]);
         let started = tokio::time::Instant::now();
-        let batch = next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await;
-        assert_eq!(jobs(batch), vec![1, 2]);
+        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1, 2]);
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_batch_waits_for_deliveries_on_their_way() {
-        let (sender, receiver) = queue(&[1]);
-        let on_their_way = Arc::new(AtomicUsize::new(1));
-        let arriving = on_their_way.clone();
+    async fn queued_deliveries_stop_being_on_their_way_when_taken() {
+        let on_their_way = Arc::new(OnTheirWay::default());
+        let queued = vec![
+            TestJob(1, Some(on_its_way(&on_their_way))),
+            TestJob(2, Some(on_its_way(&on_their_way))),
+        ];
+        let (_sender, receiver) = queue(queued);
+        let started = tokio::time::Instant::now();
+        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1, 2]);
+        assert_eq!(
+            started.elapsed(),
+            Duration::ZERO,
+            "nothing else was on its way"
+        );
+        assert_eq!(count(&on_their_way), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_waits_for_a_delivery_on_its_way() {
+        let on_their_way = Arc::new(OnTheirWay::default());
+        let (sender, receiver) = queue(vec![TestJob(1, None)]);
+        let coming = on_its_way(&on_their_way);
         // The receiver still verifying finishes after the writer has begun to wait.
         tokio::spawn(async move {
             for _ in 0..3 {
                 tokio::task::yield_now().await;
             }
-            arriving.fetch_sub(1, Ordering::AcqRel);
-            sender.send(2).await.unwrap();
+            assert!(sender.send(TestJob(2, Some(coming))).await.is_ok());
         });
         let started = tokio::time::Instant::now();
-        let batch = next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await;
-        assert_eq!(jobs(batch), vec![1, 2]);
+        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1, 2]);
         assert!(
             started.elapsed() < LINGER_AT_MOST,
             "it came before the linger ended"
         );
+        assert_eq!(count(&on_their_way), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delivery_that_fails_on_its_way_ends_the_wait_at_once() {
+        let on_their_way = Arc::new(OnTheirWay::default());
+        let (_sender, receiver) = queue(vec![TestJob(1, None)]);
+        let failing = on_its_way(&on_their_way);
+        tokio::spawn(async move {
+            for _ in 0..3 {
+                tokio::task::yield_now().await;
+            }
+            drop(failing);
+        });
+        let started = tokio::time::Instant::now();
+        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1]);
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_delivery_that_never_arrives_delays_a_batch_at_most_the_linger() {
-        let (_sender, receiver) = queue(&[1]);
-        let on_their_way = AtomicUsize::new(1);
+        let on_their_way = Arc::new(OnTheirWay::default());
+        let (_sender, receiver) = queue(vec![TestJob(1, None)]);
+        let _stuck = on_its_way(&on_their_way);
         let started = tokio::time::Instant::now();
-        let batch = next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await;
-        assert_eq!(jobs(batch), vec![1]);
+        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1]);
         assert!(
             started.elapsed() <= LINGER_AT_MOST,
             "{:?}",
             started.elapsed()
         );
         // Without a count (a writer's first batch), nothing is waited for.
-        let (_sender, receiver) = queue(&[1]);
+        let (_sender, receiver) = queue(vec![TestJob(1, None)]);
         let started = tokio::time::Instant::now();
-        assert_eq!(jobs(next_batch(&receiver, None, None).await), vec![1]);
+        assert_eq!(next(&receiver, None).await, vec![1]);
         assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test]
-    async fn the_count_follows_the_guards() {
-        let (sender, _receiver) = mpsc::channel(1);
-        let writer = InboundWriter {
-            sender,
-            on_their_way: Arc::new(AtomicUsize::new(0)),
-        };
-        let first = writer.on_its_way();
-        let second = writer.on_its_way();
-        assert_eq!(writer.on_their_way.load(Ordering::Acquire), 2);
-        drop(first);
-        drop(second);
-        assert_eq!(writer.on_their_way.load(Ordering::Acquire), 0);
     }
 }
