@@ -409,6 +409,38 @@ pub struct PushRows {
     pub analyses: Vec<AnalysisRow>,
 }
 
+/// A commit row's columns, in the order [`bind_commit_row`] binds them.
+macro_rules! commit_columns {
+    () => {
+        "id, tenant_id, service_id, sha, message, author_name, author_email, committed_at, url, \
+         repository, added, removed, modified, created_at, forced"
+    };
+}
+
+/// Binds a [`CommitRow`]'s columns, in [`commit_columns`] order, `now` as its creation time.
+macro_rules! bind_commit_row {
+    ($query:expr, $row:expr, $now:expr) => {{
+        let row = $row;
+        $query
+            .bind(&row.id)
+            .bind(&row.tenant_id)
+            .bind(&row.service_id)
+            .bind(&row.sha)
+            .bind(&row.message)
+            .bind(&row.author_name)
+            .bind(&row.author_email)
+            .bind(row.committed_at)
+            .bind(&row.url)
+            .bind(&row.repository)
+            .bind(&row.added)
+            .bind(&row.removed)
+            .bind(&row.modified)
+            .bind($now)
+            .bind(row.forced)
+    }};
+}
+pub(crate) use bind_commit_row;
+
 /// The statements that write a set of [`PushRows`], each with the rows it binds, in order.
 pub(crate) enum PushStatement<'a> {
     Commits(String, Vec<(&'a str, &'a CommitRow)>),
@@ -443,16 +475,16 @@ pub(crate) fn push_statements<'a>(
     let mut statements = Vec::new();
     for chunk in commits.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "WITH v (delivery_id, id, tenant_id, service_id, sha, message, author_name, \
-             author_email, committed_at, url, repository, added, removed, modified, created_at, \
-             forced) AS (VALUES {}) \
-             INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, \
-             author_email, committed_at, url, repository, added, removed, modified, created_at, \
-             forced) \
-             SELECT id, tenant_id, service_id, sha, message, author_name, author_email, \
-             committed_at, url, repository, added, removed, modified, created_at, forced FROM v \
-             WHERE EXISTS (SELECT 1 FROM inbound_deliveries d WHERE d.id = v.delivery_id) \
-             ON CONFLICT (service_id, sha) DO NOTHING",
+            concat!(
+                "WITH v (delivery_id, ",
+                commit_columns!(),
+                ") AS (VALUES {}) INSERT INTO commits (",
+                commit_columns!(),
+                ") SELECT ",
+                commit_columns!(),
+                " FROM v WHERE EXISTS (SELECT 1 FROM inbound_deliveries d WHERE d.id = v.delivery_id) \
+                 ON CONFLICT (service_id, sha) DO NOTHING"
+            ),
             values_placeholders(backend, chunk.len(), 16)
         );
         statements.push(PushStatement::Commits(sql, chunk.to_vec()));
@@ -491,23 +523,11 @@ macro_rules! bind_push_statement {
         match $statement {
             $crate::store::record::PushStatement::Commits(_, rows) => {
                 for (delivery_id, row) in rows {
-                    query = query
-                        .bind(*delivery_id)
-                        .bind(&row.id)
-                        .bind(&row.tenant_id)
-                        .bind(&row.service_id)
-                        .bind(&row.sha)
-                        .bind(&row.message)
-                        .bind(&row.author_name)
-                        .bind(&row.author_email)
-                        .bind(row.committed_at)
-                        .bind(&row.url)
-                        .bind(&row.repository)
-                        .bind(&row.added)
-                        .bind(&row.removed)
-                        .bind(&row.modified)
-                        .bind($now)
-                        .bind(row.forced);
+                    query = $crate::store::record::bind_commit_row!(
+                        query.bind(*delivery_id),
+                        row,
+                        $now
+                    );
                 }
             }
             $crate::store::record::PushStatement::Branches(_, rows) => {
@@ -559,30 +579,14 @@ pub(crate) fn write_push_rows_direct(
     now: i64,
 ) -> rusqlite::Result<()> {
     use super::direct::Binder;
-    let mut insert_commit = conn.prepare_cached(
-        "INSERT INTO commits (id, tenant_id, service_id, sha, message, author_name, author_email, \
-         committed_at, url, repository, added, removed, modified, created_at, forced) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service_id, sha) DO NOTHING",
-    )?;
+    let mut insert_commit = conn.prepare_cached(concat!(
+        "INSERT INTO commits (",
+        commit_columns!(),
+        ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (service_id, sha) DO NOTHING"
+    ))?;
     let mut created: Vec<&str> = Vec::with_capacity(push.commits.len());
     for row in &push.commits {
-        Binder::new(&mut insert_commit)
-            .bind(&row.id)
-            .bind(&row.tenant_id)
-            .bind(&row.service_id)
-            .bind(&row.sha)
-            .bind(&row.message)
-            .bind(&row.author_name)
-            .bind(&row.author_email)
-            .bind(row.committed_at)
-            .bind(&row.url)
-            .bind(&row.repository)
-            .bind(&row.added)
-            .bind(&row.removed)
-            .bind(&row.modified)
-            .bind(now)
-            .bind(row.forced)
-            .finish()?;
+        bind_commit_row!(Binder::new(&mut insert_commit), row, now).finish()?;
         if insert_commit.raw_execute()? == 1 {
             created.push(&row.id);
         }
