@@ -126,6 +126,10 @@ impl Application {
         self.bootstrap.as_ref()
     }
 
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }

@@ -47,8 +47,32 @@ pub enum Command {
     /// Manage tenants (organizations).
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Manage the people who sign in to the web UI.
+    #[command(subcommand)]
+    User(UserCommand),
     /// Check the signature of a saved webhook request, as a receiver would.
     Verify(VerifyArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create a user and print the one-time link (24 h) where they choose a password.
+    Create {
+        /// Tenant id or name (default: the only tenant, or the one named `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// The address they sign in with.
+        #[arg(long)]
+        email: String,
+        /// Make them an admin (manages users and API tokens).
+        #[arg(long)]
+        admin: bool,
+    },
+    /// Print a one-time link (24 h) where the user sets a new password.
+    ResetPassword {
+        /// The user's email.
+        email: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -158,6 +182,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Token(command) => token(config, command).await,
         Command::Tenant(command) => tenant(config, command).await,
+        Command::User(command) => user(config, command).await,
         Command::Verify(_) => unreachable!("handled before configuration is loaded"),
     }
 }
@@ -243,6 +268,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "Created tenant `{}` ({}) and an admin API token. It is shown only this once:\n\n    {}\n",
             bootstrap.tenant.name, bootstrap.tenant.id, bootstrap.admin_token.secret
         );
+        println!(
+            "Create the first admin of the web UI here (single use, valid 24 hours):\n\n    {}\n",
+            bootstrap
+                .setup_link
+                .url(&app.config().web.base_url(app.local_addr()))
+        );
     }
     let signalled = shutdown_signal()?;
     let shutdown = app.shutdown_token();
@@ -250,7 +281,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         signalled.await;
         shutdown.cancel();
     });
-    println!("Hookline listening on http://{}", app.local_addr());
+    println!(
+        "Hookline listening on http://{}: open {}/ in a browser",
+        app.local_addr(),
+        app.config().web.base_url(app.local_addr())
+    );
     app.run_until_stopped().await
 }
 
@@ -373,5 +408,42 @@ async fn tenant(config: Config, command: TenantCommand) -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+async fn user(config: Config, command: UserCommand) -> anyhow::Result<()> {
+    let store = connect(&config).await?;
+    let (user, link, verb) = match command {
+        UserCommand::Create {
+            tenant,
+            email,
+            admin,
+        } => {
+            let tenant = pick_tenant(&store, tenant.as_deref()).await?;
+            let role = if admin {
+                crate::people::Role::Admin
+            } else {
+                crate::people::Role::Member
+            };
+            let (user, link) = crate::people::invite(&store, &tenant.id, &email, role)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            (user, link, "Created")
+        }
+        UserCommand::ResetPassword { email } => {
+            let (user, link) = crate::people::reset_link(&store, &email)
+                .await
+                .map_err(|error| anyhow::anyhow!("{error}"))?;
+            (user, link, "Reset link for")
+        }
+    };
+    eprintln!(
+        "{verb} {} ({}, {}). Their one-time link, valid until {}:",
+        user.email,
+        user.id,
+        user.role,
+        rfc3339_ms(link.expires_at)
+    );
+    println!("{}", link.url(&config.web.base_url(config.listen)));
     Ok(())
 }

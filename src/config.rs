@@ -42,6 +42,7 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     pub monitors: MonitorsConfig,
     pub fix_proposals: FixProposalsConfig,
+    pub web: WebConfig,
 }
 
 impl Default for Config {
@@ -63,6 +64,7 @@ impl Default for Config {
             analysis: AnalysisConfig::default(),
             monitors: MonitorsConfig::default(),
             fix_proposals: FixProposalsConfig::default(),
+            web: WebConfig::default(),
         }
     }
 }
@@ -139,6 +141,53 @@ impl Default for MonitorsConfig {
             tick_ms: 1_000,
             min_interval_seconds: 10,
         }
+    }
+}
+
+/// The web UI: where people reach it, and how long their sessions live.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// The address people open, e.g. `https://hookline.example.com`: used in the links Hookline
+    /// prints (setup, invitations) and the webhook URL it tells GitHub. An `https://` address also
+    /// marks the session cookie `Secure`. Unset: `http://<listen>`.
+    pub public_url: Option<String>,
+    pub session: SessionConfig,
+}
+
+/// Lifetimes of a signed-in session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    /// A session unused for this long ends, in minutes.
+    pub idle_minutes: u64,
+    /// A session ends this long after sign-in whatever its use, in hours.
+    pub absolute_hours: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_minutes: 8 * 60,
+            absolute_hours: 7 * 24,
+        }
+    }
+}
+
+impl WebConfig {
+    /// The public base URL without a trailing slash.
+    pub fn base_url(&self, listen: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{listen}"),
+        }
+    }
+
+    /// Whether the session cookie must only travel over HTTPS.
+    pub fn secure_cookie(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
     }
 }
 
@@ -509,6 +558,19 @@ impl Config {
             return invalid(
                 "a PostgreSQL database needs master_key (HOOKLINE_MASTER_KEY) or master_key_file, \
                  the same on every node"
+                    .to_owned(),
+            );
+        }
+        if let Some(url) = &self.web.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid(format!(
+                "web.public_url `{url}` must start with http:// or https://"
+            ));
+        }
+        if self.web.session.idle_minutes == 0 || self.web.session.absolute_hours == 0 {
+            return invalid(
+                "web.session.idle_minutes and web.session.absolute_hours must be positive"
                     .to_owned(),
             );
         }

@@ -28,6 +28,7 @@ pub enum Kind {
     Monitor,
     MonitorCheck,
     FixProposal,
+    User,
 }
 
 impl Kind {
@@ -53,6 +54,7 @@ impl Kind {
             Kind::Monitor => "mon",
             Kind::MonitorCheck => "chk",
             Kind::FixProposal => "fp",
+            Kind::User => "usr",
         }
     }
 
@@ -79,6 +81,7 @@ impl Kind {
             Kind::Monitor => "monitor",
             Kind::MonitorCheck => "monitor check",
             Kind::FixProposal => "fix proposal",
+            Kind::User => "user",
         }
     }
 

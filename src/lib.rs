@@ -19,10 +19,12 @@ pub mod incidents;
 pub mod integrations;
 pub mod monitors;
 pub mod outbound;
+pub mod people;
 pub mod record;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
+pub mod web;
 
 pub use app::Application;
 pub use config::Config;

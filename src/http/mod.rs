@@ -12,7 +12,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::HeaderName;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::openapi::OpenApi as OpenApiDoc;
@@ -97,13 +97,20 @@ pub fn openapi() -> OpenApiDoc {
 pub fn router(state: AppState, role: Role) -> Router {
     let (api, _) = documented_routes().split_for_parts();
     let routes = if role.serves_api() {
-        api
+        api.merge(crate::web::router())
     } else {
         system::operations_only()
     };
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     routes
-        .fallback(|| async { ApiError::NotFound("route") })
+        .fallback(|uri: axum::http::Uri| async move {
+            // People who mistype a page address get a page; programs get the API's JSON.
+            if uri.path().starts_with("/api/") || uri.path() == "/api" {
+                ApiError::NotFound("route").into_response()
+            } else {
+                crate::web::not_found_page()
+            }
+        })
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed("method not allowed on this route".to_owned())
         })

@@ -21,8 +21,8 @@ use utoipa_axum::routes;
 use super::forge::{self, ForgeEvent, PayloadError};
 use super::writer::{OnItsWay, Work, Written};
 use super::{
-    Payload, Proof, PushSummary, Received, apply, count, log_rejection, payload_of, push_rows,
-    result, service_secrets, source, verification,
+    Payload, Proof, PushSummary, Received, count, log_rejection, payload_of, push_rows, result,
+    service_secrets, source, verification,
 };
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
@@ -203,7 +203,7 @@ fn parse_github(event: Option<&str>, payload: &mut Payload<'_>) -> Parsed {
 
 /// The event a payload carries: the push read with its envelope ([`payload_of`]), or what
 /// `read` makes of the JSON now.
-fn event_of(
+pub(super) fn event_of(
     payload: &mut Payload<'_>,
     read: impl FnOnce(&[u8]) -> Result<ForgeEvent, PayloadError>,
 ) -> Result<ForgeEvent, PayloadError> {
@@ -213,7 +213,7 @@ fn event_of(
     }
 }
 
-fn payload_error(error: PayloadError) -> ApiError {
+pub(super) fn payload_error(error: PayloadError) -> ApiError {
     ApiError::Unprocessable(error.0)
 }
 
@@ -774,10 +774,7 @@ async fn get_inbound(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<InboundDeliveryOut>> {
-    let id = parse_id(Kind::InboundDelivery, &id)?;
-    let delivery = kept::get(&state.store, &principal.tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "inbound delivery"))?;
+    let delivery = super::kept::load(&state, &principal.tenant_id, &id).await?;
     Ok(Json(InboundDeliveryOut::from(delivery, true)?))
 }
 
@@ -794,55 +791,6 @@ async fn replay_inbound(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<InboundDeliveryOut>> {
-    let id = parse_id(Kind::InboundDelivery, &id)?;
-    let store = &state.store;
-    let tenant_id = &principal.tenant_id;
-    let delivery = kept::get(store, tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "inbound delivery"))?;
-    if delivery.verification != verification::VERIFIED {
-        return Err(ApiError::Conflict(
-            "only a verified delivery can be replayed; this one was never verified".to_owned(),
-        ));
-    }
-    let body = delivery.raw_body()?;
-    let gitlab = delivery.source == source::GITLAB;
-    let mut payload = payload_of(
-        &delivery.content_type,
-        &body,
-        forge::is_push(gitlab, &delivery.event),
-    )
-    .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
-    let event = event_of(&mut payload, |json| match gitlab {
-        true => forge::gitlab(&delivery.event, json),
-        false => forge::github(&delivery.event, json),
-    })
-    .map_err(payload_error)?;
-    let repository = delivery.repository.clone();
-    let services = if delivery.source == source::INTEGRATION {
-        match &repository {
-            Some(repository) => {
-                services::of_tenant_by_repository(store, tenant_id, repository).await?
-            }
-            None => Vec::new(),
-        }
-    } else {
-        let targets: Vec<String> = serde_json::from_str(&delivery.targets).unwrap_or_default();
-        services::by_ids(store, tenant_id, &targets).await?
-    };
-    let mut tx = store.begin().await?;
-    let applied = apply(
-        &mut tx,
-        &id,
-        tenant_id,
-        &services,
-        repository.as_deref(),
-        &event,
-    )
-    .await?;
-    kept::record_replay(&mut tx, &id, applied.result, &applied.summary.to_string()).await?;
-    tx.commit().await?;
-    tracing::info!(delivery_id = %id, "inbound delivery replayed");
-    let delivery = kept::get(store, tenant_id, &id).await?;
+    let delivery = super::kept::replay(&state, &principal.tenant_id, &id).await?;
     Ok(Json(InboundDeliveryOut::from(delivery, true)?))
 }

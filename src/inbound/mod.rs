@@ -10,6 +10,7 @@
 pub mod api;
 pub mod cache;
 pub mod forge;
+pub mod kept;
 mod process;
 pub mod writer;
 

@@ -11,22 +11,17 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::endpoints::{self, DeliveryListing, EndpointChanges, NewEndpoint};
 use super::event_types::{self, BUILT_IN};
-use super::{
-    Audience, enqueue, previous_secret_context, secret_context, signing, validate_endpoint_url,
-};
+use super::{Audience, enqueue};
 use crate::app::AppState;
-use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
+use crate::clock::{self, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, parse_id, required_text};
-use crate::http::paging::{PageQuery, next_cursor};
-use crate::ids::{self, Kind};
+use crate::http::extract::{ApiJson, ApiQuery, check_text};
+use crate::http::paging::PageQuery;
 use crate::store::StoreError;
-use crate::store::outbound::{
-    self as queue, Attempt, Delivery, DeliveryFilter, Endpoint, IdempotentAnswer,
-};
+use crate::store::outbound::{self as queue, Attempt, Delivery, Endpoint, IdempotentAnswer};
 use crate::tenancy::Principal;
-use crate::tenancy::api::not_found_as;
 
 /// How long a publish answer is replayed for a repeated `Idempotency-Key`.
 pub const IDEMPOTENCY_WINDOW_MS: i64 = 24 * 3_600_000;
@@ -424,55 +419,6 @@ fn check_description(description: &str) -> ApiResult<String> {
     check_text("description", description, 1_000)
 }
 
-/// Checks a filter: every named type must exist (built-in or the tenant's own).
-async fn check_filter(
-    state: &AppState,
-    tenant_id: &str,
-    filter: Option<Vec<String>>,
-) -> ApiResult<Option<String>> {
-    let Some(mut types) = filter else {
-        return Ok(None);
-    };
-    if types.is_empty() {
-        return Err(ApiError::Unprocessable(
-            "event_types must name at least one type; omit it (or send null) for every type"
-                .to_owned(),
-        ));
-    }
-    types.sort();
-    types.dedup();
-    let custom: Vec<String> = queue::list_event_types(&state.store, tenant_id)
-        .await?
-        .into_iter()
-        .map(|kind| kind.name)
-        .collect();
-    let unknown: Vec<&str> = types
-        .iter()
-        .filter(|name| event_types::built_in(name).is_none() && !custom.contains(name))
-        .map(String::as_str)
-        .collect();
-    if !unknown.is_empty() {
-        return Err(ApiError::Unprocessable(format!(
-            "unknown event types: {}",
-            unknown.join(", ")
-        )));
-    }
-    Ok(Some(
-        serde_json::to_string(&types).expect("strings serialise"),
-    ))
-}
-
-async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
-    validate_endpoint_url(
-        url,
-        state.config.delivery.allow_http,
-        &state.outbound.policy,
-    )
-    .await
-    .map(String::from)
-    .map_err(ApiError::Unprocessable)
-}
-
 #[utoipa::path(post, path = "/api/webhooks/endpoints", tag = "webhooks", request_body = CreateEndpoint,
     responses((status = 201, description = "Created; the secret is shown only now", body = CreatedEndpoint),
         (status = 422, description = "Bad URL (scheme, credentials, forbidden destination), name or event types", body = ErrorBody)),
@@ -482,32 +428,17 @@ async fn create_endpoint(
     principal: Principal,
     ApiJson(input): ApiJson<CreateEndpoint>,
 ) -> ApiResult<(StatusCode, Json<CreatedEndpoint>)> {
-    let name = required_text("name", &input.name, 200)?;
-    let description = check_description(&input.description)?;
-    let event_types = check_filter(&state, &principal.tenant_id, input.event_types).await?;
-    let url = check_url(&state, &input.url).await?;
-    let id = ids::new(Kind::Endpoint);
-    let secret = signing::generate_secret();
-    let now = clock::now_ms();
-    let endpoint = Endpoint {
-        secret: state.cipher.seal_str(&secret_context(&id), &secret),
-        id,
-        tenant_id: principal.tenant_id,
-        url,
-        name,
-        description,
-        event_types,
-        active: true,
-        previous_secret: None,
-        previous_secret_until: None,
-        consecutive_failures: 0,
-        disabled_reason: None,
-        disabled_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    queue::insert_endpoint(&state.store, &endpoint).await?;
-    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
+    let (endpoint, secret) = endpoints::create(
+        &state,
+        &principal.tenant_id,
+        NewEndpoint {
+            url: input.url,
+            name: input.name,
+            description: input.description,
+            event_types: input.event_types,
+        },
+    )
+    .await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedEndpoint {
@@ -525,27 +456,11 @@ async fn list_endpoints(
     principal: Principal,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<EndpointPage>> {
-    let limit = page.limit()?;
-    let cursor = page.cursor(Kind::Endpoint)?;
-    let rows = queue::list_endpoints(
-        &state.store,
-        &principal.tenant_id,
-        cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
-    let (rows, next_cursor) = next_cursor(rows, limit, |endpoint| endpoint.id.clone());
+    let (rows, next_cursor) = endpoints::list(&state, &principal.tenant_id, &page).await?;
     Ok(Json(EndpointPage {
         data: rows.iter().map(EndpointOut::from).collect(),
         next_cursor,
     }))
-}
-
-async fn load_endpoint(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Endpoint> {
-    let id = parse_id(Kind::Endpoint, id)?;
-    queue::get_endpoint(&state.store, &principal.tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "webhook endpoint"))
 }
 
 #[utoipa::path(get, path = "/api/webhooks/endpoints/{id}", tag = "webhooks",
@@ -558,7 +473,7 @@ async fn get_endpoint(
     Path(id): Path<String>,
 ) -> ApiResult<Json<EndpointOut>> {
     Ok(Json(EndpointOut::from(
-        &load_endpoint(&state, &principal, &id).await?,
+        &endpoints::load(&state, &principal.tenant_id, &id).await?,
     )))
 }
 
@@ -572,30 +487,14 @@ async fn update_endpoint(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateEndpoint>,
 ) -> ApiResult<Json<EndpointOut>> {
-    let mut endpoint = load_endpoint(&state, &principal, &id).await?;
-    if let Some(name) = &input.name {
-        endpoint.name = required_text("name", name, 200)?;
-    }
-    if let Some(description) = &input.description {
-        endpoint.description = check_description(description)?;
-    }
-    if let Some(filter) = input.event_types {
-        endpoint.event_types = check_filter(&state, &principal.tenant_id, filter).await?;
-    }
-    if let Some(url) = &input.url {
-        endpoint.url = check_url(&state, url).await?;
-    }
-    queue::update_endpoint(&state.store, &endpoint).await?;
-    if let Some(active) = input.active
-        && active != endpoint.active
-    {
-        endpoint =
-            queue::set_endpoint_active(&state.store, &principal.tenant_id, &endpoint.id, active)
-                .await?;
-        state.outbound.wake();
-    } else {
-        endpoint = queue::get_endpoint(&state.store, &principal.tenant_id, &endpoint.id).await?;
-    }
+    let changes = EndpointChanges {
+        url: input.url,
+        name: input.name,
+        description: input.description,
+        event_types: input.event_types,
+        active: input.active,
+    };
+    let endpoint = endpoints::update(&state, &principal.tenant_id, &id, changes).await?;
     Ok(Json(EndpointOut::from(&endpoint)))
 }
 
@@ -608,9 +507,7 @@ async fn delete_endpoint(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let endpoint = load_endpoint(&state, &principal, &id).await?;
-    queue::delete_endpoint(&state.store, &principal.tenant_id, &endpoint.id).await?;
-    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint deleted");
+    endpoints::delete(&state, &principal.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -620,13 +517,7 @@ async fn set_active(
     id: &str,
     active: bool,
 ) -> ApiResult<Json<EndpointOut>> {
-    let endpoint = load_endpoint(state, principal, id).await?;
-    let endpoint =
-        queue::set_endpoint_active(&state.store, &principal.tenant_id, &endpoint.id, active)
-            .await?;
-    if active {
-        state.outbound.wake();
-    }
+    let endpoint = endpoints::set_active(state, &principal.tenant_id, id, active).await?;
     Ok(Json(EndpointOut::from(&endpoint)))
 }
 
@@ -665,31 +556,10 @@ async fn rotate_secret(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RotatedSecret>> {
-    let endpoint = load_endpoint(&state, &principal, &id).await?;
-    let current = state
-        .cipher
-        .open_str(&secret_context(&endpoint.id), &endpoint.secret)
-        .map_err(ApiError::internal)?;
-    let secret = signing::generate_secret();
-    let until = clock::now_ms()
-        + i64::try_from(state.config.delivery.rotation_overlap_seconds * 1000)
-            .unwrap_or(i64::MAX / 2);
-    queue::rotate_endpoint_secret(
-        &state.store,
-        &endpoint,
-        &state
-            .cipher
-            .seal_str(&secret_context(&endpoint.id), &secret),
-        &state
-            .cipher
-            .seal_str(&previous_secret_context(&endpoint.id), &current),
-        until,
-    )
-    .await?;
-    tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint secret rotated");
+    let rotated = endpoints::rotate_secret(&state, &principal.tenant_id, &id).await?;
     Ok(Json(RotatedSecret {
-        secret,
-        previous_secret_expires_at: rfc3339_ms(until),
+        secret: rotated.secret,
+        previous_secret_expires_at: rfc3339_ms(rotated.previous_until),
     }))
 }
 
@@ -703,33 +573,12 @@ async fn send_test(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<TestSent>)> {
-    let endpoint = load_endpoint(&state, &principal, &id).await?;
-    if !endpoint.active {
-        return Err(ApiError::Conflict(
-            "the endpoint is inactive: activate it before testing".to_owned(),
-        ));
-    }
-    let data = json!({"message": "Webhook endpoint test", "endpoint_id": endpoint.id});
-    let mut tx = state.store.begin().await?;
-    let published = enqueue(
-        &mut tx,
-        &principal.tenant_id,
-        "test.ping",
-        &data,
-        Audience::Endpoint(&endpoint.id),
-    )
-    .await?;
-    tx.commit().await?;
-    state.outbound.wake();
+    let ping = endpoints::send_test(&state, &principal.tenant_id, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(TestSent {
-            event_id: published.event_id,
-            delivery_id: published
-                .delivery_ids
-                .into_iter()
-                .next()
-                .unwrap_or_default(),
+            event_id: ping.event_id,
+            delivery_id: ping.delivery_id,
         }),
     ))
 }
@@ -858,14 +707,6 @@ pub struct Recovered {
     pub requeued: u64,
 }
 
-fn parse_time(field: &str, text: &str) -> ApiResult<i64> {
-    parse_rfc3339_ms(text).ok_or_else(|| {
-        ApiError::BadRequest(format!(
-            "{field} must be an RFC 3339 time such as 2026-03-21T14:30:00Z"
-        ))
-    })
-}
-
 #[utoipa::path(get, path = "/api/webhooks/endpoints/{id}/deliveries", tag = "webhooks",
     params(("id" = String, Path, description = "`wh_…`"), DeliveryQuery),
     responses((status = 200, description = "Newest first", body = DeliveryPage), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -876,39 +717,15 @@ async fn list_deliveries(
     Path(id): Path<String>,
     ApiQuery(query): ApiQuery<DeliveryQuery>,
 ) -> ApiResult<Json<DeliveryPage>> {
-    let endpoint = load_endpoint(&state, &principal, &id).await?;
-    let page = PageQuery::new(query.limit, query.cursor);
-    let limit = page.limit()?;
-    if let Some(status) = &query.status
-        && !queue::status::ALL.contains(&status.as_str())
-    {
-        return Err(ApiError::BadRequest(format!(
-            "status must be one of {}",
-            queue::status::ALL.join(", ")
-        )));
-    }
-    if let Some(event_type) = &query.event_type {
-        event_types::validate_custom_name(event_type).map_err(ApiError::BadRequest)?;
-    }
-    let filter = DeliveryFilter {
+    let listing = DeliveryListing {
         status: query.status,
         event_type: query.event_type,
-        since: query
-            .since
-            .as_deref()
-            .map(|since| parse_time("since", since))
-            .transpose()?,
-        before_id: page.cursor(Kind::Delivery)?,
+        since: query.since,
+        limit: query.limit,
+        cursor: query.cursor,
     };
-    let rows = queue::list_deliveries(
-        &state.store,
-        &principal.tenant_id,
-        &endpoint.id,
-        &filter,
-        limit + 1,
-    )
-    .await?;
-    let (rows, next_cursor) = next_cursor(rows, limit, |delivery| delivery.id.clone());
+    let (_, rows, next_cursor) =
+        endpoints::deliveries(&state, &principal.tenant_id, &id, listing).await?;
     Ok(Json(DeliveryPage {
         data: rows.iter().map(DeliveryOut::from).collect(),
         next_cursor,
@@ -925,18 +742,8 @@ async fn recover_endpoint(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<RecoverRequest>,
 ) -> ApiResult<(StatusCode, Json<Recovered>)> {
-    let endpoint = load_endpoint(&state, &principal, &id).await?;
-    let since = parse_time("since", &input.since)?;
-    let requeued = queue::recover(&state.store, &principal.tenant_id, &endpoint.id, since).await?;
-    state.outbound.wake();
+    let requeued = endpoints::recover(&state, &principal.tenant_id, &id, &input.since).await?;
     Ok((StatusCode::ACCEPTED, Json(Recovered { requeued })))
-}
-
-async fn load_delivery(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Delivery> {
-    let id = parse_id(Kind::Delivery, id)?;
-    queue::get_delivery(&state.store, &principal.tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "delivery"))
 }
 
 #[utoipa::path(get, path = "/api/webhooks/deliveries/{id}", tag = "webhooks",
@@ -948,7 +755,7 @@ async fn get_delivery(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryDetail>> {
-    let delivery = load_delivery(&state, &principal, &id).await?;
+    let delivery = endpoints::load_delivery(&state, &principal.tenant_id, &id).await?;
     let payload = queue::event_payload(&state.store, &delivery.event_id).await?;
     let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
     Ok(Json(DeliveryDetail {
@@ -968,8 +775,6 @@ async fn redeliver(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
-    let delivery = load_delivery(&state, &principal, &id).await?;
-    let delivery = queue::redeliver(&state.store, &principal.tenant_id, &delivery.id).await?;
-    state.outbound.wake();
+    let delivery = endpoints::redeliver(&state, &principal.tenant_id, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&delivery))))
 }

@@ -426,3 +426,97 @@ mod tests {
         assert_eq!(error.path, "/amount");
     }
 }
+
+/// A plausible value for `schema`, for the catalog's example payloads: the first enum value or
+/// `oneOf` branch that is not null, typed placeholders otherwise.
+pub fn example_for(schema: &Value) -> Value {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|v| v.first())
+    {
+        return first.clone();
+    }
+    if let Some(constant) = schema.get("const") {
+        return constant.clone();
+    }
+    for key in ["oneOf", "anyOf"] {
+        if let Some(branches) = schema.get(key).and_then(Value::as_array) {
+            let branch = branches
+                .iter()
+                .find(|branch| branch.get("type").and_then(Value::as_str) != Some("null"))
+                .or(branches.first());
+            if let Some(branch) = branch {
+                return example_for(branch);
+            }
+        }
+    }
+    let kind = match schema.get("type") {
+        Some(Value::String(kind)) => kind.as_str(),
+        Some(Value::Array(kinds)) => kinds
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|kind| *kind != "null")
+            .unwrap_or("null"),
+        _ if schema.get("properties").is_some() => "object",
+        _ => "",
+    };
+    match kind {
+        "object" => Value::Object(
+            schema
+                .get("properties")
+                .and_then(Value::as_object)
+                .map(|properties| {
+                    properties
+                        .iter()
+                        .map(|(name, property)| (name.clone(), example_for(property)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        "array" => Value::Array(
+            schema
+                .get("items")
+                .map(|items| vec![example_for(items)])
+                .unwrap_or_default(),
+        ),
+        "string" => match schema.get("format").and_then(Value::as_str) {
+            Some("date-time") => json!("2026-03-21T14:30:00.000Z"),
+            Some("uri") => json!("https://example.com/"),
+            _ => json!("string"),
+        },
+        "integer" => json!(schema.get("minimum").and_then(Value::as_i64).unwrap_or(1)),
+        "number" => json!(1.5),
+        "boolean" => json!(true),
+        _ => Value::Null,
+    }
+}
+
+/// The whole body an endpoint receives for an event of `name` whose data fits `schema`.
+pub fn example_envelope(tenant_id: &str, name: &str, schema: &Value) -> Value {
+    json!({
+        "id": "evt_0192f0c1-a2b3-7c4d-8e9f-0a1b2c3d4e5f",
+        "type": name,
+        "version": super::ENVELOPE_VERSION,
+        "created_at": "2026-03-21T14:30:00.000Z",
+        "tenant_id": tenant_id,
+        "data": example_for(schema),
+    })
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn examples_fit_their_built_in_schemas() {
+        for kind in BUILT_IN {
+            let example = example_for(&(kind.schema)());
+            assert!(
+                validate_built_in(kind.name, &example).is_some_and(|verdict| verdict.is_ok()),
+                "the example for {} does not fit its schema: {example}",
+                kind.name
+            );
+        }
+    }
+}

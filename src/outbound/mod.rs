@@ -7,7 +7,9 @@
 
 pub mod api;
 pub mod client;
+pub mod endpoints;
 pub mod event_types;
+pub mod pages;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;

@@ -12,22 +12,18 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{generate_push_secret, github_token_context as token_context, validate_repository};
+use super::services::{self, IssuedSecret, NewService, ServiceChanges};
 use crate::app::AppState;
 use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, optional_json, parse_id, required_text};
+use crate::http::extract::{ApiJson, ApiQuery, optional_json};
 use crate::http::paging::{PageQuery, next_cursor};
-use crate::ids::{self, Kind};
+use crate::ids::Kind;
 use crate::inbound::forge::is_sha;
-use crate::inbound::{service_previous_secret_context, service_secret_context};
 use crate::store::record::{self, Commit, CommitFilter};
-use crate::store::services::{self, Service};
+use crate::store::services::Service;
 use crate::tenancy::Principal;
 use crate::tenancy::api::not_found_as;
-
-/// The longest grace window a rotation may give the replaced push secret: one week.
-const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3_600;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -114,16 +110,6 @@ pub struct UpdateService {
     pub auto_analyze: Option<bool>,
 }
 
-fn seal_token(state: &AppState, service_id: &str, token: &str) -> ApiResult<Vec<u8>> {
-    let token = token.trim();
-    if token.is_empty() || token.len() > 1_000 || token.chars().any(char::is_whitespace) {
-        return Err(ApiError::Unprocessable(
-            "github_token must be 1 to 1000 characters without spaces".to_owned(),
-        ));
-    }
-    Ok(state.cipher.seal_str(&token_context(service_id), token))
-}
-
 #[utoipa::path(post, path = "/api/services", tag = "services", request_body = CreateService,
     responses((status = 201, body = ServiceOut), (status = 409, description = "Name taken", body = ErrorBody),
         (status = 422, body = ErrorBody)),
@@ -133,32 +119,17 @@ async fn create_service(
     principal: Principal,
     ApiJson(input): ApiJson<CreateService>,
 ) -> ApiResult<(StatusCode, Json<ServiceOut>)> {
-    let name = required_text("name", &input.name, 200)?;
-    let repository = validate_repository(&input.repository).map_err(ApiError::Unprocessable)?;
-    let id = ids::new(Kind::Service);
-    let github_token = input
-        .github_token
-        .as_deref()
-        .map(|token| seal_token(&state, &id, token))
-        .transpose()?;
-    let now = clock::now_ms();
-    let service = Service {
-        repository_key: repository.to_lowercase(),
-        id,
-        tenant_id: principal.tenant_id,
-        name,
-        repository,
-        github_token,
-        auto_analyze: input.auto_analyze,
-        webhook_secret: None,
-        webhook_secret_created_at: None,
-        previous_webhook_secret: None,
-        previous_secret_until: None,
-        created_at: now,
-        updated_at: now,
-    };
-    services::insert(&state.store, &service).await?;
-    state.service_cache.clear();
+    let service = services::create(
+        &state,
+        &principal.tenant_id,
+        NewService {
+            name: input.name,
+            repository: input.repository,
+            github_token: input.github_token,
+            auto_analyze: input.auto_analyze,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(service.into())))
 }
 
@@ -172,7 +143,9 @@ async fn list_services(
 ) -> ApiResult<Json<ServicePage>> {
     let limit = page.limit()?;
     let cursor = page.cursor(Kind::Service)?;
-    let rows = services::list(&state.store, &principal.tenant_id, cursor.as_deref(), limit).await?;
+    let rows =
+        crate::store::services::list(&state.store, &principal.tenant_id, cursor.as_deref(), limit)
+            .await?;
     let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
     Ok(Json(ServicePage {
         data: rows.into_iter().map(ServiceOut::from).collect(),
@@ -181,10 +154,7 @@ async fn list_services(
 }
 
 pub(crate) async fn load(state: &AppState, principal: &Principal, id: &str) -> ApiResult<Service> {
-    let id = parse_id(Kind::Service, id)?;
-    services::get(&state.store, &principal.tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "service"))
+    services::load(state, &principal.tenant_id, id).await
 }
 
 #[utoipa::path(get, path = "/api/services/{id}", tag = "services",
@@ -211,25 +181,13 @@ async fn update_service(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<UpdateService>,
 ) -> ApiResult<Json<ServiceOut>> {
-    let mut service = load(&state, &principal, &id).await?;
-    if let Some(name) = &input.name {
-        service.name = required_text("name", name, 200)?;
-    }
-    if let Some(repository) = &input.repository {
-        service.repository = validate_repository(repository).map_err(ApiError::Unprocessable)?;
-        service.repository_key = service.repository.to_lowercase();
-    }
-    match &input.github_token {
-        None => {}
-        Some(None) => service.github_token = None,
-        Some(Some(token)) => service.github_token = Some(seal_token(&state, &service.id, token)?),
-    }
-    if let Some(auto_analyze) = input.auto_analyze {
-        service.auto_analyze = auto_analyze;
-    }
-    services::update(&state.store, &service).await?;
-    state.service_cache.clear();
-    let service = services::get(&state.store, &principal.tenant_id, &service.id).await?;
+    let changes = ServiceChanges {
+        name: input.name,
+        repository: input.repository,
+        github_token: input.github_token,
+        auto_analyze: input.auto_analyze,
+    };
+    let service = services::update(&state, &principal.tenant_id, &id, changes).await?;
     Ok(Json(service.into()))
 }
 
@@ -242,9 +200,7 @@ async fn delete_service(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let service = load(&state, &principal, &id).await?;
-    services::delete(&state.store, &principal.tenant_id, &service.id).await?;
-    state.service_cache.clear();
+    services::delete(&state, &principal.tenant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -270,15 +226,18 @@ async fn generate_secret(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<PushSecret>)> {
-    let service = load(&state, &principal, &id).await?;
-    if service.webhook_secret.is_some() {
-        return Err(ApiError::Conflict(
-            "the service already has a webhook secret; rotate it to get a new one".to_owned(),
-        ));
+    let issued = services::generate_secret(&state, &principal.tenant_id, &id).await?;
+    Ok((StatusCode::CREATED, Json(push_secret(&id, issued))))
+}
+
+fn push_secret(service_id: &str, issued: IssuedSecret) -> PushSecret {
+    PushSecret {
+        service_id: service_id.to_owned(),
+        secret: issued.secret,
+        created_at: rfc3339_ms(issued.created_at),
+        previous_secret_valid_until: issued.previous_valid_until.map(rfc3339_ms),
+        webhook_url: "/api/github/webhook".to_owned(),
     }
-    let answer = replace_secret(&state, &service, None).await?;
-    tracing::info!(service_id = %service.id, "service webhook secret generated");
-    Ok((StatusCode::CREATED, Json(answer)))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -305,66 +264,10 @@ async fn rotate_secret(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<Json<PushSecret>> {
-    let service = load(&state, &principal, &id).await?;
     let input: RotateSecret = optional_json(&headers, &body)?;
-    if input.grace_seconds > MAX_GRACE_SECONDS {
-        return Err(ApiError::Unprocessable(format!(
-            "grace_seconds must be at most {MAX_GRACE_SECONDS}"
-        )));
-    }
-    if service.webhook_secret.is_none() {
-        return Err(ApiError::Conflict(
-            "the service has no webhook secret yet; generate one first".to_owned(),
-        ));
-    }
-    let grace_until = (input.grace_seconds > 0)
-        .then(|| clock::now_ms() + i64::try_from(input.grace_seconds * 1_000).unwrap_or(i64::MAX));
-    let answer = replace_secret(&state, &service, grace_until).await?;
-    tracing::info!(service_id = %service.id, grace_seconds = input.grace_seconds, "service webhook secret rotated");
-    Ok(Json(answer))
-}
-
-async fn replace_secret(
-    state: &AppState,
-    service: &Service,
-    grace_until: Option<i64>,
-) -> ApiResult<PushSecret> {
-    let secret = generate_push_secret();
-    let sealed = state
-        .cipher
-        .seal_str(&service_secret_context(&service.id), &secret);
-    // The replaced secret is sealed again under its own context, so one column's value can never
-    // be swapped into the other.
-    let previous = match (&service.webhook_secret, grace_until) {
-        (Some(current), Some(_)) => Some(
-            state
-                .cipher
-                .open(&service_secret_context(&service.id), current)
-                .map(|plain| {
-                    state
-                        .cipher
-                        .seal(&service_previous_secret_context(&service.id), &plain)
-                })
-                .map_err(ApiError::internal)?,
-        ),
-        _ => None,
-    };
-    services::set_secret(
-        &state.store,
-        service,
-        &sealed,
-        previous.as_deref(),
-        grace_until,
-    )
-    .await?;
-    state.service_cache.clear();
-    Ok(PushSecret {
-        service_id: service.id.clone(),
-        secret,
-        created_at: rfc3339_ms(clock::now_ms()),
-        previous_secret_valid_until: grace_until.map(rfc3339_ms),
-        webhook_url: "/api/github/webhook".to_owned(),
-    })
+    let issued =
+        services::rotate_secret(&state, &principal.tenant_id, &id, input.grace_seconds).await?;
+    Ok(Json(push_secret(&id, issued)))
 }
 
 // ---- commits ----------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 
 pub mod api;
 pub mod deploys;
+pub mod pages;
+pub mod services;
 
 use crate::crypto::random_bytes;
 

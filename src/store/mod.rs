@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod integrations;
 pub mod monitors;
 pub mod outbound;
+pub mod people;
 pub mod record;
 pub mod services;
 pub mod settings;

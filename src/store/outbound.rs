@@ -1326,3 +1326,69 @@ pub async fn prune_idempotency_keys(store: &Store, cutoff: i64) -> StoreResult<u
             .rows_affected()
     }))
 }
+
+/// The latest attempted delivery of an endpoint, for the endpoint list.
+#[derive(Debug, Clone, FromRow)]
+pub struct LastResult {
+    pub endpoint_id: String,
+    pub status: String,
+    pub last_status_code: Option<i64>,
+    pub last_error_kind: Option<String>,
+    pub updated_at: i64,
+}
+
+/// Deliveries of one endpoint finished in one hour (`hour` = Unix ms / 3,600,000).
+#[derive(Debug, Clone, FromRow)]
+pub struct HourTally {
+    pub endpoint_id: String,
+    pub hour: i64,
+    pub succeeded: i64,
+    pub total: i64,
+}
+
+/// `$first, $first+1, …` for `count` values.
+fn numbered_placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// For a page of endpoints, in two queries whatever the page's size: each endpoint's latest
+/// attempted delivery, and its finished deliveries per hour since `since`.
+pub async fn endpoint_health(
+    store: &Store,
+    tenant_id: &str,
+    endpoint_ids: &[String],
+    since: i64,
+) -> StoreResult<(Vec<LastResult>, Vec<HourTally>)> {
+    if endpoint_ids.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let last_sql = format!(
+        "SELECT d.endpoint_id, d.status, d.last_status_code, d.last_error_kind, d.updated_at \
+         FROM deliveries d WHERE d.id IN (\
+           SELECT (SELECT x.id FROM deliveries x WHERE x.endpoint_id = e.id \
+                   AND x.attempt_count > 0 ORDER BY x.id DESC LIMIT 1) \
+           FROM endpoints e WHERE e.tenant_id = $1 AND e.id IN ({}))",
+        numbered_placeholders(2, endpoint_ids.len())
+    );
+    let tally_sql = format!(
+        "SELECT endpoint_id, completed_at / 3600000 AS hour, \
+         SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded, COUNT(*) AS total \
+         FROM deliveries WHERE tenant_id = $1 AND completed_at >= $2 AND endpoint_id IN ({}) \
+         GROUP BY endpoint_id, completed_at / 3600000",
+        numbered_placeholders(3, endpoint_ids.len())
+    );
+    Ok(dispatch!(store, pool => {
+        let mut last = sqlx::query_as::<_, LastResult>(sqlx::AssertSqlSafe(last_sql.as_str())).bind(tenant_id);
+        for id in endpoint_ids {
+            last = last.bind(id);
+        }
+        let mut tally = sqlx::query_as::<_, HourTally>(sqlx::AssertSqlSafe(tally_sql.as_str())).bind(tenant_id).bind(since);
+        for id in endpoint_ids {
+            tally = tally.bind(id);
+        }
+        (last.fetch_all(pool).await?, tally.fetch_all(pool).await?)
+    }))
+}

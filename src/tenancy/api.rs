@@ -8,12 +8,12 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Principal, issue_token, validate_token_name};
+use super::Principal;
 use crate::app::AppState;
 use crate::clock::rfc3339_ms;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, parse_id};
-use crate::http::paging::{PageQuery, next_cursor};
+use crate::http::paging::PageQuery;
 use crate::ids::Kind;
 use crate::store::tenants::{self, Token};
 
@@ -126,16 +126,7 @@ async fn list_tokens(
     principal: Principal,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<TokenPage>> {
-    let limit = page.limit()?;
-    let cursor = page.cursor(Kind::Token)?;
-    let rows = tenants::list_tokens(
-        &state.store,
-        &principal.tenant_id,
-        cursor.as_deref(),
-        limit + 1,
-    )
-    .await?;
-    let (rows, next_cursor) = next_cursor(rows, limit, |token| token.id.clone());
+    let (rows, next_cursor) = super::list_tokens(&state.store, &principal.tenant_id, &page).await?;
     Ok(Json(TokenPage {
         data: rows.into_iter().map(TokenOut::from).collect(),
         next_cursor,
@@ -160,11 +151,7 @@ async fn create_token(
     principal: Principal,
     ApiJson(input): ApiJson<CreateToken>,
 ) -> ApiResult<(StatusCode, Json<CreatedToken>)> {
-    let name = validate_token_name(&input.name).map_err(ApiError::Unprocessable)?;
-    let mut tx = state.store.begin().await?;
-    let issued = issue_token(&mut tx, &principal.tenant_id, name).await?;
-    tx.commit().await?;
-    tracing::info!(token_id = %issued.token.id, "API token created");
+    let issued = super::create_token(&state.store, &principal.tenant_id, &input.name).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedToken {
@@ -213,11 +200,7 @@ async fn revoke_token(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TokenOut>> {
-    let id = parse_id(Kind::Token, &id)?;
-    let token = tenants::revoke_token(&state.store, &principal.tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "API token"))?;
-    tracing::info!(token_id = %token.id, "API token revoked");
+    let token = super::revoke_token(&state.store, &principal.tenant_id, &id).await?;
     Ok(Json(token.into()))
 }
 

@@ -2,6 +2,7 @@
 //! bootstrap, and authentication of bearer tokens.
 
 pub mod api;
+pub mod pages;
 
 use crate::clock;
 use crate::crypto;
@@ -42,6 +43,8 @@ impl std::fmt::Debug for IssuedToken {
 pub struct Bootstrap {
     pub tenant: Tenant,
     pub admin_token: IssuedToken,
+    /// Where the first person creates the first admin of the web UI.
+    pub setup_link: crate::people::IssuedLink,
 }
 
 /// Checks a token name: 1 to 100 characters once trimmed.
@@ -88,6 +91,48 @@ pub async fn issue_token(tx: &mut Tx<'_>, tenant_id: &str, name: &str) -> StoreR
     Ok(IssuedToken { token, secret })
 }
 
+/// Creates a named API token for the tenant (from the API or the UI); the secret is returned once.
+pub async fn create_token(
+    store: &Store,
+    tenant_id: &str,
+    name: &str,
+) -> Result<IssuedToken, crate::http::error::ApiError> {
+    let name = validate_token_name(name).map_err(crate::http::error::ApiError::Unprocessable)?;
+    let mut tx = store.begin().await?;
+    let issued = issue_token(&mut tx, tenant_id, name).await?;
+    tx.commit().await?;
+    tracing::info!(token_id = %issued.token.id, "API token created");
+    Ok(issued)
+}
+
+/// One page of the tenant's tokens, newest first.
+pub async fn list_tokens(
+    store: &Store,
+    tenant_id: &str,
+    page: &crate::http::paging::PageQuery,
+) -> Result<(Vec<Token>, Option<String>), crate::http::error::ApiError> {
+    let limit = page.limit()?;
+    let cursor = page.cursor(crate::ids::Kind::Token)?;
+    let rows = tenants::list_tokens(store, tenant_id, cursor.as_deref(), limit + 1).await?;
+    Ok(crate::http::paging::next_cursor(rows, limit, |token| {
+        token.id.clone()
+    }))
+}
+
+/// Revokes a token of the tenant (revoking again changes nothing); requests with it get 401.
+pub async fn revoke_token(
+    store: &Store,
+    tenant_id: &str,
+    id: &str,
+) -> Result<Token, crate::http::error::ApiError> {
+    let id = crate::http::extract::parse_id(crate::ids::Kind::Token, id)?;
+    let token = tenants::revoke_token(store, tenant_id, &id)
+        .await
+        .map_err(|error| api::not_found_as(error, "API token"))?;
+    tracing::info!(token_id = %token.id, "API token revoked");
+    Ok(token)
+}
+
 /// On a database with no tenant: creates the `default` tenant and an `admin` token, atomically.
 pub async fn bootstrap(store: &Store) -> StoreResult<Option<Bootstrap>> {
     let mut tx = store.begin().await?;
@@ -95,10 +140,12 @@ pub async fn bootstrap(store: &Store) -> StoreResult<Option<Bootstrap>> {
         return Ok(None);
     };
     let admin_token = issue_token(&mut tx, &tenant.id, "admin").await?;
+    let setup_link = crate::people::issue_setup_link_in(&mut tx, &tenant.id).await?;
     tx.commit().await?;
     Ok(Some(Bootstrap {
         tenant,
         admin_token,
+        setup_link,
     }))
 }
 

@@ -1,0 +1,858 @@
+//! The pages of outbound webhooks (Organization → Integrations → Webhooks): the endpoint list
+//! with health, adding an endpoint, an endpoint's page with its actions and delivery history, a
+//! delivery with every attempt, and the event type catalog. Every action calls
+//! [`super::endpoints`], as the JSON API does.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::endpoints::{self, DeliveryListing, EndpointChanges, NewEndpoint};
+use super::event_types::{self, BUILT_IN};
+use crate::app::AppState;
+use crate::clock;
+use crate::http::error::ApiError;
+use crate::http::paging::PageQuery;
+use crate::people::SignedIn;
+use crate::store::outbound::{self as queue, Attempt, Delivery, Endpoint, status};
+use crate::web::sparkline::{self, Bucket};
+use crate::web::{
+    Chrome, CsrfForm, FormData, FormErrors, PageError, PageResult, Section, Viewer, pretty_json,
+    redirect_with_flash, render, render_with, when,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/org/webhooks", get(list_page).post(create))
+        .route("/org/webhooks/new", get(new_page))
+        .route("/org/webhooks/{id}", get(endpoint_page).post(update))
+        .route("/org/webhooks/{id}/test", post(send_test))
+        .route("/org/webhooks/{id}/activate", post(activate))
+        .route("/org/webhooks/{id}/deactivate", post(deactivate))
+        .route("/org/webhooks/{id}/rotate", post(rotate))
+        .route("/org/webhooks/{id}/delete", get(delete_page).post(delete))
+        .route("/org/webhooks/{id}/recover", post(recover))
+        .route("/org/deliveries/{id}", get(delivery_page))
+        .route("/org/deliveries/{id}/summary", get(delivery_summary))
+        .route("/org/deliveries/{id}/redeliver", post(redeliver))
+        .route("/org/event-types", get(event_types_page))
+}
+
+crate::web::pages!(
+    ListPage,
+    NewPage,
+    CreatedPage,
+    EndpointPage,
+    RotatedPage,
+    DeletePage,
+    DeliveryPage,
+    EventTypesPage
+);
+
+const FORM_FIELDS: &[&str] = &["url", "name", "description", "event_types"];
+
+fn chrome(viewer: &SignedIn, headers: &HeaderMap, title: impl Into<String>) -> Chrome {
+    Chrome::new(viewer, headers, title, Section::Webhooks)
+}
+
+/// An endpoint's state as people read it.
+fn state_of(endpoint: &Endpoint) -> (&'static str, &'static str) {
+    match (endpoint.active, &endpoint.disabled_reason) {
+        (true, _) => ("active", "ok"),
+        (false, Some(_)) => ("disabled automatically", "bad"),
+        (false, None) => ("inactive", "muted"),
+    }
+}
+
+fn types_text(endpoint: &Endpoint) -> String {
+    endpoint
+        .event_type_filter()
+        .map(|types| types.join(", "))
+        .unwrap_or_else(|| "all event types".to_owned())
+}
+
+/// The badge class of a delivery status.
+fn status_class(status: &str) -> &'static str {
+    match status {
+        status::SUCCEEDED => "ok",
+        status::FAILED => "bad",
+        status::PAUSED => "muted",
+        _ => "warn",
+    }
+}
+
+// ---- the list -----------------------------------------------------------------------------------
+
+struct EndpointRow {
+    id: String,
+    name: String,
+    url: String,
+    types: String,
+    state: &'static str,
+    state_class: &'static str,
+    disabled_reason: Option<String>,
+    last_result: String,
+    last_class: &'static str,
+    sparkline: String,
+}
+
+#[derive(Template)]
+#[template(path = "outbound/list.html")]
+struct ListPage {
+    chrome: Chrome,
+    rows: Vec<EndpointRow>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
+}
+
+const HOURS: i64 = 24;
+
+async fn list_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+    Query(query): Query<CursorQuery>,
+) -> PageResult {
+    let tenant_id = &viewer.user.tenant_id;
+    let (endpoints, next_cursor) =
+        endpoints::list(&state, tenant_id, &PageQuery::new(None, query.cursor)).await?;
+    let ids: Vec<String> = endpoints
+        .iter()
+        .map(|endpoint| endpoint.id.clone())
+        .collect();
+    let this_hour = clock::now_ms() / 3_600_000;
+    let first_hour = this_hour - (HOURS - 1);
+    let (last, tallies) =
+        queue::endpoint_health(&state.store, tenant_id, &ids, first_hour * 3_600_000).await?;
+    let rows = endpoints
+        .iter()
+        .map(|endpoint| {
+            let (state_text, state_class) = state_of(endpoint);
+            let mut buckets = vec![Bucket::default(); HOURS as usize];
+            for tally in tallies.iter().filter(|t| t.endpoint_id == endpoint.id) {
+                if let Some(bucket) = usize::try_from(tally.hour - first_hour)
+                    .ok()
+                    .and_then(|at| buckets.get_mut(at))
+                {
+                    *bucket = Bucket {
+                        succeeded: tally.succeeded,
+                        total: tally.total,
+                    };
+                }
+            }
+            let (last_result, last_class) = match last.iter().find(|l| l.endpoint_id == endpoint.id)
+            {
+                None => ("no deliveries yet".to_owned(), "muted"),
+                Some(result) => (
+                    format!(
+                        "{}{} · {}",
+                        result.status,
+                        result
+                            .last_status_code
+                            .map(|code| format!(" ({code})"))
+                            .or_else(|| result
+                                .last_error_kind
+                                .as_ref()
+                                .map(|kind| format!(" ({kind})")))
+                            .unwrap_or_default(),
+                        when(result.updated_at)
+                    ),
+                    status_class(&result.status),
+                ),
+            };
+            EndpointRow {
+                id: endpoint.id.clone(),
+                name: endpoint.name.clone(),
+                url: endpoint.url.clone(),
+                types: types_text(endpoint),
+                state: state_text,
+                state_class,
+                disabled_reason: endpoint.disabled_reason.clone(),
+                last_result,
+                last_class,
+                sparkline: sparkline::success_rate(&buckets),
+            }
+        })
+        .collect();
+    Ok(render(&ListPage {
+        chrome: chrome(&viewer, &headers, "Webhooks"),
+        rows,
+        next_cursor,
+    }))
+}
+
+// ---- adding an endpoint -------------------------------------------------------------------------
+
+struct TypeChoice {
+    name: String,
+    description: String,
+    checked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "outbound/new.html")]
+struct NewPage {
+    chrome: Chrome,
+    url: String,
+    name: String,
+    description: String,
+    types: Vec<TypeChoice>,
+    errors: FormErrors,
+}
+
+/// Every event type the tenant may subscribe to: built-in first, then its own.
+async fn type_registry(state: &AppState, tenant_id: &str) -> PageResult<Vec<(String, String)>> {
+    let mut types: Vec<(String, String)> = BUILT_IN
+        .iter()
+        .map(|kind| (kind.name.to_owned(), kind.description.to_owned()))
+        .collect();
+    types.extend(
+        queue::list_event_types(&state.store, tenant_id)
+            .await?
+            .into_iter()
+            .map(|kind| (kind.name, kind.description)),
+    );
+    Ok(types)
+}
+
+async fn choices(
+    state: &AppState,
+    tenant_id: &str,
+    chosen: &[String],
+) -> PageResult<Vec<TypeChoice>> {
+    Ok(type_registry(state, tenant_id)
+        .await?
+        .into_iter()
+        .map(|(name, description)| TypeChoice {
+            checked: chosen.contains(&name),
+            name,
+            description,
+        })
+        .collect())
+}
+
+async fn new_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+) -> PageResult {
+    Ok(render(&NewPage {
+        types: choices(&state, &viewer.user.tenant_id, &[]).await?,
+        chrome: chrome(&viewer, &headers, "Add endpoint"),
+        url: String::new(),
+        name: String::new(),
+        description: String::new(),
+        errors: FormErrors::default(),
+    }))
+}
+
+/// The event types ticked in a form: none ticked means every type.
+fn chosen_types(form: &FormData) -> Option<Vec<String>> {
+    let types = form.all("event_types");
+    (!types.is_empty()).then_some(types)
+}
+
+#[derive(Template)]
+#[template(path = "outbound/created.html")]
+struct CreatedPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    secret: String,
+}
+
+async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfForm) -> PageResult {
+    let input = NewEndpoint {
+        url: form.get("url").to_owned(),
+        name: form.get("name").to_owned(),
+        description: form.get("description").to_owned(),
+        event_types: chosen_types(&form),
+    };
+    match endpoints::create(&state, &viewer.user.tenant_id, input).await {
+        Ok((endpoint, secret)) => Ok(render_with(
+            StatusCode::CREATED,
+            &CreatedPage {
+                chrome: chrome(&viewer, &HeaderMap::new(), "Endpoint added"),
+                id: endpoint.id,
+                name: endpoint.name,
+                secret,
+            },
+        )),
+        Err(error) => {
+            let errors = FormErrors::from_api(error, FORM_FIELDS)?;
+            Ok(render_with(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &NewPage {
+                    types: choices(&state, &viewer.user.tenant_id, &form.all("event_types"))
+                        .await?,
+                    chrome: chrome(&viewer, &HeaderMap::new(), "Add endpoint"),
+                    url: form.get("url").to_owned(),
+                    name: form.get("name").to_owned(),
+                    description: form.get("description").to_owned(),
+                    errors,
+                },
+            ))
+        }
+    }
+}
+
+// ---- an endpoint --------------------------------------------------------------------------------
+
+struct DeliveryRow {
+    id: String,
+    event_type: String,
+    status: String,
+    status_class: &'static str,
+    attempts: i64,
+    last: String,
+    created: String,
+}
+
+fn delivery_row(delivery: &Delivery) -> DeliveryRow {
+    DeliveryRow {
+        id: delivery.id.clone(),
+        event_type: delivery.event_type.clone(),
+        status: delivery.status.clone(),
+        status_class: status_class(&delivery.status),
+        attempts: delivery.attempt_count,
+        last: delivery
+            .last_status_code
+            .map(|code| format!("HTTP {code}"))
+            .or_else(|| delivery.last_error_kind.clone())
+            .unwrap_or_else(|| "—".to_owned()),
+        created: when(delivery.created_at),
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct DeliveryFilterQuery {
+    status: Option<String>,
+    event_type: Option<String>,
+    since: Option<String>,
+    cursor: Option<String>,
+}
+
+/// A `datetime-local` value (`2026-03-21T14:30`, read as UTC) or an RFC 3339 time, as RFC 3339.
+fn as_rfc3339(text: &str) -> String {
+    let text = text.trim();
+    if clock::parse_rfc3339_ms(text).is_some() {
+        return text.to_owned();
+    }
+    match text.len() {
+        16 => format!("{text}:00Z"),
+        19 => format!("{text}Z"),
+        _ => text.to_owned(),
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+#[derive(Template)]
+#[template(path = "outbound/endpoint.html")]
+struct EndpointPage {
+    chrome: Chrome,
+    endpoint: Endpoint,
+    /// The edit form's values (what was typed, after a refused save).
+    url: String,
+    name: String,
+    description: String,
+    state: &'static str,
+    state_class: &'static str,
+    created: String,
+    disabled_at: String,
+    previous_until: Option<String>,
+    types: Vec<TypeChoice>,
+    errors: FormErrors,
+    deliveries: Vec<DeliveryRow>,
+    filter_status: String,
+    filter_type: String,
+    filter_since: String,
+    filter_error: Option<String>,
+    next_page: Option<String>,
+    statuses: [&'static str; 4],
+}
+
+async fn endpoint_view(
+    state: &AppState,
+    viewer: &SignedIn,
+    headers: &HeaderMap,
+    endpoint: Endpoint,
+    query: DeliveryFilterQuery,
+    errors: FormErrors,
+) -> PageResult<EndpointPage> {
+    let tenant_id = &viewer.user.tenant_id;
+    let filter_status = non_empty(query.status).unwrap_or_default();
+    let filter_type = non_empty(query.event_type).unwrap_or_default();
+    let filter_since = non_empty(query.since).unwrap_or_default();
+    let listing = DeliveryListing {
+        status: (!filter_status.is_empty()).then(|| filter_status.clone()),
+        event_type: (!filter_type.is_empty()).then(|| filter_type.clone()),
+        since: (!filter_since.is_empty()).then(|| as_rfc3339(&filter_since)),
+        limit: None,
+        cursor: non_empty(query.cursor),
+    };
+    let (deliveries, next_cursor, filter_error) =
+        match endpoints::deliveries(state, tenant_id, &endpoint.id, listing).await {
+            Ok((_, rows, next)) => (rows, next, None),
+            Err(ApiError::BadRequest(message)) => (Vec::new(), None, Some(message)),
+            Err(other) => return Err(other.into()),
+        };
+    let next_page = next_cursor.map(|cursor| {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        query.append_pair("status", &filter_status);
+        query.append_pair("event_type", &filter_type);
+        query.append_pair("since", &filter_since);
+        query.append_pair("cursor", &cursor);
+        format!("/org/webhooks/{}?{}", endpoint.id, query.finish())
+    });
+    let chosen = endpoint.event_type_filter();
+    let (state_text, state_class) = state_of(&endpoint);
+    let now = clock::now_ms();
+    Ok(EndpointPage {
+        chrome: chrome(viewer, headers, endpoint.name.clone()),
+        state: state_text,
+        state_class,
+        created: when(endpoint.created_at),
+        disabled_at: endpoint.disabled_at.map(when).unwrap_or_default(),
+        previous_until: endpoint
+            .previous_secret_until
+            .filter(|until| *until > now)
+            .map(when),
+        types: choices(state, tenant_id, &chosen.unwrap_or_default()).await?,
+        errors,
+        deliveries: deliveries.iter().map(delivery_row).collect(),
+        filter_status,
+        filter_type,
+        filter_since,
+        filter_error,
+        next_page,
+        statuses: status::ALL,
+        url: endpoint.url.clone(),
+        name: endpoint.name.clone(),
+        description: endpoint.description.clone(),
+        endpoint,
+    })
+}
+
+async fn endpoint_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(query): Query<DeliveryFilterQuery>,
+) -> PageResult {
+    let endpoint = endpoints::load(&state, &viewer.user.tenant_id, &id).await?;
+    let page = endpoint_view(
+        &state,
+        &viewer,
+        &headers,
+        endpoint,
+        query,
+        FormErrors::default(),
+    )
+    .await?;
+    Ok(render(&page))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, form }: CsrfForm,
+) -> PageResult {
+    let tenant_id = &viewer.user.tenant_id;
+    let changes = EndpointChanges {
+        url: Some(form.get("url").to_owned()),
+        name: Some(form.get("name").to_owned()),
+        description: Some(form.get("description").to_owned()),
+        event_types: Some(chosen_types(&form)),
+        active: None,
+    };
+    match endpoints::update(&state, tenant_id, &id, changes).await {
+        Ok(endpoint) => Ok(redirect_with_flash(
+            &format!("/org/webhooks/{}", endpoint.id),
+            "Endpoint saved.",
+        )),
+        Err(error) => {
+            let errors = FormErrors::from_api(error, FORM_FIELDS)?;
+            let endpoint = endpoints::load(&state, tenant_id, &id).await?;
+            let mut page = endpoint_view(
+                &state,
+                &viewer,
+                &HeaderMap::new(),
+                endpoint,
+                DeliveryFilterQuery::default(),
+                errors,
+            )
+            .await?;
+            page.url = form.get("url").to_owned();
+            page.name = form.get("name").to_owned();
+            page.description = form.get("description").to_owned();
+            let ticked = form.all("event_types");
+            for choice in &mut page.types {
+                choice.checked = ticked.contains(&choice.name);
+            }
+            Ok(render_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
+        }
+    }
+}
+
+fn endpoint_url(id: &str) -> String {
+    format!("/org/webhooks/{id}")
+}
+
+async fn send_test(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    CsrfForm { viewer, .. }: CsrfForm,
+) -> PageResult {
+    let outcome = endpoints::send_test(&state, &viewer.user.tenant_id, &id).await;
+    if headers.contains_key("hx-request") {
+        // htmx swaps this fragment in and it follows the attempt until it finishes.
+        return Ok(match outcome {
+            Ok(ping) => summary_fragment(&state, &viewer, &ping.delivery_id).await?,
+            Err(error) if !matches!(error, ApiError::Internal(_)) => fragment(&TestFragment {
+                delivery: None,
+                error: Some(error.to_string()),
+            }),
+            Err(error) => return Err(error.into()),
+        });
+    }
+    match outcome {
+        Ok(ping) => Ok(redirect_with_flash(
+            &endpoint_url(&id),
+            &format!("Test ping queued as delivery {}.", ping.delivery_id),
+        )),
+        Err(ApiError::Conflict(message)) => Ok(redirect_with_flash(&endpoint_url(&id), &message)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+struct AttemptSummary {
+    id: String,
+    status: String,
+    status_class: &'static str,
+    finished: bool,
+    outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "outbound/test_result.html")]
+struct TestFragment {
+    delivery: Option<AttemptSummary>,
+    error: Option<String>,
+}
+
+fn fragment(template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(error) => PageError::Api(ApiError::internal(error)).into_response(),
+    }
+}
+
+async fn summary_fragment(state: &AppState, viewer: &SignedIn, delivery_id: &str) -> PageResult {
+    let delivery = endpoints::load_delivery(state, &viewer.user.tenant_id, delivery_id).await?;
+    let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
+    let outcome = match attempts.last() {
+        None => "waiting for the first attempt…".to_owned(),
+        Some(attempt) => format!(
+            "attempt {}: {} in {} ms",
+            attempt.attempt_number,
+            attempt
+                .response_status
+                .map(|code| format!("HTTP {code}"))
+                .or_else(|| attempt.error_kind.clone())
+                .unwrap_or_else(|| "no answer".to_owned()),
+            attempt.duration_ms
+        ),
+    };
+    Ok(fragment(&TestFragment {
+        delivery: Some(AttemptSummary {
+            finished: delivery.status != status::PENDING || !attempts.is_empty(),
+            status_class: status_class(&delivery.status),
+            status: delivery.status,
+            id: delivery.id,
+            outcome,
+        }),
+        error: None,
+    }))
+}
+
+async fn delivery_summary(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    Path(id): Path<String>,
+) -> PageResult {
+    summary_fragment(&state, &viewer, &id).await
+}
+
+async fn activate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, .. }: CsrfForm,
+) -> PageResult {
+    endpoints::set_active(&state, &viewer.user.tenant_id, &id, true).await?;
+    Ok(redirect_with_flash(
+        &endpoint_url(&id),
+        "Endpoint activated: held deliveries resume.",
+    ))
+}
+
+async fn deactivate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, .. }: CsrfForm,
+) -> PageResult {
+    endpoints::set_active(&state, &viewer.user.tenant_id, &id, false).await?;
+    Ok(redirect_with_flash(
+        &endpoint_url(&id),
+        "Endpoint deactivated: deliveries wait until it is active again.",
+    ))
+}
+
+#[derive(Template)]
+#[template(path = "outbound/rotated.html")]
+struct RotatedPage {
+    chrome: Chrome,
+    id: String,
+    name: String,
+    secret: String,
+    previous_until: String,
+}
+
+async fn rotate(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, .. }: CsrfForm,
+) -> PageResult {
+    let endpoint = endpoints::load(&state, &viewer.user.tenant_id, &id).await?;
+    let rotated = endpoints::rotate_secret(&state, &viewer.user.tenant_id, &endpoint.id).await?;
+    Ok(render(&RotatedPage {
+        chrome: chrome(&viewer, &HeaderMap::new(), "Secret rotated"),
+        id: endpoint.id,
+        name: endpoint.name,
+        secret: rotated.secret,
+        previous_until: when(rotated.previous_until),
+    }))
+}
+
+#[derive(Template)]
+#[template(path = "outbound/delete.html")]
+struct DeletePage {
+    chrome: Chrome,
+    endpoint: Endpoint,
+}
+
+async fn delete_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    let endpoint = endpoints::load(&state, &viewer.user.tenant_id, &id).await?;
+    Ok(render(&DeletePage {
+        chrome: chrome(&viewer, &headers, format!("Delete {}", endpoint.name)),
+        endpoint,
+    }))
+}
+
+async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, form }: CsrfForm,
+) -> PageResult {
+    if form.get("confirm") != "delete" {
+        return Ok(Redirect::to(&format!("/org/webhooks/{id}/delete")).into_response());
+    }
+    let endpoint = endpoints::delete(&state, &viewer.user.tenant_id, &id).await?;
+    Ok(redirect_with_flash(
+        "/org/webhooks",
+        &format!("Endpoint {} deleted with its deliveries.", endpoint.name),
+    ))
+}
+
+async fn recover(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, form }: CsrfForm,
+) -> PageResult {
+    let since = as_rfc3339(form.get("since"));
+    match endpoints::recover(&state, &viewer.user.tenant_id, &id, &since).await {
+        Ok(requeued) => Ok(redirect_with_flash(
+            &endpoint_url(&id),
+            &format!("{requeued} failed deliveries queued again."),
+        )),
+        Err(ApiError::BadRequest(message)) => Ok(redirect_with_flash(&endpoint_url(&id), &message)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+// ---- a delivery ---------------------------------------------------------------------------------
+
+struct AttemptView {
+    number: i64,
+    started: String,
+    duration_ms: i64,
+    succeeded: bool,
+    url: String,
+    error_kind: String,
+    error_message: String,
+    request_headers: String,
+    response_status: String,
+    response_headers: String,
+    response_body: String,
+}
+
+fn attempt_view(attempt: Attempt) -> AttemptView {
+    AttemptView {
+        number: attempt.attempt_number,
+        started: when(attempt.started_at),
+        duration_ms: attempt.duration_ms,
+        succeeded: attempt.succeeded,
+        url: attempt.url,
+        error_kind: attempt.error_kind.unwrap_or_default(),
+        error_message: attempt.error_message.unwrap_or_default(),
+        request_headers: pretty_json(&attempt.request_headers),
+        response_status: attempt
+            .response_status
+            .map(|code| code.to_string())
+            .unwrap_or_else(|| "no response".to_owned()),
+        response_headers: attempt
+            .response_headers
+            .as_deref()
+            .map(pretty_json)
+            .unwrap_or_default(),
+        response_body: attempt.response_body.unwrap_or_default(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "outbound/delivery.html")]
+struct DeliveryPage {
+    chrome: Chrome,
+    delivery: Delivery,
+    endpoint_name: String,
+    status_class: &'static str,
+    created: String,
+    next_attempt: String,
+    payload: String,
+    attempts: Vec<AttemptView>,
+}
+
+async fn delivery_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    let tenant_id = &viewer.user.tenant_id;
+    let delivery = endpoints::load_delivery(&state, tenant_id, &id).await?;
+    let endpoint = endpoints::load(&state, tenant_id, &delivery.endpoint_id).await?;
+    let payload = queue::event_payload(&state.store, &delivery.event_id).await?;
+    let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
+    Ok(render(&DeliveryPage {
+        chrome: chrome(&viewer, &headers, format!("Delivery {}", delivery.id)),
+        endpoint_name: endpoint.name,
+        status_class: status_class(&delivery.status),
+        created: when(delivery.created_at),
+        next_attempt: match (delivery.status.as_str(), delivery.next_attempt_at) {
+            (status::PENDING, Some(at)) => when(at),
+            _ => String::new(),
+        },
+        payload: pretty_json(&payload),
+        attempts: attempts.into_iter().map(attempt_view).collect(),
+        delivery,
+    }))
+}
+
+async fn redeliver(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, .. }: CsrfForm,
+) -> PageResult {
+    let page = format!("/org/deliveries/{id}");
+    match endpoints::redeliver(&state, &viewer.user.tenant_id, &id).await {
+        Ok(_) => Ok(redirect_with_flash(&page, "Queued for delivery again.")),
+        Err(ApiError::Conflict(message)) => Ok(redirect_with_flash(&page, &message)),
+        Err(error) => Err(error.into()),
+    }
+}
+
+// ---- event types --------------------------------------------------------------------------------
+
+struct EventTypeView {
+    name: String,
+    description: String,
+    built_in: bool,
+    schema: String,
+    example: String,
+}
+
+#[derive(Template)]
+#[template(path = "outbound/event_types.html")]
+struct EventTypesPage {
+    chrome: Chrome,
+    types: Vec<EventTypeView>,
+}
+
+fn event_type_view(
+    tenant_id: &str,
+    name: String,
+    description: String,
+    schema: Value,
+    built_in: bool,
+) -> EventTypeView {
+    let example = event_types::example_envelope(tenant_id, &name, &schema);
+    EventTypeView {
+        schema: serde_json::to_string_pretty(&schema).unwrap_or_default(),
+        example: serde_json::to_string_pretty(&example).unwrap_or_default(),
+        name,
+        description,
+        built_in,
+    }
+}
+
+async fn event_types_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+) -> PageResult {
+    let tenant_id = &viewer.user.tenant_id;
+    let mut types: Vec<EventTypeView> = BUILT_IN
+        .iter()
+        .map(|kind| {
+            event_type_view(
+                tenant_id,
+                kind.name.to_owned(),
+                kind.description.to_owned(),
+                (kind.schema)(),
+                true,
+            )
+        })
+        .collect();
+    for kind in queue::list_event_types(&state.store, tenant_id).await? {
+        let schema = serde_json::from_str(&kind.schema).unwrap_or(Value::Null);
+        types.push(event_type_view(
+            tenant_id,
+            kind.name,
+            kind.description,
+            schema,
+            false,
+        ));
+    }
+    Ok(render(&EventTypesPage {
+        chrome: Chrome::new(&viewer, &headers, "Event types", Section::EventTypes),
+        types,
+    }))
+}

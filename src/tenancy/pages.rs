@@ -1,0 +1,148 @@
+//! The admins' API tokens page: list, create (the secret shown once), revoke. The same
+//! operations as `/api/tokens`.
+
+use askama::Template;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use crate::app::AppState;
+use crate::http::paging::PageQuery;
+use crate::people::SignedIn;
+use crate::store::tenants::Token;
+use crate::web::{
+    Admin, Chrome, CsrfForm, FormErrors, PageResult, Section, redirect_with_flash, render,
+    render_with, when,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/org/tokens", get(tokens_page).post(create))
+        .route("/org/tokens/{id}/revoke", post(revoke))
+}
+
+crate::web::pages!(TokensPage);
+
+struct TokenRow {
+    id: String,
+    name: String,
+    prefix: String,
+    created: String,
+    last_used: String,
+    revoked: bool,
+}
+
+#[derive(Template)]
+#[template(path = "tenancy/tokens.html")]
+struct TokensPage {
+    chrome: Chrome,
+    tokens: Vec<TokenRow>,
+    next_cursor: Option<String>,
+    name: String,
+    errors: FormErrors,
+    created_secret: Option<String>,
+    created_name: String,
+}
+
+#[derive(Deserialize)]
+struct CursorQuery {
+    cursor: Option<String>,
+}
+
+async fn token_rows(
+    state: &AppState,
+    viewer: &SignedIn,
+    cursor: Option<String>,
+) -> PageResult<(Vec<TokenRow>, Option<String>)> {
+    let (tokens, next) = crate::tenancy::list_tokens(
+        &state.store,
+        &viewer.user.tenant_id,
+        &PageQuery::new(None, cursor),
+    )
+    .await?;
+    let rows = tokens
+        .into_iter()
+        .map(|token: Token| TokenRow {
+            created: when(token.created_at),
+            last_used: token
+                .last_used_at
+                .map(when)
+                .unwrap_or_else(|| "never".to_owned()),
+            revoked: token.revoked_at.is_some(),
+            id: token.id,
+            name: token.name,
+            prefix: token.prefix,
+        })
+        .collect();
+    Ok((rows, next))
+}
+
+async fn tokens_page(
+    State(state): State<AppState>,
+    Admin(viewer): Admin,
+    headers: HeaderMap,
+    Query(query): Query<CursorQuery>,
+) -> PageResult {
+    let (tokens, next_cursor) = token_rows(&state, &viewer, query.cursor).await?;
+    Ok(render(&TokensPage {
+        chrome: Chrome::new(&viewer, &headers, "API tokens", Section::Tokens),
+        tokens,
+        next_cursor,
+        name: String::new(),
+        errors: FormErrors::default(),
+        created_secret: None,
+        created_name: String::new(),
+    }))
+}
+
+async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfForm) -> PageResult {
+    crate::web::require_admin(&viewer)?;
+    let outcome =
+        crate::tenancy::create_token(&state.store, &viewer.user.tenant_id, form.get("name")).await;
+    let (status, errors, issued) = match outcome {
+        Ok(issued) => (StatusCode::CREATED, FormErrors::default(), Some(issued)),
+        Err(error) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FormErrors::from_api(error, &["name"])?,
+            None,
+        ),
+    };
+    let (tokens, next_cursor) = token_rows(&state, &viewer, None).await?;
+    Ok(render_with(
+        status,
+        &TokensPage {
+            chrome: Chrome::new(&viewer, &HeaderMap::new(), "API tokens", Section::Tokens),
+            tokens,
+            next_cursor,
+            name: if issued.is_some() {
+                String::new()
+            } else {
+                form.get("name").to_owned()
+            },
+            errors,
+            created_name: issued
+                .as_ref()
+                .map(|issued| issued.token.name.clone())
+                .unwrap_or_default(),
+            created_secret: issued.map(|issued| issued.secret),
+        },
+    ))
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    CsrfForm { viewer, .. }: CsrfForm,
+) -> PageResult {
+    crate::web::require_admin(&viewer)?;
+    let token = crate::tenancy::revoke_token(&state.store, &viewer.user.tenant_id, &id).await?;
+    Ok(redirect_with_flash(
+        "/org/tokens",
+        &format!(
+            "Token {} revoked: requests with it now get 401.",
+            token.name
+        ),
+    ))
+}
