@@ -17,4 +17,5 @@ mod receivers;
 mod record;
 mod secrets;
 mod store;
+mod ui;
 mod workers;

@@ -2,6 +2,7 @@
 //! (a temp SQLite file, or a fresh PostgreSQL schema), an HTTP client for it, and local receivers
 //! that record what they are sent.
 
+pub mod browser;
 pub mod db;
 pub mod fake_github;
 pub mod process;
@@ -46,6 +47,8 @@ pub struct TestApp {
     /// The admin token printed on first start.
     pub token: String,
     pub tenant_id: String,
+    /// The code of the one-time link that creates the first admin of the web UI.
+    pub setup_code: String,
     pub client: reqwest::Client,
     pub store: Store,
     /// The configuration the server runs with.
@@ -86,7 +89,10 @@ impl TestApp {
         let bootstrap = app.bootstrap().expect("a fresh database is bootstrapped");
         let token = bootstrap.admin_token.secret.clone();
         let tenant_id = bootstrap.tenant.id.clone();
-        Self::serve(app, db, config, token, tenant_id)
+        let setup_code = bootstrap.setup_link.code.clone();
+        let mut app = Self::serve(app, db, config, token, tenant_id);
+        app.setup_code = setup_code;
+        app
     }
 
     /// Stops this server and starts another on the same database, with `adjust` applied to the
@@ -94,13 +100,16 @@ impl TestApp {
     pub async fn restart_with(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let db = self.db.take().expect("the database");
         let (token, tenant_id) = (self.token.clone(), self.tenant_id.clone());
+        let setup_code = std::mem::take(&mut self.setup_code);
         let mut config = self.config.clone();
         self.stop().await;
         adjust(&mut config);
         let app = Application::build(config.clone())
             .await
             .expect("the application builds again");
-        Self::serve(app, db, config, token, tenant_id)
+        let mut app = Self::serve(app, db, config, token, tenant_id);
+        app.setup_code = setup_code;
+        app
     }
 
     fn serve(
@@ -118,6 +127,7 @@ impl TestApp {
             base_url,
             token,
             tenant_id,
+            setup_code: String::new(),
             client: http_client(),
             store,
             config,

@@ -40,6 +40,7 @@ impl Received {
 pub struct Answer {
     pub status: StatusCode,
     pub headers: Vec<(&'static str, String)>,
+    pub body: String,
 }
 
 impl Answer {
@@ -47,7 +48,13 @@ impl Answer {
         Answer {
             status: StatusCode::from_u16(status).unwrap(),
             headers: Vec::new(),
+            body: "ok".to_owned(),
         }
+    }
+
+    pub fn with_body(mut self, body: &str) -> Answer {
+        self.body = body.to_owned();
+        self
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Answer {
@@ -96,7 +103,13 @@ impl Receiver {
         *self.inner.default.lock().unwrap() = Some(Answer {
             status,
             headers: Vec::new(),
+            body: "ok".to_owned(),
         });
+    }
+
+    /// Answer every request with this answer from now on.
+    pub fn answer_with(&self, answer: Answer) {
+        *self.inner.default.lock().unwrap() = Some(answer);
     }
 
     /// Answer the next requests with these, in order, then go back to the default.
@@ -175,5 +188,5 @@ async fn record(
             HeaderValue::from_str(&value).unwrap(),
         );
     }
-    (answer.status, response_headers, "ok")
+    (answer.status, response_headers, answer.body)
 }

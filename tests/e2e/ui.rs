@@ -1,0 +1,684 @@
+//! The web UI as a person uses it: headless Chromium against the real server on both backends
+//! (sign-in, webhooks, services, tokens), and the form and tenant rules checked over plain HTTP.
+
+use std::time::Duration;
+
+use hookline::outbound::signing;
+use hookline::people::{self, Role};
+use hookline::store::tenants;
+use reqwest::Method;
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::json;
+
+use crate::inbound::{GithubDelivery, fixture};
+use crate::on_both_backends;
+use crate::outbound::{create_type, outbound_app, publish};
+use crate::support::browser::Browser;
+use crate::support::receiver::{Answer, Receiver};
+use crate::support::{Backend, TestApp, json_of};
+
+const WAIT: Duration = Duration::from_secs(30);
+const PASSWORD: &str = "correct horse battery";
+
+on_both_backends!(
+    people_sign_in_through_the_setup_link_and_out_again,
+    endpoints_are_added_tested_and_managed_from_their_pages,
+    a_service_is_connected_to_github_from_its_settings,
+    tokens_created_in_the_ui_work_on_the_api_until_revoked,
+    forms_without_this_sessions_csrf_token_change_nothing,
+    another_tenants_pages_are_not_found,
+    failed_sign_ins_are_throttled_and_pages_carry_strict_headers,
+);
+
+/// Creates the first admin through the setup link; the browser is left signed in.
+async fn admin_browser(app: &TestApp) -> Browser {
+    let browser = Browser::start(&app.base_url).await;
+    browser.open(&format!("/setup/{}", app.setup_code)).await;
+    assert_eq!(browser.text("h1").await, "Create the first admin");
+    browser.fill("#email", "ada@example.com").await;
+    browser.fill("#display_name", "Ada Lovelace").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.fill("#password_confirm", PASSWORD).await;
+    browser.submit("main form button[type=submit]").await;
+    assert_eq!(browser.path().await, "/services");
+    assert!(browser.page_text().await.contains("Welcome, Ada Lovelace"));
+    browser
+}
+
+async fn people_sign_in_through_the_setup_link_and_out_again(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = admin_browser(&app).await;
+    assert!(
+        browser.page_text().await.contains("No services yet"),
+        "an empty state says what to do next"
+    );
+
+    // The link was single use.
+    browser.open(&format!("/setup/{}", app.setup_code)).await;
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("already used or expired")
+    );
+
+    browser.open("/services").await;
+    browser.submit("header form[action='/logout'] button").await;
+    assert_eq!(browser.path().await, "/login");
+    assert!(browser.page_text().await.contains("You are signed out."));
+
+    // Pages need a session; sign-in comes back to the page asked for.
+    browser.open("/org/webhooks").await;
+    assert_eq!(browser.path().await, "/login");
+    browser.fill("#email", "ada@example.com").await;
+    browser.fill("#password", "wrong horse battery").await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("Wrong email or password.")
+    );
+    assert!(browser.cookie("hookline_session").await.is_none());
+
+    browser.fill("#email", "ADA@example.com").await;
+    browser.fill("#password", PASSWORD).await;
+    browser.submit("main form button[type=submit]").await;
+    assert_eq!(browser.path().await, "/org/webhooks");
+    assert!(browser.page_text().await.contains("Ada Lovelace"));
+    browser.close().await;
+}
+
+async fn endpoints_are_added_tested_and_managed_from_their_pages(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let receiver = Receiver::start().await;
+    let browser = admin_browser(&app).await;
+
+    browser.open("/org/webhooks").await;
+    assert!(browser.page_text().await.contains("No endpoints yet"));
+    browser.submit("main a[href='/org/webhooks/new']").await;
+
+    // A refused URL is explained beside its field, in the API's words.
+    let name = "<script>alert(1)</script>";
+    browser.fill("#url", "ftp://example.com/hook").await;
+    browser.fill("#name", name).await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(
+        browser
+            .text("#url-error")
+            .await
+            .contains("url must use https://, not ftp://")
+    );
+    assert_eq!(browser.value("#name").await, name);
+
+    browser.fill("#url", &receiver.url("/hook")).await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("will not be shown again")
+    );
+    let secret = browser.value("#signing-secret").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+
+    // The name is text, never markup.
+    assert!(browser.page_text().await.contains(name));
+    let injected = browser
+        .execute(
+            "return Array.from(document.scripts).some(s => s.textContent.includes('alert(1)'))",
+        )
+        .await;
+    assert_eq!(injected, json!(false));
+
+    browser.submit("main a.button.primary").await;
+    assert!(browser.path().await.starts_with("/org/webhooks/wh_"));
+    let endpoint_id = browser.path().await.rsplit('/').next().unwrap().to_owned();
+
+    // Send test: the attempt's result appears without a reload.
+    browser.click("form[action$='/test'] button").await;
+    browser.wait_for_text("HTTP 200").await;
+    let received = receiver.wait_for(1, WAIT).await;
+    let ping = &received[0];
+    assert_eq!(ping.header("x-hookline-event"), "test.ping");
+    assert_signed_by(ping, &secret);
+    assert_eq!(ping.json()["data"]["endpoint_id"], endpoint_id);
+
+    // A failing receiver: every failed attempt's answer is on the delivery page.
+    receiver.answer_with(Answer::status(500).with_body("the receiver says no"));
+    create_type(&app, "invoice.paid").await;
+    publish(
+        &app,
+        "invoice.paid",
+        json!({"invoice_id": "inv_1", "amount": 5}),
+    )
+    .await;
+    browser
+        .open(&format!("/org/webhooks/{endpoint_id}?status=failed"))
+        .await;
+    browser
+        .reload_until_present("main table a[href^='/org/deliveries/']")
+        .await;
+    browser
+        .submit("main table a[href^='/org/deliveries/']")
+        .await;
+    assert!(browser.page_text().await.contains("invoice.paid"));
+    let attempts = browser
+        .execute("return document.querySelectorAll('details.attempt').length")
+        .await;
+    assert_eq!(attempts, json!(6), "the first attempt and five retries");
+    let bodies = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('details.attempt pre'))\
+             .map(p => p.textContent).filter(t => t.includes('the receiver says no')).length",
+        )
+        .await;
+    assert_eq!(bodies, json!(6));
+
+    receiver.respond_with(axum::http::StatusCode::OK);
+    browser.submit("form[action$='/redeliver'] button").await;
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("Queued for delivery again.")
+    );
+    browser.reload_until("succeeded").await;
+
+    // Rotate: the new secret is shown once and both sign until the old one expires.
+    browser.open(&format!("/org/webhooks/{endpoint_id}")).await;
+    browser.submit("form[action$='/rotate'] button").await;
+    let rotated = browser.value("#signing-secret").await;
+    assert!(rotated.starts_with("whsec_") && rotated != secret);
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("keeps signing beside this one until")
+    );
+    let before = receiver.received().len();
+    browser.open(&format!("/org/webhooks/{endpoint_id}")).await;
+    browser.click("form[action$='/test'] button").await;
+    browser.wait_for_text("HTTP 200").await;
+    let received = receiver.wait_for(before + 1, WAIT).await;
+    let ping = received.last().unwrap();
+    assert_eq!(
+        ping.header("x-hookline-signature").split(' ').count(),
+        2,
+        "both secrets sign during the overlap"
+    );
+    assert_signed_by(ping, &rotated);
+    assert_signed_by(ping, &secret);
+
+    // Deactivate, then delete behind its confirmation.
+    browser.submit("form[action$='/deactivate'] button").await;
+    assert!(browser.page_text().await.contains("Endpoint deactivated"));
+    assert_eq!(browser.text(".title-row .badge").await, "inactive");
+    let disabled = browser
+        .execute("return document.querySelector(\"form[action$='/test'] button\").disabled")
+        .await;
+    assert_eq!(disabled, json!(true));
+    browser.submit("main a.button.danger").await;
+    assert!(browser.page_text().await.contains("cannot be undone"));
+    browser.submit("main form button.danger").await;
+    assert_eq!(browser.path().await, "/org/webhooks");
+    assert!(
+        browser
+            .page_text()
+            .await
+            .contains("deleted with its deliveries")
+    );
+    let response = app
+        .get(&format!("/api/webhooks/endpoints/{endpoint_id}"))
+        .await;
+    assert_eq!(response.status(), 404);
+    browser.close().await;
+}
+
+/// Every signature scheme on `received` verifies with `secret`.
+fn assert_signed_by(received: &crate::support::receiver::Received, secret: &str) {
+    let headers: Vec<(String, String)> = received
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+        .collect();
+    let now = hookline::clock::now_ms() / 1000;
+    let checks = signing::verify_request(secret, &headers, &received.body, now, 300);
+    assert!(!checks.is_empty());
+    for (scheme, verdict) in checks {
+        assert!(verdict.is_ok(), "{scheme:?} did not verify: {verdict:?}");
+    }
+}
+
+async fn a_service_is_connected_to_github_from_its_settings(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = admin_browser(&app).await;
+    browser.submit("main a[href='/services/new']").await;
+    browser.fill("#name", "checkout").await;
+    browser.fill("#repository", "not a repository").await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(
+        browser
+            .text("#repository-error")
+            .await
+            .contains("must look like owner/name")
+    );
+    browser.fill("#repository", "acme/checkout").await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(browser.page_text().await.contains("Service created."));
+    let service_path = browser.path().await;
+    let service_id = service_path.rsplit('/').next().unwrap().to_owned();
+
+    let payload_url = browser.value("#payload-url").await;
+    assert_eq!(payload_url, format!("{}/api/github/webhook", app.base_url));
+    browser.submit("form[action$='/secret'] button").await;
+    let secret = browser.value("#push-secret").await;
+    assert_eq!(secret.len(), 64, "{secret}");
+
+    let push = GithubDelivery::new(
+        "push",
+        "ui-push-1",
+        fixture("github/push_main.json"),
+        &secret,
+    );
+    let (status, body, _) = push.send(&app, "/api/github/webhook").await;
+    assert_eq!(status, 200, "{body}");
+
+    browser.open(&service_path).await;
+    browser.submit("main table a[href^='/inbound/']").await;
+    let text = browser.page_text().await;
+    assert!(
+        text.contains("processed") && text.contains("ui-push-1"),
+        "{text}"
+    );
+    assert!(text.contains("acme/checkout"));
+    assert!(
+        !text.contains(&secret),
+        "the inbound page never shows the secret"
+    );
+
+    // Rotate with no grace: the old secret stops at once.
+    browser.open(&service_path).await;
+    browser
+        .submit("form[action$='/secret/rotate'] button")
+        .await;
+    let rotated = browser.value("#push-secret").await;
+    assert_ne!(rotated, secret);
+    let old = GithubDelivery::new(
+        "push",
+        "ui-push-2",
+        fixture("github/push_main.json"),
+        &secret,
+    );
+    assert_eq!(old.send(&app, "/api/github/webhook").await.0, 401);
+    let new = GithubDelivery::new(
+        "push",
+        "ui-push-3",
+        fixture("github/push_main.json"),
+        &rotated,
+    );
+    assert_eq!(new.send(&app, "/api/github/webhook").await.0, 200);
+
+    // The auto-analyze toggle is the API's field.
+    browser.open(&service_path).await;
+    browser.click("#auto_analyze").await;
+    browser
+        .submit("form input[value='auto_analyze'] ~ button")
+        .await;
+    assert!(browser.page_text().await.contains("Service saved."));
+    let (_, service) = json_of(app.get(&format!("/api/services/{service_id}")).await).await;
+    assert_eq!(service["auto_analyze"], true);
+    browser.close().await;
+}
+
+async fn tokens_created_in_the_ui_work_on_the_api_until_revoked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let browser = admin_browser(&app).await;
+    browser.open("/org/tokens").await;
+    browser.fill("#token-name", "ci-deploys").await;
+    browser.submit("main form button[type=submit]").await;
+    let token = browser.value("#token-secret").await;
+    assert!(token.starts_with("hkl_"), "{token}");
+    let status = |token: String| {
+        let app = &app;
+        async move {
+            app.request_as(&token, Method::GET, "/api/tenant")
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status(token.clone()).await, 200);
+
+    browser.open("/org/tokens").await;
+    assert!(browser.page_text().await.contains("ci-deploys"));
+    browser.submit("form[action$='/revoke'] button").await;
+    assert!(browser.page_text().await.contains("revoked"));
+    assert_eq!(status(token).await, 401);
+    browser.close().await;
+}
+
+// ---- plain HTTP: the rules every form and page keeps ------------------------------------------
+
+/// A person's session over plain HTTP (no redirects followed, cookies by hand).
+struct Session {
+    cookie: String,
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(|value| {
+            let pair = value.split(';').next()?;
+            let (name, value) = pair.split_once('=')?;
+            (name == "hookline_session" && !value.is_empty()).then(|| value.to_owned())
+        })
+}
+
+/// Uses a one-time link and returns the session it starts.
+async fn through_link(app: &TestApp, code: &str, email: &str) -> Session {
+    let response = no_redirects()
+        .post(app.url(&format!("/setup/{code}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("email", email),
+            ("display_name", "Someone"),
+            ("password", PASSWORD),
+            ("password_confirm", PASSWORD),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let set_cookie = response.headers()[SET_COOKIE].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(set_cookie.contains(attribute), "{set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "plain http: no Secure flag");
+    Session {
+        cookie: format!(
+            "hookline_session={}",
+            session_cookie(response.headers()).expect("a session cookie")
+        ),
+    }
+}
+
+impl Session {
+    async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
+        let response = no_redirects()
+            .get(app.url(path))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    async fn csrf(&self, app: &TestApp) -> String {
+        let (status, html) = self.get(app, "/org/webhooks/new").await;
+        assert_eq!(status, 200);
+        let start = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+        html[start..start + 64].to_owned()
+    }
+
+    async fn post(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (u16, String) {
+        let mut request = no_redirects()
+            .post(app.url(path))
+            .header(COOKIE, &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form));
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+}
+
+async fn endpoint_count(app: &TestApp) -> usize {
+    let (_, page) = json_of(app.get("/api/webhooks/endpoints").await).await;
+    page["data"].as_array().unwrap().len()
+}
+
+async fn forms_without_this_sessions_csrf_token_change_nothing(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let receiver = Receiver::start().await;
+    let ada = through_link(&app, &app.setup_code, "ada@example.com").await;
+    let (_, invite) = people::invite(&app.store, &app.tenant_id, "bob@example.com", Role::Member)
+        .await
+        .unwrap();
+    let bob = through_link(&app, &invite.code, "").await;
+    let url = receiver.url("/hook");
+
+    let ada_csrf = ada.csrf(&app).await;
+    let bob_csrf = bob.csrf(&app).await;
+    assert_ne!(ada_csrf, bob_csrf, "each session has its own token");
+    let origin = app.base_url.clone();
+    for (csrf, origin, why) in [
+        ("", Some(origin.as_str()), "no token"),
+        (
+            bob_csrf.as_str(),
+            Some(origin.as_str()),
+            "another session's token",
+        ),
+        (
+            ada_csrf.as_str(),
+            Some("http://evil.example"),
+            "another site",
+        ),
+    ] {
+        let (status, html) = ada
+            .post(
+                &app,
+                "/org/webhooks",
+                &[("csrf", csrf), ("name", "hook"), ("url", &url)],
+                origin,
+            )
+            .await;
+        assert_eq!(status, 403, "{why}: {html}");
+        assert!(html.contains("<title>Forbidden"), "{why}: a page, not JSON");
+        assert_eq!(endpoint_count(&app).await, 0, "{why} changed something");
+    }
+    let (status, _) = ada
+        .post(
+            &app,
+            "/org/webhooks",
+            &[("csrf", &ada_csrf), ("name", "hook"), ("url", &url)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, 201, "the same form with this session's token works");
+    assert_eq!(endpoint_count(&app).await, 1);
+
+    // Members do not manage tokens or users.
+    assert_eq!(bob.get(&app, "/org/tokens").await.0, 403);
+    let (status, _) = bob
+        .post(
+            &app,
+            "/org/tokens",
+            &[("csrf", &bob_csrf), ("name", "x")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
+}
+
+async fn another_tenants_pages_are_not_found(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) =
+        crate::outbound::create_endpoint(&app, &receiver.url("/hook"), None).await;
+    let (_, service) = json_of(
+        app.post_json(
+            "/api/services",
+            &json!({"name": "checkout", "repository": "acme/checkout"}),
+        )
+        .await,
+    )
+    .await;
+    let service_id = service["id"].as_str().unwrap().to_owned();
+    let (_, test) = json_of(
+        app.post_json(
+            &format!("/api/webhooks/endpoints/{endpoint_id}/test"),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    let delivery_id = test["delivery_id"].as_str().unwrap().to_owned();
+
+    let mut tx = app.store.begin().await.unwrap();
+    let other = tenants::create_tenant(&mut tx, "other").await.unwrap();
+    tx.commit().await.unwrap();
+    let (_, link) = people::invite(&app.store, &other.id, "eve@example.com", Role::Admin)
+        .await
+        .unwrap();
+    let eve = through_link(&app, &link.code, "").await;
+    for path in [
+        format!("/org/webhooks/{endpoint_id}"),
+        format!("/org/webhooks/{endpoint_id}/delete"),
+        format!("/org/deliveries/{delivery_id}"),
+        format!("/services/{service_id}"),
+    ] {
+        let (status, html) = eve.get(&app, &path).await;
+        assert_eq!(status, 404, "{path}: {html}");
+    }
+    let csrf = eve.csrf(&app).await;
+    let (status, _) = eve
+        .post(
+            &app,
+            &format!("/org/webhooks/{endpoint_id}/delete"),
+            &[("csrf", &csrf), ("confirm", "delete")],
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        app.get(&format!("/api/webhooks/endpoints/{endpoint_id}"))
+            .await
+            .status(),
+        200,
+        "the first tenant's endpoint is still there"
+    );
+    let (status, html) = eve.get(&app, "/org/webhooks").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains(&endpoint_id));
+}
+
+async fn failed_sign_ins_are_throttled_and_pages_carry_strict_headers(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    through_link(&app, &app.setup_code, "ada@example.com").await;
+    let client = no_redirects();
+    let sign_in = |email: &'static str, password: &'static str| {
+        let client = client.clone();
+        let url = app.url("/login");
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(form_body(&[("email", email), ("password", password)]))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response.headers().get("retry-after").cloned();
+            let cookie = session_cookie(response.headers());
+            let html = response.text().await.unwrap();
+            (status, retry_after, cookie, html)
+        }
+    };
+
+    // An unknown email and a wrong password get the same answer.
+    let unknown = sign_in("nobody@example.com", "whatever-password").await;
+    let wrong = sign_in("ada@example.com", "wrong-password!").await;
+    assert_eq!((unknown.0, wrong.0), (401, 401));
+    assert_eq!(
+        unknown.3,
+        wrong.3.replace("ada@example.com", "nobody@example.com")
+    );
+
+    for _ in 0..4 {
+        assert_eq!(sign_in("ada@example.com", "wrong-password!").await.0, 401);
+    }
+    let (status, retry_after, cookie, html) = sign_in("ada@example.com", PASSWORD).await;
+    assert_eq!(
+        status, 429,
+        "five failures close the email for a while: {html}"
+    );
+    assert!(retry_after.is_some() && cookie.is_none());
+    let (status, _, cookie, _) = sign_in("ADA@example.com", PASSWORD).await;
+    assert_eq!(status, 429, "whatever the case of the address");
+    assert!(cookie.is_none());
+
+    let response = client.get(app.url("/login")).send().await.unwrap();
+    let headers = response.headers();
+    let csp = headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert_eq!(headers["cache-control"], "no-store");
+
+    // Pages without a session go to sign-in, and back afterwards.
+    let response = client.get(app.url("/org/webhooks")).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()[LOCATION],
+        "/login?next=%2Forg%2Fwebhooks"
+    );
+    let html = client
+        .get(app.url("/login"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let css = html
+        .split("href=\"/static/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let asset = client
+        .get(app.url(&format!("/static/{css}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asset.status(), 200);
+    assert_eq!(
+        asset.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    // The JSON API keeps answering JSON for unknown routes.
+    let (status, body) = json_of(app.get("/api/nope").await).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+}
