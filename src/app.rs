@@ -202,6 +202,23 @@ fn spawn_maintenance(state: &AppState, workers: &TaskTracker, shutdown: &Cancell
             }
         }
     });
+    let pruned = state.clone();
+    let stop = shutdown.clone();
+    // Ended sessions, used links and old failed sign-ins are removed in the background; every
+    // read also checks lifetimes, so this only keeps the tables small.
+    workers.spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {
+                    if let Err(error) = crate::people::prune(&pruned.store, &pruned.config).await {
+                        tracing::warn!(%error, "pruning web sessions failed");
+                    }
+                }
+            }
+        }
+    });
     let metrics = state.metrics.clone();
     let stop = shutdown.clone();
     // Histograms keep raw samples until upkeep folds them in; without it memory grows between

@@ -282,10 +282,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     println!(
-        "Hookline listening on http://{}: open {}/ in a browser",
-        app.local_addr(),
+        "Open {}/ in a browser to sign in.",
         app.config().web.base_url(app.local_addr())
     );
+    // The last line printed: scripts and tests read up to it and may stop reading.
+    println!("Hookline listening on http://{}", app.local_addr());
     app.run_until_stopped().await
 }
 

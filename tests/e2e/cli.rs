@@ -19,6 +19,9 @@ async fn every_command_has_help() {
         vec!["tenant", "create", "--help"],
         vec!["tenant", "list", "--help"],
         vec!["verify", "--help"],
+        vec!["user", "--help"],
+        vec!["user", "create", "--help"],
+        vec!["user", "reset-password", "--help"],
     ] {
         let (ok, stdout, _) = run(hookline(dir.path()).args(&args)).await;
         assert!(ok, "{args:?}");
@@ -129,6 +132,87 @@ async fn serve_token_and_tenant_commands_work_together_on_sqlite() {
         clean_exit,
         "SIGTERM right after the listening line ends serve with success: {log}"
     );
+}
+
+#[tokio::test]
+async fn user_commands_print_one_time_links_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("h.db").display());
+    let mut command = hookline(dir.path());
+    command.args(["--database-url", &db_url]);
+    let served = serve(command).await;
+    let client = crate::support::http_client();
+    let code_of = |link: &str| link.trim().rsplit('/').next().unwrap().to_owned();
+    let page = |code: String| {
+        let client = client.clone();
+        let url = format!("{}/setup/{code}", served.base_url);
+        async move {
+            let response = client.get(url).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+
+    // The first start printed the first admin's setup link.
+    let setup = served
+        .setup_link
+        .clone()
+        .expect("a setup link on first start");
+    assert!(
+        setup.starts_with(&format!("{}/setup/", served.base_url)),
+        "{setup}"
+    );
+    let (status, html) = page(code_of(&setup)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Create the first admin"));
+
+    let with_db = |args: &[&str]| {
+        let mut command = hookline(dir.path());
+        command.arg("--database-url").arg(&db_url).args(args);
+        command
+    };
+    let (ok, stdout, stderr) = run(&mut with_db(&[
+        "user",
+        "create",
+        "--email",
+        "Bob@Example.com",
+        "--admin",
+    ]))
+    .await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("bob@example.com") && stderr.contains("admin"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.trim().contains("/setup/"),
+        "only the link on stdout: {stdout}"
+    );
+    let (status, html) = page(code_of(&stdout)).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("bob@example.com") && html.contains("Choose your password"));
+
+    let (ok, _, stderr) = run(&mut with_db(&[
+        "user",
+        "create",
+        "--email",
+        "bob@example.com",
+    ]))
+    .await;
+    assert!(!ok);
+    assert!(stderr.contains("already exists"), "{stderr}");
+    let (ok, _, stderr) = run(&mut with_db(&["user", "create", "--email", "not-an-email"])).await;
+    assert!(!ok);
+    assert!(stderr.contains("email"), "{stderr}");
+
+    let (ok, reset, stderr) =
+        run(&mut with_db(&["user", "reset-password", "bob@example.com"])).await;
+    assert!(ok, "{stderr}");
+    assert_ne!(code_of(&reset), code_of(&stdout));
+    assert_eq!(page(code_of(&reset)).await.0, 200);
+    let (ok, _, stderr) = run(&mut with_db(&["user", "reset-password", "eve@example.com"])).await;
+    assert!(!ok);
+    assert!(stderr.contains("not found"), "{stderr}");
+    assert!(served.terminate().await.0);
 }
 
 #[tokio::test]

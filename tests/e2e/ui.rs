@@ -682,3 +682,149 @@ async fn failed_sign_ins_are_throttled_and_pages_carry_strict_headers(backend: B
     let (status, body) = json_of(app.get("/api/nope").await).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
 }
+
+/// Visits every main page over realistic data, checking each as every page is checked (title,
+/// labels, console). With `HOOKLINE_SCREENSHOTS=DIR` (see `scripts/screenshots`) it also saves
+/// a PNG of each into DIR.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_main_page_renders_over_realistic_data() {
+    let app = outbound_app(Backend::Sqlite, |_| {}).await;
+    let receiver = Receiver::start().await;
+    let flaky = Receiver::start().await;
+    flaky.answer_with(Answer::status(503).with_body("{\"error\":\"maintenance\"}"));
+    let browser = admin_browser(&app).await;
+
+    create_type(&app, "invoice.paid").await;
+    let (billing, _) = crate::outbound::create_endpoint(
+        &app,
+        &receiver.url("/billing"),
+        Some(vec!["invoice.paid"]),
+    )
+    .await;
+    let (crm, _) = crate::outbound::create_endpoint(&app, &flaky.url("/crm"), None).await;
+    for (id, name) in [(&billing, "Billing service"), (&crm, "CRM sync")] {
+        let response = app
+            .request(Method::PATCH, &format!("/api/webhooks/endpoints/{id}"))
+            .json(&json!({"name": name, "description": "Receives invoices"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    for n in 0..6 {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("inv_{n}"), "amount": 1200 + n}),
+        )
+        .await;
+    }
+    receiver.wait_for(6, WAIT).await;
+    crate::support::eventually(
+        WAIT,
+        "the failing endpoint's deliveries to give up",
+        || async {
+            let (_, page) = json_of(
+                app.get(&format!(
+                    "/api/webhooks/endpoints/{crm}/deliveries?status=failed"
+                ))
+                .await,
+            )
+            .await;
+            (page["data"].as_array().unwrap().len() == 6).then_some(())
+        },
+    )
+    .await;
+    let (_, service) = json_of(
+        app.post_json(
+            "/api/services",
+            &json!({"name": "checkout", "repository": "acme/checkout", "auto_analyze": true}),
+        )
+        .await,
+    )
+    .await;
+    let service_id = service["id"].as_str().unwrap().to_owned();
+    let (_, secret) = json_of(
+        app.post_json(
+            &format!("/api/services/{service_id}/webhook-secret"),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    let secret = secret["secret"].as_str().unwrap().to_owned();
+    for (n, name) in ["push_main", "push_new_branch"].iter().enumerate() {
+        let push = GithubDelivery::new(
+            "push",
+            ["demo-1", "demo-2"][n],
+            fixture(&format!("github/{name}.json")),
+            &secret,
+        );
+        assert_eq!(push.send(&app, "/api/github/webhook").await.0, 200);
+    }
+    people::invite(
+        &app.store,
+        &app.tenant_id,
+        "grace@example.com",
+        Role::Member,
+    )
+    .await
+    .unwrap();
+    crate::support::json_of(
+        app.post_json("/api/tokens", &json!({"name": "ci-deploys"}))
+            .await,
+    )
+    .await;
+
+    let (_, deliveries) = json_of(
+        app.get(&format!("/api/webhooks/endpoints/{crm}/deliveries"))
+            .await,
+    )
+    .await;
+    let failed_delivery = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    let (_, inbound) = json_of(app.get("/api/inbound-deliveries").await).await;
+    let inbound_id = inbound["data"][0]["id"].as_str().unwrap().to_owned();
+
+    let shots = std::env::var_os("HOOKLINE_SCREENSHOTS").map(std::path::PathBuf::from);
+    for (path, file) in [
+        ("/org/webhooks".to_owned(), "webhooks.png"),
+        ("/org/webhooks/new".to_owned(), "webhook-new.png"),
+        (format!("/org/webhooks/{crm}"), "webhook-endpoint.png"),
+        (format!("/org/deliveries/{failed_delivery}"), "delivery.png"),
+        ("/org/event-types".to_owned(), "event-types.png"),
+        ("/services".to_owned(), "services.png"),
+        (format!("/services/{service_id}"), "service.png"),
+        (format!("/inbound/{inbound_id}"), "inbound-delivery.png"),
+        ("/org/tokens".to_owned(), "tokens.png"),
+        ("/org/users".to_owned(), "users.png"),
+        ("/account".to_owned(), "account.png"),
+        ("/nope".to_owned(), "not-found.png"),
+    ] {
+        browser.open(&path).await;
+        if let Some(dir) = &shots {
+            browser.screenshot(&dir.join(file)).await;
+        }
+    }
+    let text = browser.page_text().await;
+    assert!(text.contains("Not found"), "{text}");
+    browser.open(&format!("/org/webhooks/{crm}")).await;
+    assert!(browser.page_text().await.contains("CRM sync"));
+    browser.open("/org/webhooks").await;
+    let sparklines = browser
+        .execute("return document.querySelectorAll('svg.sparkline rect').length")
+        .await;
+    assert_eq!(sparklines, json!(48), "24 hourly bars per endpoint");
+    let text = browser.page_text().await;
+    assert!(
+        text.contains("failed (503)"),
+        "the last result of each endpoint: {text}"
+    );
+    assert!(text.contains("succeeded (200)"), "{text}");
+    browser.close().await;
+    if let Some(dir) = &shots {
+        let anonymous = Browser::start(&app.base_url).await;
+        anonymous.open("/login").await;
+        anonymous.screenshot(&dir.join("login.png")).await;
+        anonymous.close().await;
+    }
+}

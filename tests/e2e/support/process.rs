@@ -38,6 +38,8 @@ pub struct Served {
     child: Child,
     pub token: Option<String>,
     pub base_url: String,
+    /// The one-time link to create the first admin, printed on a first start.
+    pub setup_link: Option<String>,
     stderr: tokio::task::JoinHandle<String>,
 }
 
@@ -50,11 +52,15 @@ pub async fn serve(mut command: Command) -> Served {
     let stderr = tokio::spawn(read_all(child.stderr.take().unwrap()));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut token = None;
+    let mut setup_link = None;
     let base_url = tokio::time::timeout(DEADLINE, async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let line = line.trim();
             if line.starts_with("hkl_") {
                 token = Some(line.to_owned());
+            }
+            if line.starts_with("http") && line.contains("/setup/") {
+                setup_link = Some(line.to_owned());
             }
             if let Some(url) = line.strip_prefix("Hookline listening on ") {
                 return url.to_owned();
@@ -67,6 +73,7 @@ pub async fn serve(mut command: Command) -> Served {
     Served {
         child,
         token,
+        setup_link,
         base_url,
         stderr,
     }
