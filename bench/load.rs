@@ -55,6 +55,13 @@ struct Args {
     /// Pushes to send with --inbound.
     #[arg(long, default_value_t = 10_000)]
     pushes: u64,
+    /// After delivering, time the web pages (webhooks list, endpoint with its deliveries, a
+    /// delivery) over what was delivered, signed in through the setup link.
+    #[arg(long)]
+    pages: bool,
+    /// Requests per page with --pages.
+    #[arg(long, default_value_t = 200)]
+    page_rounds: usize,
     /// Internal: run the bare handler and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -97,6 +104,8 @@ struct Server {
     child: tokio::process::Child,
     base_url: String,
     token: String,
+    /// The code of the first admin's setup link, printed on a first start.
+    setup_code: Option<String>,
 }
 
 async fn start_server(args: &Args, database_url: &str, role: &str, master_key: &str) -> Server {
@@ -114,11 +123,15 @@ async fn start_server(args: &Args, database_url: &str, role: &str, master_key: &
         .unwrap_or_else(|error| panic!("cannot start {} (build it first): {error}", args.binary));
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut token = String::new();
+    let mut setup_code = None;
     let base_url = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             let line = line.trim();
             if line.starts_with("hkl_") {
                 token = line.to_owned();
+            }
+            if line.starts_with("http") && line.contains("/setup/") {
+                setup_code = line.rsplit('/').next().map(str::to_owned);
             }
             if let Some(url) = line.strip_prefix("Hookline listening on ") {
                 return url.to_owned();
@@ -132,6 +145,155 @@ async fn start_server(args: &Args, database_url: &str, role: &str, master_key: &
         child,
         base_url,
         token,
+        setup_code,
+    }
+}
+
+/// Mean server time of GET requests to `route` so far, from the server's own histogram: (sum of
+/// seconds, count).
+async fn route_time(client: &reqwest::Client, base_url: &str, route: &str) -> (f64, f64) {
+    let text = client
+        .get(format!("{base_url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |suffix: &str| {
+        text.lines()
+            .filter(|line| {
+                line.starts_with(&format!(
+                    "hookline_http_request_duration_seconds_{suffix}{{"
+                )) && line.contains("method=\"GET\"")
+                    && line.contains(&format!("route=\"{route}\""))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    (value("sum"), value("count"))
+}
+
+/// Times the main web pages over the deliveries the run made: client-side p50/p95 on loopback,
+/// and the mean server time from the server's own request histogram.
+async fn measure_pages(server: &Server, rounds: usize) {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = &server.base_url;
+    let code = server
+        .setup_code
+        .as_deref()
+        .expect("the first start printed a setup link");
+    let response = client
+        .post(format!("{base}/setup/{code}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=bench%40example.com&display_name=Bench&password=bench-password&password_confirm=bench-password")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303, "signing in through the setup link");
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find(|value| value.starts_with("hookline_session="))
+        .and_then(|value| value.split(';').next())
+        .expect("a session cookie")
+        .to_owned();
+    let api = |path: String| {
+        let client = client.clone();
+        let token = server.token.clone();
+        async move {
+            client
+                .get(path)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let endpoints = api(format!("{base}/api/webhooks/endpoints")).await;
+    let endpoint = endpoints["data"][0]["id"].as_str().unwrap().to_owned();
+    let deliveries = api(format!(
+        "{base}/api/webhooks/endpoints/{endpoint}/deliveries?limit=250"
+    ))
+    .await;
+    let newest = deliveries["data"][0]["id"].as_str().unwrap().to_owned();
+    let deep = deliveries["data"][199]["id"]
+        .as_str()
+        .unwrap_or(&newest)
+        .to_owned();
+    let pages = [
+        ("webhooks list", "/org/webhooks".to_owned(), "/org/webhooks"),
+        (
+            "endpoint, newest 50 deliveries",
+            format!("/org/webhooks/{endpoint}"),
+            "/org/webhooks/{id}",
+        ),
+        (
+            "endpoint, filtered",
+            format!(
+                "/org/webhooks/{endpoint}?status=succeeded&event_type=bench.event&since=2020-01-01T00%3A00"
+            ),
+            "/org/webhooks/{id}",
+        ),
+        (
+            "endpoint, 5th page",
+            format!("/org/webhooks/{endpoint}?cursor={deep}"),
+            "/org/webhooks/{id}",
+        ),
+        (
+            "delivery with attempts",
+            format!("/org/deliveries/{newest}"),
+            "/org/deliveries/{id}",
+        ),
+        (
+            "API: newest 50 deliveries (JSON, for comparison)",
+            format!("/api/webhooks/endpoints/{endpoint}/deliveries"),
+            "/api/webhooks/endpoints/{id}/deliveries",
+        ),
+    ];
+    for (name, path, route) in pages {
+        let get = || {
+            client
+                .get(format!("{base}{path}"))
+                .header("cookie", &cookie)
+                .bearer_auth(&server.token)
+                .send()
+        };
+        for _ in 0..5 {
+            let response = get().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            response.bytes().await.unwrap();
+        }
+        let (sum_before, count_before) = route_time(&client, base, route).await;
+        let mut micros = Vec::with_capacity(rounds);
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let response = get().await.unwrap();
+            assert_eq!(response.status(), 200, "{path}");
+            response.bytes().await.unwrap();
+            micros.push(started.elapsed().as_micros() as u64);
+        }
+        let (sum_after, count_after) = route_time(&client, base, route).await;
+        micros.sort_unstable();
+        let server_mean_ms = if count_after > count_before {
+            (sum_after - sum_before) / (count_after - count_before) * 1000.0
+        } else {
+            f64::NAN
+        };
+        println!(
+            "page=\"{name}\" rounds={rounds} client_p50={:.2}ms client_p95={:.2}ms server_mean={server_mean_ms:.2}ms",
+            percentile(&micros, 0.50),
+            percentile(&micros, 0.95),
+        );
     }
 }
 
@@ -610,6 +772,9 @@ async fn main() {
             "drain RSS samples (MiB): {:?}",
             drain_rss.iter().map(|kib| kib / 1024).collect::<Vec<_>>()
         );
+    }
+    if args.pages && delivered == expected {
+        measure_pages(&server, args.page_rounds).await;
     }
     let _ = server.child.start_kill();
     let _ = server.child.wait().await;
