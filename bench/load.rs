@@ -149,17 +149,22 @@ async fn start_server(args: &Args, database_url: &str, role: &str, master_key: &
     }
 }
 
-/// Mean server time of GET requests to `route` so far, from the server's own histogram: (sum of
-/// seconds, count).
-async fn route_time(client: &reqwest::Client, base_url: &str, route: &str) -> (f64, f64) {
-    let text = client
+/// The server's Prometheus exposition.
+async fn metrics_text(client: &reqwest::Client, base_url: &str) -> String {
+    client
         .get(format!("{base_url}/metrics"))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Mean server time of GET requests to `route` so far, from the server's own histogram: (sum of
+/// seconds, count).
+async fn route_time(client: &reqwest::Client, base_url: &str, route: &str) -> (f64, f64) {
+    let text = metrics_text(client, base_url).await;
     let value = |suffix: &str| {
         text.lines()
             .filter(|line| {
@@ -538,14 +543,7 @@ async fn run_inbound(args: &Args, database_url: &str, master_key: &str) {
         stored["data"][0]["sha"].is_string(),
         "commits were recorded: {stored}"
     );
-    let metrics = client
-        .get(format!("{}/metrics", server.base_url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&client, &server.base_url).await;
     let metric = |name: &str| {
         metrics
             .lines()

@@ -681,6 +681,32 @@ mod tests {
     }
 
     #[test]
+    fn the_web_section_reads_from_the_environment_and_decides_the_cookie() {
+        Jail::expect_with(|jail| {
+            jail.set_env("HOOKLINE_WEB__PUBLIC_URL", "https://hooks.example.com/");
+            jail.set_env("HOOKLINE_WEB__SESSION__IDLE_MINUTES", "30");
+            let config = load(&Overrides::default()).expect("valid");
+            assert_eq!(config.web.session.idle_minutes, 30);
+            assert_eq!(config.web.session.absolute_hours, 168);
+            assert!(config.web.secure_cookie());
+            assert_eq!(
+                config.web.base_url(config.listen),
+                "https://hooks.example.com"
+            );
+            jail.set_env("HOOKLINE_WEB__PUBLIC_URL", "hooks.example.com");
+            let error = load(&Overrides::default()).expect_err("no scheme");
+            assert!(error.to_string().contains("web.public_url"), "{error}");
+            Ok(())
+        });
+        let plain = WebConfig::default();
+        assert!(!plain.secure_cookie());
+        assert_eq!(
+            plain.base_url("127.0.0.1:8080".parse().unwrap()),
+            "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
     fn defaults_are_sqlite_on_loopback() {
         Jail::expect_with(|_| {
             let config = load(&Overrides::default()).expect("defaults load");

@@ -12,7 +12,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::endpoints::{self, DeliveryListing, EndpointChanges, NewEndpoint};
-use super::event_types::{self, BUILT_IN};
+use super::event_types::{self, CatalogEntry};
 use super::{Audience, enqueue};
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
@@ -72,23 +72,15 @@ pub struct CreateEventType {
     pub schema: Option<Value>,
 }
 
-fn custom_out(kind: queue::EventType) -> EventTypeOut {
-    EventTypeOut {
-        schema: serde_json::from_str(&kind.schema).unwrap_or(Value::Null),
-        name: kind.name,
-        description: kind.description,
-        built_in: false,
-        created_at: Some(rfc3339_ms(kind.created_at)),
-    }
-}
-
-fn built_in_out(kind: &event_types::BuiltIn) -> EventTypeOut {
-    EventTypeOut {
-        name: kind.name.to_owned(),
-        description: kind.description.to_owned(),
-        schema: (kind.schema)(),
-        built_in: true,
-        created_at: None,
+impl From<CatalogEntry> for EventTypeOut {
+    fn from(entry: CatalogEntry) -> Self {
+        EventTypeOut {
+            name: entry.name,
+            description: entry.description,
+            schema: entry.schema,
+            built_in: entry.built_in,
+            created_at: entry.created_at.map(rfc3339_ms),
+        }
     }
 }
 
@@ -99,13 +91,11 @@ async fn list_event_types(
     State(state): State<AppState>,
     principal: Principal,
 ) -> ApiResult<Json<EventTypeList>> {
-    let mut data: Vec<EventTypeOut> = BUILT_IN.iter().map(built_in_out).collect();
-    data.extend(
-        queue::list_event_types(&state.store, &principal.tenant_id)
-            .await?
-            .into_iter()
-            .map(custom_out),
-    );
+    let data = event_types::catalog(&state.store, &principal.tenant_id)
+        .await?
+        .into_iter()
+        .map(EventTypeOut::from)
+        .collect();
     Ok(Json(EventTypeList { data }))
 }
 
@@ -139,7 +129,10 @@ async fn create_event_type(
         &schema.to_string(),
     )
     .await?;
-    Ok((StatusCode::CREATED, Json(custom_out(created))))
+    Ok((
+        StatusCode::CREATED,
+        Json(CatalogEntry::from(created).into()),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/event-types/{name}", tag = "events",
@@ -152,11 +145,11 @@ async fn get_event_type(
     Path(name): Path<String>,
 ) -> ApiResult<Json<EventTypeOut>> {
     if let Some(kind) = event_types::built_in(&name) {
-        return Ok(Json(built_in_out(kind)));
+        return Ok(Json(CatalogEntry::from(kind).into()));
     }
     queue::get_event_type(&state.store, &principal.tenant_id, &name)
         .await?
-        .map(|kind| Json(custom_out(kind)))
+        .map(|kind| Json(CatalogEntry::from(kind).into()))
         .ok_or(ApiError::NotFound("event type"))
 }
 

@@ -520,3 +520,55 @@ mod example_tests {
         }
     }
 }
+
+/// An event type as the catalog lists it.
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub name: String,
+    pub description: String,
+    /// JSON Schema of the event's `data`.
+    pub schema: Value,
+    /// Emitted by Hookline itself; cannot be deleted.
+    pub built_in: bool,
+    /// When the tenant registered it (custom types only).
+    pub created_at: Option<i64>,
+}
+
+impl From<&BuiltIn> for CatalogEntry {
+    fn from(kind: &BuiltIn) -> Self {
+        CatalogEntry {
+            name: kind.name.to_owned(),
+            description: kind.description.to_owned(),
+            schema: (kind.schema)(),
+            built_in: true,
+            created_at: None,
+        }
+    }
+}
+
+impl From<crate::store::outbound::EventType> for CatalogEntry {
+    fn from(kind: crate::store::outbound::EventType) -> Self {
+        CatalogEntry {
+            schema: serde_json::from_str(&kind.schema).unwrap_or(Value::Null),
+            name: kind.name,
+            description: kind.description,
+            built_in: false,
+            created_at: Some(kind.created_at),
+        }
+    }
+}
+
+/// Every event type a tenant may publish and subscribe to: the built-in ones, then its own.
+pub async fn catalog(
+    store: &crate::store::Store,
+    tenant_id: &str,
+) -> crate::store::StoreResult<Vec<CatalogEntry>> {
+    let mut entries: Vec<CatalogEntry> = BUILT_IN.iter().map(CatalogEntry::from).collect();
+    entries.extend(
+        crate::store::outbound::list_event_types(store, tenant_id)
+            .await?
+            .into_iter()
+            .map(CatalogEntry::from),
+    );
+    Ok(entries)
+}

@@ -10,10 +10,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::endpoints::{self, DeliveryListing, EndpointChanges, NewEndpoint};
-use super::event_types::{self, BUILT_IN};
+use super::event_types::{self, CatalogEntry};
 use crate::app::AppState;
 use crate::clock;
 use crate::http::error::ApiError;
@@ -22,8 +21,8 @@ use crate::people::SignedIn;
 use crate::store::outbound::{self as queue, Attempt, Delivery, Endpoint, status};
 use crate::web::sparkline::{self, Bucket};
 use crate::web::{
-    Chrome, CsrfForm, FormData, FormErrors, PageError, PageResult, Section, Viewer, pretty_json,
-    redirect_with_flash, render, render_with, when,
+    Chrome, CsrfForm, CursorQuery, FormData, FormErrors, PageError, PageResult, Section, Viewer,
+    pretty_json, redirect_with_flash, render, render_with, when,
 };
 
 pub fn router() -> Router<AppState> {
@@ -107,11 +106,6 @@ struct ListPage {
     chrome: Chrome,
     rows: Vec<EndpointRow>,
     next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CursorQuery {
-    cursor: Option<String>,
 }
 
 const HOURS: i64 = 24;
@@ -209,33 +203,18 @@ struct NewPage {
     errors: FormErrors,
 }
 
-/// Every event type the tenant may subscribe to: built-in first, then its own.
-async fn type_registry(state: &AppState, tenant_id: &str) -> PageResult<Vec<(String, String)>> {
-    let mut types: Vec<(String, String)> = BUILT_IN
-        .iter()
-        .map(|kind| (kind.name.to_owned(), kind.description.to_owned()))
-        .collect();
-    types.extend(
-        queue::list_event_types(&state.store, tenant_id)
-            .await?
-            .into_iter()
-            .map(|kind| (kind.name, kind.description)),
-    );
-    Ok(types)
-}
-
 async fn choices(
     state: &AppState,
     tenant_id: &str,
     chosen: &[String],
 ) -> PageResult<Vec<TypeChoice>> {
-    Ok(type_registry(state, tenant_id)
+    Ok(event_types::catalog(&state.store, tenant_id)
         .await?
         .into_iter()
-        .map(|(name, description)| TypeChoice {
-            checked: chosen.contains(&name),
-            name,
-            description,
+        .map(|entry| TypeChoice {
+            checked: chosen.contains(&entry.name),
+            name: entry.name,
+            description: entry.description,
         })
         .collect())
 }
@@ -806,20 +785,14 @@ struct EventTypesPage {
     types: Vec<EventTypeView>,
 }
 
-fn event_type_view(
-    tenant_id: &str,
-    name: String,
-    description: String,
-    schema: Value,
-    built_in: bool,
-) -> EventTypeView {
-    let example = event_types::example_envelope(tenant_id, &name, &schema);
+fn event_type_view(tenant_id: &str, entry: CatalogEntry) -> EventTypeView {
+    let example = event_types::example_envelope(tenant_id, &entry.name, &entry.schema);
     EventTypeView {
-        schema: serde_json::to_string_pretty(&schema).unwrap_or_default(),
+        schema: serde_json::to_string_pretty(&entry.schema).unwrap_or_default(),
         example: serde_json::to_string_pretty(&example).unwrap_or_default(),
-        name,
-        description,
-        built_in,
+        name: entry.name,
+        description: entry.description,
+        built_in: entry.built_in,
     }
 }
 
@@ -829,28 +802,11 @@ async fn event_types_page(
     headers: HeaderMap,
 ) -> PageResult {
     let tenant_id = &viewer.user.tenant_id;
-    let mut types: Vec<EventTypeView> = BUILT_IN
-        .iter()
-        .map(|kind| {
-            event_type_view(
-                tenant_id,
-                kind.name.to_owned(),
-                kind.description.to_owned(),
-                (kind.schema)(),
-                true,
-            )
-        })
+    let types = event_types::catalog(&state.store, tenant_id)
+        .await?
+        .into_iter()
+        .map(|entry| event_type_view(tenant_id, entry))
         .collect();
-    for kind in queue::list_event_types(&state.store, tenant_id).await? {
-        let schema = serde_json::from_str(&kind.schema).unwrap_or(Value::Null);
-        types.push(event_type_view(
-            tenant_id,
-            kind.name,
-            kind.description,
-            schema,
-            false,
-        ));
-    }
     Ok(render(&EventTypesPage {
         chrome: Chrome::new(&viewer, &headers, "Event types", Section::EventTypes),
         types,

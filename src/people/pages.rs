@@ -17,8 +17,8 @@ use crate::ids::Kind;
 use crate::store::people;
 use crate::web::session::{self, PublicForm};
 use crate::web::{
-    Admin, Chrome, CsrfForm, FormErrors, PageResult, Section, Viewer, redirect_with_flash, render,
-    render_with, when,
+    Admin, Chrome, CsrfForm, CursorQuery, FormErrors, PageResult, Section, Viewer,
+    redirect_with_flash, render, render_with, when,
 };
 
 pub fn router() -> Router<AppState> {
@@ -321,11 +321,6 @@ struct UsersPage {
     invited_link: Option<String>,
     invited_email: String,
     invited_until: String,
-}
-
-#[derive(Deserialize)]
-struct CursorQuery {
-    cursor: Option<String>,
 }
 
 async fn user_rows(

@@ -20,8 +20,8 @@ use crate::people::SignedIn;
 use crate::store::inbound::InboundDelivery;
 use crate::store::services::Service;
 use crate::web::{
-    Chrome, CsrfForm, FormErrors, PageResult, Section, Viewer, pretty_json, public_base,
-    redirect_with_flash, render, render_with, when,
+    Chrome, CsrfForm, CursorQuery, FormErrors, PageResult, Section, Viewer, pretty_json,
+    public_base, redirect_with_flash, render, render_with, when,
 };
 
 pub fn router() -> Router<AppState> {
@@ -56,11 +56,6 @@ struct ListPage {
     chrome: Chrome,
     rows: Vec<ServiceRow>,
     next_cursor: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CursorQuery {
-    cursor: Option<String>,
 }
 
 async fn list_page(

@@ -132,18 +132,7 @@ pub async fn count_admins(store: &Store, tenant_id: &str) -> StoreResult<i64> {
 }
 
 pub async fn delete_user(store: &Store, tenant_id: &str, id: &str) -> StoreResult<()> {
-    let deleted = dispatch_write!(store, pool => {
-        sqlx::query("DELETE FROM users WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id)
-            .bind(id)
-            .execute(pool)
-            .await?
-            .rows_affected()
-    });
-    if deleted == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
+    super::delete_owned(store, super::Owned::Users, tenant_id, id).await
 }
 
 /// Sets a user's password (and display name) and ends every session of theirs except `keep`.

@@ -6,15 +6,14 @@ use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::http::paging::PageQuery;
 use crate::people::SignedIn;
 use crate::store::tenants::Token;
 use crate::web::{
-    Admin, Chrome, CsrfForm, FormErrors, PageResult, Section, redirect_with_flash, render,
-    render_with, when,
+    Admin, Chrome, CsrfForm, CursorQuery, FormErrors, PageResult, Section, redirect_with_flash,
+    render, render_with, when,
 };
 
 pub fn router() -> Router<AppState> {
@@ -44,11 +43,6 @@ struct TokensPage {
     errors: FormErrors,
     created_secret: Option<String>,
     created_name: String,
-}
-
-#[derive(Deserialize)]
-struct CursorQuery {
-    cursor: Option<String>,
 }
 
 async fn token_rows(

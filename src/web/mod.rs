@@ -73,6 +73,12 @@ async fn security_headers(request: Request, next: Next) -> Response {
     response
 }
 
+/// `?cursor=` of a paged list page.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct CursorQuery {
+    pub cursor: Option<String>,
+}
+
 /// The sections of the navigation; a page names the one it belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {

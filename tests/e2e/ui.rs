@@ -28,6 +28,7 @@ on_both_backends!(
     forms_without_this_sessions_csrf_token_change_nothing,
     another_tenants_pages_are_not_found,
     failed_sign_ins_are_throttled_and_pages_carry_strict_headers,
+    changing_a_password_ends_the_other_sessions,
 );
 
 /// Creates the first admin through the setup link; the browser is left signed in.
@@ -827,4 +828,76 @@ async fn every_main_page_renders_over_realistic_data() {
         anonymous.screenshot(&dir.join("login.png")).await;
         anonymous.close().await;
     }
+}
+
+async fn changing_a_password_ends_the_other_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let laptop = through_link(&app, &app.setup_code, "ada@example.com").await;
+    let response = no_redirects()
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&[
+            ("email", "ada@example.com"),
+            ("password", PASSWORD),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let phone = Session {
+        cookie: format!(
+            "hookline_session={}",
+            session_cookie(response.headers()).expect("signed in")
+        ),
+    };
+    assert_eq!(phone.get(&app, "/account").await.0, 200);
+
+    let csrf = laptop.csrf(&app).await;
+    let (status, html) = laptop
+        .post(
+            &app,
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", "not my password"),
+                ("new_password", "a new long password"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        html.contains("current_password is not your current password"),
+        "{html}"
+    );
+    assert_eq!(
+        phone.get(&app, "/account").await.0,
+        200,
+        "a refused change ends nothing"
+    );
+
+    let (status, _) = laptop
+        .post(
+            &app,
+            "/account/password",
+            &[
+                ("csrf", &csrf),
+                ("current_password", PASSWORD),
+                ("new_password", "a new long password"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        laptop.get(&app, "/account").await.0,
+        200,
+        "this session stays"
+    );
+    let (status, _) = phone.get(&app, "/account").await;
+    assert_eq!(status, 303, "the other session was signed out");
+
+    // The sign-out form ends this one too.
+    let (status, _) = laptop.post(&app, "/logout", &[("csrf", &csrf)], None).await;
+    assert_eq!(status, 303);
+    assert_eq!(laptop.get(&app, "/account").await.0, 303);
 }
