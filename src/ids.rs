@@ -29,6 +29,7 @@ pub enum Kind {
     MonitorCheck,
     FixProposal,
     User,
+    RepositoryHook,
 }
 
 impl Kind {
@@ -55,6 +56,7 @@ impl Kind {
             Kind::MonitorCheck => "chk",
             Kind::FixProposal => "fp",
             Kind::User => "usr",
+            Kind::RepositoryHook => "hook",
         }
     }
 
@@ -82,6 +84,7 @@ impl Kind {
             Kind::MonitorCheck => "monitor check",
             Kind::FixProposal => "fix proposal",
             Kind::User => "user",
+            Kind::RepositoryHook => "repository hook",
         }
     }
 

@@ -142,6 +142,9 @@ pub async fn create(
         disabled_at: None,
         created_at: now,
         updated_at: now,
+        kind: queue::KIND_WEBHOOK.to_owned(),
+        repository_key: None,
+        payload_format: None,
     };
     queue::insert_endpoint(&state.store, &endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
@@ -160,12 +163,15 @@ pub async fn list(
     Ok(next_cursor(rows, limit, |endpoint| endpoint.id.clone()))
 }
 
-/// An endpoint of the tenant by its id as given (malformed: 400; another tenant's: 404).
+/// An endpoint of the tenant by its id as given (malformed: 400; another tenant's, or a
+/// repository hook: 404).
 pub async fn load(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Endpoint> {
     let id = parse_id(Kind::Endpoint, id)?;
-    queue::get_endpoint(&state.store, tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "webhook endpoint"))
+    match queue::get_endpoint(&state.store, tenant_id, &id).await {
+        Ok(endpoint) if !endpoint.is_repository_hook() => Ok(endpoint),
+        Ok(_) => Err(ApiError::NotFound("webhook endpoint")),
+        Err(error) => Err(not_found_as(error, "webhook endpoint")),
+    }
 }
 
 pub async fn update(

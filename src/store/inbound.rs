@@ -380,6 +380,43 @@ pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Inboun
     .ok_or(StoreError::NotFound)
 }
 
+/// The newest verified push the tenant received for `repository_key` (any case), if any.
+pub async fn latest_push(
+    store: &Store,
+    tenant_id: &str,
+    repository_key: &str,
+) -> StoreResult<Option<InboundDelivery>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, InboundDelivery>(concat!(
+            "SELECT ", delivery_columns!(), " FROM inbound_deliveries \
+             WHERE tenant_id = $1 AND lower(repository) = $2 AND event = 'push' \
+             AND verification = 'verified' ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(tenant_id)
+        .bind(repository_key)
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
+/// Whether the tenant received a verified delivery through an integration for `repository_key`.
+pub async fn integration_knows(
+    store: &Store,
+    tenant_id: &str,
+    repository_key: &str,
+) -> StoreResult<bool> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM inbound_deliveries WHERE tenant_id = $1 \
+             AND source = 'github_integration' AND lower(repository) = $2 LIMIT 1) AS found",
+        )
+        .bind(tenant_id)
+        .bind(repository_key)
+        .fetch_one(pool)
+        .await?
+    }) > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ pub mod deploys;
 pub mod direct;
 pub mod experiments;
 pub mod fixes;
+pub mod hooks;
 pub mod inbound;
 pub mod integrations;
 pub mod monitors;

@@ -47,9 +47,24 @@ pub struct Endpoint {
     pub disabled_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// [`KIND_WEBHOOK`] or [`KIND_REPOSITORY_HOOK`].
+    pub kind: String,
+    /// A repository hook's repository, lowercased `owner/name`.
+    pub repository_key: Option<String>,
+    /// A repository hook's payload format: `gitlab` or `original`.
+    pub payload_format: Option<String>,
 }
 
+/// An endpoint registered through the webhooks API.
+pub const KIND_WEBHOOK: &str = "webhook";
+/// A repository hook: forge events relayed GitLab-style.
+pub const KIND_REPOSITORY_HOOK: &str = "repository_hook";
+
 impl Endpoint {
+    pub fn is_repository_hook(&self) -> bool {
+        self.kind == KIND_REPOSITORY_HOOK
+    }
+
     /// The event types this endpoint subscribes to; `None` for all.
     pub fn event_type_filter(&self) -> Option<Vec<String>> {
         self.event_types
@@ -67,7 +82,7 @@ macro_rules! endpoint_columns {
     () => {
         "id, tenant_id, url, name, description, event_types, active, secret, previous_secret, \
          previous_secret_until, consecutive_failures, disabled_reason, disabled_at, created_at, \
-         updated_at"
+         updated_at, kind, repository_key, payload_format"
     };
 }
 
@@ -256,7 +271,8 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
     dispatch_write!(store, pool => {
         sqlx::query(concat!(
             "INSERT INTO endpoints (", endpoint_columns!(), ") \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18)"
         ))
         .bind(&endpoint.id)
         .bind(&endpoint.tenant_id)
@@ -273,6 +289,9 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         .bind(endpoint.disabled_at)
         .bind(endpoint.created_at)
         .bind(endpoint.updated_at)
+        .bind(&endpoint.kind)
+        .bind(&endpoint.repository_key)
+        .bind(&endpoint.payload_format)
         .execute(pool)
         .await?
         .rows_affected()
@@ -286,7 +305,7 @@ pub async fn update_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
     let updated = dispatch_write!(store, pool => {
         sqlx::query(
             "UPDATE endpoints SET url = $3, name = $4, description = $5, event_types = $6, \
-             updated_at = $7 WHERE tenant_id = $1 AND id = $2",
+             updated_at = $7, payload_format = $8 WHERE tenant_id = $1 AND id = $2",
         )
         .bind(&endpoint.tenant_id)
         .bind(&endpoint.id)
@@ -295,6 +314,7 @@ pub async fn update_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         .bind(&endpoint.description)
         .bind(&endpoint.event_types)
         .bind(clock::now_ms())
+        .bind(&endpoint.payload_format)
         .execute(pool)
         .await?
         .rows_affected()
@@ -360,7 +380,8 @@ pub async fn list_endpoints(
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, Endpoint>(concat!(
             "SELECT ", endpoint_columns!(), " FROM endpoints \
-             WHERE tenant_id = $1 AND ($2 IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+             WHERE tenant_id = $1 AND kind = 'webhook' AND ($2 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
         ))
         .bind(tenant_id)
         .bind(before_id)
@@ -458,7 +479,8 @@ pub async fn set_endpoint_active(
 pub async fn active_endpoints_in(tx: &mut Tx<'_>, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Endpoint>(concat!(
-            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 AND active"
+            "SELECT ", endpoint_columns!(),
+            " FROM endpoints WHERE tenant_id = $1 AND active AND kind = 'webhook'"
         ))
         .bind(tenant_id)
         .fetch_all(conn)
