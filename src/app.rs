@@ -52,6 +52,8 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     bootstrap: Option<Bootstrap>,
+    /// A setup link for the first admin when the database has tenants but nobody who can sign in.
+    setup_link: Option<crate::people::IssuedLink>,
     shutdown: CancellationToken,
 }
 
@@ -74,6 +76,12 @@ impl Application {
         let bootstrap = tenancy::bootstrap(&store)
             .await
             .context("creating the default tenant")?;
+        let setup_link = match &bootstrap {
+            Some(_) => None,
+            None => crate::people::setup_link_if_nobody_signs_in(&store)
+                .await
+                .context("issuing a setup link for the first admin")?,
+        };
 
         let outbound = Outbound::new(&config)?;
         let github = crate::github::GithubClient::new(&config.github)?;
@@ -112,6 +120,7 @@ impl Application {
             listener,
             local_addr,
             bootstrap,
+            setup_link,
             shutdown: CancellationToken::new(),
         })
     }
@@ -124,6 +133,11 @@ impl Application {
     /// What this start created on an empty database: the default tenant and its admin token.
     pub fn bootstrap(&self) -> Option<&Bootstrap> {
         self.bootstrap.as_ref()
+    }
+
+    /// On a database that has tenants but no user yet: the link where the first admin is made.
+    pub fn setup_link(&self) -> Option<&crate::people::IssuedLink> {
+        self.setup_link.as_ref()
     }
 
     pub fn config(&self) -> &Config {

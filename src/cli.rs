@@ -275,6 +275,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .url(&app.config().web.base_url(app.local_addr()))
         );
     }
+    if let Some(link) = app.setup_link() {
+        println!(
+            "Nobody can sign in to the web UI yet. Create the first admin here (single use, valid 24 hours):\n\n    {}\n",
+            link.url(&app.config().web.base_url(app.local_addr()))
+        );
+    }
     let signalled = shutdown_signal()?;
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {

@@ -49,6 +49,12 @@ pub fn sha256_hex(value: &str) -> String {
     hex::encode(Sha256::digest(value.as_bytes()))
 }
 
+/// A short fingerprint of a stored (sealed) secret: forms that replace a secret carry it, so a
+/// form sent twice (a reload, a double click) is recognised instead of replacing the secret again.
+pub fn fingerprint(sealed: &[u8]) -> String {
+    hex::encode(&Sha256::digest(sealed)[..8])
+}
+
 /// Decodes a configured master key: base64 of exactly 32 bytes. The error never repeats the input.
 pub fn decode_key(encoded: &str) -> Result<[u8; 32], String> {
     let bytes = STANDARD

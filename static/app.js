@@ -18,3 +18,21 @@ document.addEventListener("click", function (event) {
     try { if (document.execCommand("copy")) done(); } catch (e) { /* the text stays selected */ }
   }
 });
+
+// A form sent once stays sent: its submit buttons are disabled until the next page (htmx forms
+// update in place and keep theirs).
+document.addEventListener("submit", function (event) {
+  var form = event.target;
+  if (form.hasAttribute("hx-post")) return;
+  setTimeout(function () {
+    form.querySelectorAll("button[type=submit], button:not([type])").forEach(function (button) {
+      button.disabled = true;
+    });
+  }, 0);
+});
+// Coming back to a page from the history shows its buttons usable again.
+window.addEventListener("pageshow", function () {
+  document.querySelectorAll("form:not([hx-post]) button[disabled]").forEach(function (button) {
+    if (!button.hasAttribute("data-disabled")) button.disabled = false;
+  });
+});

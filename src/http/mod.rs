@@ -124,11 +124,16 @@ pub fn router(state: AppState, role: Role) -> Router {
                     .get(REQUEST_ID_HEADER)
                     .and_then(|value| value.to_str().ok())
                     .unwrap_or("-");
+                // A one-time link's code is a credential: it never reaches a log line.
+                let path = match request.uri().path() {
+                    path if path.starts_with("/setup/") => "/setup/{code}",
+                    path => path,
+                };
                 tracing::info_span!(
                     "request",
                     request_id = %id,
                     method = %request.method(),
-                    path = %request.uri().path(),
+                    path = %path,
                 )
             }),
         )

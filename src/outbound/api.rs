@@ -17,7 +17,7 @@ use super::{Audience, enqueue};
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text};
+use crate::http::extract::{ApiJson, ApiQuery};
 use crate::http::paging::PageQuery;
 use crate::store::StoreError;
 use crate::store::outbound::{self as queue, Attempt, Delivery, Endpoint, IdempotentAnswer};
@@ -115,7 +115,7 @@ async fn create_event_type(
             input.name
         )));
     }
-    let description = check_description(&input.description)?;
+    let description = endpoints::check_description(&input.description)?;
     let schema = input
         .schema
         .unwrap_or_else(event_types::default_custom_schema);
@@ -408,10 +408,6 @@ pub struct TestSent {
     pub delivery_id: String,
 }
 
-fn check_description(description: &str) -> ApiResult<String> {
-    check_text("description", description, 1_000)
-}
-
 #[utoipa::path(post, path = "/api/webhooks/endpoints", tag = "webhooks", request_body = CreateEndpoint,
     responses((status = 201, description = "Created; the secret is shown only now", body = CreatedEndpoint),
         (status = 422, description = "Bad URL (scheme, credentials, forbidden destination), name or event types", body = ErrorBody)),
@@ -549,7 +545,7 @@ async fn rotate_secret(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<RotatedSecret>> {
-    let rotated = endpoints::rotate_secret(&state, &principal.tenant_id, &id).await?;
+    let rotated = endpoints::rotate_secret(&state, &principal.tenant_id, &id, None).await?;
     Ok(Json(RotatedSecret {
         secret: rotated.secret,
         previous_secret_expires_at: rfc3339_ms(rotated.previous_until),

@@ -17,6 +17,10 @@ use crate::ids::{self, Kind};
 use crate::store::outbound::{self as queue, Delivery, DeliveryFilter, Endpoint};
 use crate::tenancy::api::not_found_as;
 
+/// The answer to a rotation form sent twice.
+pub const ALREADY_ROTATED: &str = "the secret was already rotated by this form (sent twice?); \
+     the new secret was shown once. Rotate again if you need another one.";
+
 /// What a person gives to create an endpoint.
 #[derive(Debug, Default)]
 pub struct NewEndpoint {
@@ -60,7 +64,7 @@ pub struct DeliveryListing {
     pub cursor: Option<String>,
 }
 
-fn check_description(description: &str) -> ApiResult<String> {
+pub(crate) fn check_description(description: &str) -> ApiResult<String> {
     check_text("description", description, 1_000)
 }
 
@@ -229,8 +233,21 @@ pub async fn set_active(
 
 /// Issues a new signing secret; the previous one keeps signing beside it for the configured
 /// overlap.
-pub async fn rotate_secret(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Rotated> {
+///
+/// `expected` is the [`crate::crypto::fingerprint`] of the secret the caller means to replace
+/// (a page's form); when the secret has changed since, nothing is rotated again.
+pub async fn rotate_secret(
+    state: &AppState,
+    tenant_id: &str,
+    id: &str,
+    expected: Option<&str>,
+) -> ApiResult<Rotated> {
     let endpoint = load(state, tenant_id, id).await?;
+    if let Some(expected) = expected
+        && crate::crypto::fingerprint(&endpoint.secret) != expected
+    {
+        return Err(ApiError::Conflict(ALREADY_ROTATED.to_owned()));
+    }
     let current = state
         .cipher
         .open_str(&secret_context(&endpoint.id), &endpoint.secret)

@@ -328,7 +328,7 @@ fn as_rfc3339(text: &str) -> String {
     }
     match text.len() {
         16 => format!("{text}:00Z"),
-        19 => format!("{text}Z"),
+        19 | 23 => format!("{text}Z"),
         _ => text.to_owned(),
     }
 }
@@ -360,6 +360,8 @@ struct EndpointPage {
     filter_error: Option<String>,
     next_page: Option<String>,
     statuses: [&'static str; 4],
+    /// The fingerprint of the secret the rotate form replaces.
+    secret_fingerprint: String,
 }
 
 async fn endpoint_view(
@@ -417,6 +419,7 @@ async fn endpoint_view(
         filter_error,
         next_page,
         statuses: status::ALL,
+        secret_fingerprint: crate::crypto::fingerprint(&endpoint.secret),
         url: endpoint.url.clone(),
         name: endpoint.name.clone(),
         description: endpoint.description.clone(),
@@ -500,7 +503,7 @@ async fn send_test(
     if headers.contains_key("hx-request") {
         // htmx swaps this fragment in and it follows the attempt until it finishes.
         return Ok(match outcome {
-            Ok(ping) => summary_fragment(&state, &viewer, &ping.delivery_id).await?,
+            Ok(ping) => summary_fragment(&state, &viewer, &ping.delivery_id, 0).await?,
             Err(error) if !matches!(error, ApiError::Internal(_)) => fragment(&TestFragment {
                 delivery: None,
                 error: Some(error.to_string()),
@@ -520,6 +523,8 @@ async fn send_test(
 
 struct AttemptSummary {
     id: String,
+    /// How many times the fragment has asked so far.
+    polls: u32,
     status: String,
     status_class: &'static str,
     finished: bool,
@@ -540,7 +545,16 @@ fn fragment(template: &impl Template) -> Response {
     }
 }
 
-async fn summary_fragment(state: &AppState, viewer: &SignedIn, delivery_id: &str) -> PageResult {
+/// The fragment asks again every half second while the attempt is under way, for at most this
+/// many times (then the delivery page tells the rest).
+const MAX_POLLS: u32 = 60;
+
+async fn summary_fragment(
+    state: &AppState,
+    viewer: &SignedIn,
+    delivery_id: &str,
+    polls: u32,
+) -> PageResult {
     let delivery = endpoints::load_delivery(state, &viewer.user.tenant_id, delivery_id).await?;
     let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
     let outcome = match attempts.last() {
@@ -558,7 +572,10 @@ async fn summary_fragment(state: &AppState, viewer: &SignedIn, delivery_id: &str
     };
     Ok(fragment(&TestFragment {
         delivery: Some(AttemptSummary {
-            finished: delivery.status != status::PENDING || !attempts.is_empty(),
+            finished: delivery.status != status::PENDING
+                || !attempts.is_empty()
+                || polls >= MAX_POLLS,
+            polls: polls + 1,
             status_class: status_class(&delivery.status),
             status: delivery.status,
             id: delivery.id,
@@ -568,12 +585,19 @@ async fn summary_fragment(state: &AppState, viewer: &SignedIn, delivery_id: &str
     }))
 }
 
+#[derive(Deserialize)]
+struct PollQuery {
+    #[serde(default)]
+    polls: u32,
+}
+
 async fn delivery_summary(
     State(state): State<AppState>,
     Viewer(viewer): Viewer,
     Path(id): Path<String>,
+    Query(query): Query<PollQuery>,
 ) -> PageResult {
-    summary_fragment(&state, &viewer, &id).await
+    summary_fragment(&state, &viewer, &id, query.polls).await
 }
 
 async fn activate(
@@ -613,10 +637,23 @@ struct RotatedPage {
 async fn rotate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    CsrfForm { viewer, .. }: CsrfForm,
+    CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
     let endpoint = endpoints::load(&state, &viewer.user.tenant_id, &id).await?;
-    let rotated = endpoints::rotate_secret(&state, &viewer.user.tenant_id, &endpoint.id).await?;
+    let rotated = match endpoints::rotate_secret(
+        &state,
+        &viewer.user.tenant_id,
+        &endpoint.id,
+        Some(form.get("replacing")),
+    )
+    .await
+    {
+        Ok(rotated) => rotated,
+        Err(ApiError::Conflict(message)) => {
+            return Ok(redirect_with_flash(&endpoint_url(&endpoint.id), &message));
+        }
+        Err(error) => return Err(error.into()),
+    };
     Ok(render(&RotatedPage {
         chrome: chrome(&viewer, &HeaderMap::new(), "Secret rotated"),
         id: endpoint.id,

@@ -75,7 +75,7 @@ impl IssuedLink {
 }
 
 /// A signed-in person, as every page sees them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SignedIn {
     pub user: User,
     pub role: Role,
@@ -83,6 +83,15 @@ pub struct SignedIn {
     pub session_hash: String,
     /// The per-session token every state-changing form carries.
     pub csrf_token: String,
+}
+
+impl std::fmt::Debug for SignedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedIn")
+            .field("user", &self.user)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A session just started: the cookie value exists only here.
@@ -141,9 +150,23 @@ fn check_password(password: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Argon2 runs at most this many at once (each takes 19 MiB and a core for tens of
+/// milliseconds): a flood of sign-ins queues here instead of exhausting memory.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+        tokio::sync::Semaphore::new(cores.max(2))
+    })
+}
+
 /// Argon2id with the crate's defaults (19 MiB, 2 passes), off the async threads.
 async fn hash_password(password: &str) -> Result<String, ApiError> {
     let password = password.to_owned();
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(ApiError::internal)?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -167,10 +190,15 @@ fn decoy_hash() -> &'static str {
 
 async fn verify_password(password: &str, hash: Option<&str>) -> bool {
     let real = hash.is_some();
-    let hash = hash.unwrap_or_else(|| decoy_hash()).to_owned();
+    let hash = hash.map(str::to_owned);
     let password = password.to_owned();
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     let matches = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash).is_ok_and(|parsed| {
+        // The decoy is made here, off the async threads, the first time it is needed.
+        let hash = hash.as_deref().unwrap_or_else(|| decoy_hash());
+        PasswordHash::new(hash).is_ok_and(|parsed| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &parsed)
                 .is_ok()
@@ -189,6 +217,9 @@ async fn issue_link(
 ) -> Result<IssuedLink, StoreError> {
     let code = crypto::random_token("");
     let now = clock::now_ms();
+    if let Some(user_id) = user_id {
+        people::expire_links_of_user_in(tx, user_id, now).await?;
+    }
     let link = Link {
         code_hash: crypto::sha256_hex(&code),
         tenant_id: tenant_id.to_owned(),
@@ -211,6 +242,23 @@ pub async fn issue_setup_link_in(
     tenant_id: &str,
 ) -> Result<IssuedLink, StoreError> {
     issue_link(tx, tenant_id, None, Role::Admin).await
+}
+
+/// On a database where nobody can sign in yet (one created before the web UI existed), a setup
+/// link for the first admin; `None` once anyone has an account.
+pub async fn setup_link_if_nobody_signs_in(
+    store: &Store,
+) -> Result<Option<IssuedLink>, StoreError> {
+    if people::any_user(store).await? {
+        return Ok(None);
+    }
+    let Some(tenant_id) = people::first_tenant(store).await? else {
+        return Ok(None);
+    };
+    let mut tx = store.begin().await?;
+    let link = issue_setup_link_in(&mut tx, &tenant_id).await?;
+    tx.commit().await?;
+    Ok(Some(link))
 }
 
 /// Creates a user without a password and the link where they set one (an invitation, from the
@@ -329,6 +377,7 @@ pub async fn complete_link(
         }
         LinkTarget::Existing(mut user) => {
             people::set_password_in(&mut tx, &user.id, &display_name, &hash, None, now).await?;
+            people::expire_links_of_user_in(&mut tx, &user.id, now).await?;
             user.display_name = display_name;
             user.password_hash = Some(hash);
             user
@@ -343,6 +392,51 @@ pub async fn complete_link(
 /// the oldest of them leaves the window; an unknown email costs the same hashing as a known one.
 pub async fn sign_in(store: &Store, email: &str, password: &str) -> Result<User, SignInError> {
     let email = email.trim().to_lowercase();
+    // One attempt per email at a time on this node: parallel guesses cannot all pass the count
+    // before the first failure is recorded.
+    let lock = email_lock(&email);
+    let _held = lock.lock().await;
+    let outcome = check_credentials(store, &email, password).await;
+    drop(_held);
+    release_email_lock(&email, lock);
+    outcome
+}
+
+type EmailLocks =
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>;
+
+fn email_locks() -> &'static EmailLocks {
+    static LOCKS: std::sync::OnceLock<EmailLocks> = std::sync::OnceLock::new();
+    LOCKS.get_or_init(Default::default)
+}
+
+fn email_lock(email: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+    email_locks()
+        .lock()
+        .expect("email locks")
+        .entry(email.to_owned())
+        .or_default()
+        .clone()
+}
+
+/// Forgets an email's lock once nobody else holds or waits for it.
+fn release_email_lock(email: &str, lock: std::sync::Arc<tokio::sync::Mutex<()>>) {
+    let mut locks = email_locks().lock().expect("email locks");
+    drop(lock);
+    if locks
+        .get(email)
+        .is_some_and(|held| std::sync::Arc::strong_count(held) == 1)
+    {
+        locks.remove(email);
+    }
+}
+
+async fn check_credentials(
+    store: &Store,
+    email: &str,
+    password: &str,
+) -> Result<User, SignInError> {
+    let email = email.to_owned();
     let now = clock::now_ms();
     let (failures, oldest) =
         people::failures_since(store, &email, now - THROTTLE_WINDOW_MS).await?;
@@ -469,6 +563,7 @@ pub async fn change_password(
         clock::now_ms(),
     )
     .await?;
+    people::expire_links_of_user_in(&mut tx, &signed_in.user.id, clock::now_ms()).await?;
     tx.commit().await?;
     tracing::info!(user_id = %signed_in.user.id, "password changed; other sessions ended");
     Ok(())
@@ -488,15 +583,11 @@ pub async fn remove_user(
     if user.id == signed_in.user.id {
         return Err(ApiError::Conflict("you cannot remove yourself".to_owned()));
     }
-    if user.role == Role::Admin.as_str()
-        && user.password_hash.is_some()
-        && people::count_admins(store, tenant_id).await? <= 1
-    {
+    if !people::delete_user(store, tenant_id, &user.id).await? {
         return Err(ApiError::Conflict(
             "the last admin cannot be removed".to_owned(),
         ));
     }
-    people::delete_user(store, tenant_id, &user.id).await?;
     tracing::info!(user_id = %user.id, "user removed");
     Ok(user)
 }

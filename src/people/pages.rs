@@ -34,10 +34,38 @@ pub fn router() -> Router<AppState> {
 
 /// Where to go after signing in: a path of this site only, never another host.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    // Browsers drop tabs and newlines from URLs and read `\` as `/`: `/\t/evil.example` would
+    // become `//evil.example`. Only plain path characters pass.
+    let plain = next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    if plain && next.starts_with('/') && !next.starts_with("//") {
         next
     } else {
         "/services"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_next;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(
+            safe_next("/org/webhooks?status=failed"),
+            "/org/webhooks?status=failed"
+        );
+        for outside in [
+            "//evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\/evil.example",
+            "\\/evil.example",
+            "https://evil.example",
+            "/ /evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(outside), "/services", "{outside:?}");
+        }
     }
 }
 
@@ -138,7 +166,7 @@ fn set_cookie(response: &mut Response, cookie: &str) {
 async fn logout(State(state): State<AppState>, CsrfForm { viewer, .. }: CsrfForm) -> PageResult {
     super::sign_out(&state.store, &viewer).await?;
     let mut response = redirect_with_flash("/login", "You are signed out.");
-    set_cookie(&mut response, session::cleared_session_cookie());
+    set_cookie(&mut response, &session::cleared_session_cookie());
     Ok(response)
 }
 
@@ -373,7 +401,11 @@ async fn users_page(
     }))
 }
 
-async fn invite(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfForm) -> PageResult {
+async fn invite(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    CsrfForm { viewer, form }: CsrfForm,
+) -> PageResult {
     crate::web::require_admin(&viewer)?;
     let role = if form.get("role") == "admin" {
         Role::Admin
@@ -397,7 +429,7 @@ async fn invite(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfFo
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
     };
-    let base_url = state.config.web.base_url(state.config.listen);
+    let base_url = crate::web::public_base(&state, &headers);
     Ok(render_with(
         status,
         &UsersPage {

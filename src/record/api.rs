@@ -266,7 +266,8 @@ async fn rotate_secret(
 ) -> ApiResult<Json<PushSecret>> {
     let input: RotateSecret = optional_json(&headers, &body)?;
     let issued =
-        services::rotate_secret(&state, &principal.tenant_id, &id, input.grace_seconds).await?;
+        services::rotate_secret(&state, &principal.tenant_id, &id, input.grace_seconds, None)
+            .await?;
     Ok(Json(push_secret(&id, issued)))
 }
 

@@ -182,6 +182,8 @@ struct ServicePage {
     repository: String,
     inbound: Vec<InboundRow>,
     next_inbound: Option<String>,
+    /// The fingerprint of the push secret the rotate form replaces.
+    secret_fingerprint: String,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +223,11 @@ async fn service_view(
         repository: service.repository.clone(),
         inbound: inbound.into_iter().map(inbound_row).collect(),
         next_inbound,
+        secret_fingerprint: service
+            .webhook_secret
+            .as_deref()
+            .map(crate::crypto::fingerprint)
+            .unwrap_or_default(),
         service,
     })
 }
@@ -317,8 +324,27 @@ async fn rotate_secret(
     Path(id): Path<String>,
     CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
-    let grace_seconds = form.get("grace_hours").trim().parse::<u64>().unwrap_or(0) * 3_600;
-    match services::rotate_secret(&state, &viewer.user.tenant_id, &id, grace_seconds).await {
+    let hours = form.get("grace_hours").trim();
+    let Some(grace_seconds) = (if hours.is_empty() {
+        Some(0)
+    } else {
+        hours.parse::<u64>().ok()
+    })
+    .and_then(|hours| hours.checked_mul(3_600)) else {
+        return Ok(redirect_with_flash(
+            &format!("/services/{id}"),
+            "The grace window must be a whole number of hours (0 to 168).",
+        ));
+    };
+    match services::rotate_secret(
+        &state,
+        &viewer.user.tenant_id,
+        &id,
+        grace_seconds,
+        Some(form.get("replacing")),
+    )
+    .await
+    {
         Ok(issued) => show_secret(&state, &viewer, &headers, &id, issued).await,
         Err(ApiError::Conflict(message) | ApiError::Unprocessable(message)) => {
             Ok(redirect_with_flash(&format!("/services/{id}"), &message))

@@ -147,8 +147,21 @@ pub async fn rotate_secret(
     tenant_id: &str,
     id: &str,
     grace_seconds: u64,
+    expected: Option<&str>,
 ) -> ApiResult<IssuedSecret> {
     let service = load(state, tenant_id, id).await?;
+    if let Some(expected) = expected
+        && service
+            .webhook_secret
+            .as_deref()
+            .map(crate::crypto::fingerprint)
+            .as_deref()
+            != Some(expected)
+    {
+        return Err(ApiError::Conflict(
+            crate::outbound::endpoints::ALREADY_ROTATED.to_owned(),
+        ));
+    }
     if grace_seconds > MAX_GRACE_SECONDS {
         return Err(ApiError::Unprocessable(format!(
             "grace_seconds must be at most {MAX_GRACE_SECONDS}"

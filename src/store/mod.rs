@@ -119,7 +119,6 @@ pub enum Owned {
     Integrations,
     Experiments,
     Monitors,
-    Users,
 }
 
 /// Deletes a tenant's row by id; `NotFound` when the tenant has no such row.
@@ -134,7 +133,6 @@ pub async fn delete_owned(
         Owned::Integrations => "DELETE FROM integrations WHERE tenant_id = $1 AND id = $2",
         Owned::Experiments => "DELETE FROM experiments WHERE tenant_id = $1 AND id = $2",
         Owned::Monitors => "DELETE FROM monitors WHERE tenant_id = $1 AND id = $2",
-        Owned::Users => "DELETE FROM users WHERE tenant_id = $1 AND id = $2",
     };
     let deleted = dispatch_write!(store, pool => {
         sqlx::query(sql)

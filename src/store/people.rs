@@ -5,7 +5,7 @@ use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, Tx, dispatch, dispatch_tx, dispatch_write};
 
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+#[derive(Clone, PartialEq, Eq, FromRow)]
 pub struct User {
     pub id: String,
     pub tenant_id: String,
@@ -15,6 +15,21 @@ pub struct User {
     pub role: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("tenant_id", &self.tenant_id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[redacted]"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// A one-time link as stored.
@@ -75,6 +90,26 @@ pub async fn insert_user(tx: &mut Tx<'_>, user: &User) -> StoreResult<()> {
     }
 }
 
+/// Whether any user of any tenant exists.
+pub async fn any_user(store: &Store) -> StoreResult<bool> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM (SELECT 1 FROM users LIMIT 1) AS found")
+            .fetch_one(pool)
+            .await?
+    }) > 0)
+}
+
+/// The tenant a first admin belongs to when nobody can sign in yet: `default`, else the oldest.
+pub async fn first_tenant(store: &Store) -> StoreResult<Option<String>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_scalar::<_, String>(
+            "SELECT id FROM tenants ORDER BY CASE WHEN name = 'default' THEN 0 ELSE 1 END, id LIMIT 1",
+        )
+        .fetch_optional(pool)
+        .await?
+    }))
+}
+
 pub async fn user_by_email(store: &Store, email: &str) -> StoreResult<Option<User>> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, User>(concat!("SELECT ", user_columns!(), " FROM users WHERE email = $1"))
@@ -118,21 +153,23 @@ pub async fn list_users(
     }))
 }
 
-/// How many admins with a password the tenant has (the last one cannot be removed).
-pub async fn count_admins(store: &Store, tenant_id: &str) -> StoreResult<i64> {
-    Ok(dispatch!(store, pool => {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM users WHERE tenant_id = $1 AND role = 'admin' \
-             AND password_hash IS NOT NULL",
+/// Deletes a user unless they are the tenant's last admin who can sign in (checked in the same
+/// statement, so two admins removing each other cannot both succeed on SQLite). `Ok(false)` when
+/// the last admin was kept.
+pub async fn delete_user(store: &Store, tenant_id: &str, id: &str) -> StoreResult<bool> {
+    let deleted = dispatch_write!(store, pool => {
+        sqlx::query(
+            "DELETE FROM users WHERE tenant_id = $1 AND id = $2 AND (role <> 'admin' \
+             OR password_hash IS NULL OR (SELECT COUNT(*) FROM users other WHERE \
+             other.tenant_id = $1 AND other.role = 'admin' AND other.password_hash IS NOT NULL) > 1)",
         )
         .bind(tenant_id)
-        .fetch_one(pool)
+        .bind(id)
+        .execute(pool)
         .await?
-    }))
-}
-
-pub async fn delete_user(store: &Store, tenant_id: &str, id: &str) -> StoreResult<()> {
-    super::delete_owned(store, super::Owned::Users, tenant_id, id).await
+        .rows_affected()
+    });
+    Ok(deleted == 1)
 }
 
 /// Sets a user's password (and display name) and ends every session of theirs except `keep`.
@@ -181,6 +218,19 @@ pub async fn insert_link(tx: &mut Tx<'_>, link: &Link) -> StoreResult<()> {
         .execute(conn)
         .await?
         .rows_affected()
+    });
+    Ok(())
+}
+
+/// Ends every unused link of a user: a new link, a used one or a new password replaces them.
+pub async fn expire_links_of_user_in(tx: &mut Tx<'_>, user_id: &str, now: i64) -> StoreResult<()> {
+    dispatch_tx!(tx, conn => {
+        sqlx::query("UPDATE user_links SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL")
+            .bind(user_id)
+            .bind(now)
+            .execute(conn)
+            .await?
+            .rows_affected()
     });
     Ok(())
 }

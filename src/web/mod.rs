@@ -196,13 +196,12 @@ pub fn render_with(status: StatusCode, page: &impl Page) -> Response {
                 html,
             )
                 .into_response();
-            if chrome.flash.is_some() {
-                response.headers_mut().append(
-                    header::SET_COOKIE,
-                    HeaderValue::from_static(
-                        "hookline_flash=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax",
-                    ),
-                );
+            if chrome.flash.is_some()
+                && let Ok(cleared) = HeaderValue::from_str(&format!(
+                    "{FLASH_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+                ))
+            {
+                response.headers_mut().append(header::SET_COOKIE, cleared);
             }
             response
         }

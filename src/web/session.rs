@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::{FormData, PageError};
 use crate::app::AppState;
-use crate::people::{self, Role, SignedIn};
+use crate::people::{self, SignedIn};
 
 pub const SESSION_COOKIE: &str = "hookline_session";
 /// The largest form body a page accepts.
@@ -39,8 +39,8 @@ pub fn session_cookie(state: &AppState, value: &str, max_age_seconds: i64) -> St
 }
 
 /// The `Set-Cookie` value that ends one.
-pub fn cleared_session_cookie() -> &'static str {
-    "hookline_session=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax"
+pub fn cleared_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
 }
 
 async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, PageError> {
@@ -51,11 +51,17 @@ async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, 
 }
 
 fn to_sign_in(parts: &Parts) -> Response {
-    let here = parts
-        .uri
-        .path_and_query()
-        .map(|path| path.as_str())
-        .unwrap_or("/");
+    // After signing in the browser comes back with a GET: only a page it can GET is worth
+    // returning to (a form's action is not).
+    let here = if parts.method == axum::http::Method::GET {
+        parts
+            .uri
+            .path_and_query()
+            .map(|path| path.as_str())
+            .unwrap_or("/")
+    } else {
+        "/"
+    };
     let next: String = url::form_urlencoded::byte_serialize(here.as_bytes()).collect();
     Redirect::to(&format!("/login?next={next}")).into_response()
 }
@@ -98,17 +104,16 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let Viewer(viewer) =
             <Viewer as FromRequestParts<AppState>>::from_request_parts(parts, state).await?;
-        if viewer.role == Role::Admin {
-            Ok(Admin(viewer))
-        } else {
-            Err(PageError::Forbidden("Only admins manage users and API tokens.").into_response())
-        }
+        super::require_admin(&viewer).map_err(IntoResponse::into_response)?;
+        Ok(Admin(viewer))
     }
 }
 
 /// Whether a form post comes from a page of this site: browsers say so in `Sec-Fetch-Site` and
 /// `Origin`; a request that sends neither (an old browser, curl) passes on the CSRF token alone.
-pub fn same_origin(headers: &HeaderMap) -> bool {
+/// The origin may be the `Host` the request names or `web.public_url` (behind a proxy that
+/// rewrites `Host`).
+pub fn same_origin(headers: &HeaderMap, public_url: Option<&str>) -> bool {
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
         && !matches!(site, "same-origin" | "none")
     {
@@ -117,13 +122,39 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return true;
     };
+    let origin = origin.trim_end_matches('/');
+    if let Some(public) = public_url
+        && same_site_address(origin, public.trim_end_matches('/'))
+    {
+        return true;
+    }
     let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|origin_host| origin_host.eq_ignore_ascii_case(host))
+    let Some((scheme, _)) = origin.split_once("://") else {
+        return false;
+    };
+    same_site_address(origin, &format!("{scheme}://{host}"))
+}
+
+/// Whether two `scheme://host[:port]` addresses name the same origin (a default port may be
+/// written or left out).
+fn same_site_address(one: &str, other: &str) -> bool {
+    let normal = |address: &str| {
+        let address = address.to_ascii_lowercase();
+        let address = address
+            .strip_suffix(":443")
+            .filter(|_| address.starts_with("https://"))
+            .or_else(|| {
+                address
+                    .strip_suffix(":80")
+                    .filter(|_| address.starts_with("http://"))
+            })
+            .map(str::to_owned)
+            .unwrap_or(address);
+        address.split('/').take(3).collect::<Vec<_>>().join("/")
+    };
+    normal(one) == normal(other)
 }
 
 async fn read_form(request: Request) -> Result<FormData, Response> {
@@ -149,7 +180,7 @@ impl FromRequest<AppState> for CsrfForm {
     type Rejection = Response;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
-        if !same_origin(request.headers()) {
+        if !same_origin(request.headers(), state.config.web.public_url.as_deref()) {
             return Err(PageError::Forbidden(
                 "This form was sent from another site, so it was refused.",
             )
@@ -176,8 +207,8 @@ pub struct PublicForm(pub FormData);
 impl FromRequest<AppState> for PublicForm {
     type Rejection = Response;
 
-    async fn from_request(request: Request, _state: &AppState) -> Result<Self, Response> {
-        if !same_origin(request.headers()) {
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        if !same_origin(request.headers(), state.config.web.public_url.as_deref()) {
             return Err(PageError::Forbidden(
                 "This form was sent from another site, so it was refused.",
             )
@@ -209,16 +240,46 @@ mod tests {
 
     #[test]
     fn cross_site_posts_are_refused() {
-        assert!(same_origin(&headers(&[])));
-        assert!(same_origin(&headers(&[
-            ("host", "127.0.0.1:8080"),
-            ("origin", "http://127.0.0.1:8080"),
-            ("sec-fetch-site", "same-origin"),
-        ])));
-        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(!same_origin(&headers(&[
-            ("host", "127.0.0.1:8080"),
-            ("origin", "http://evil.example"),
-        ])));
+        assert!(same_origin(&headers(&[]), None));
+        assert!(same_origin(
+            &headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://127.0.0.1:8080"),
+                ("sec-fetch-site", "same-origin"),
+            ]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[("sec-fetch-site", "cross-site")]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[
+                ("host", "127.0.0.1:8080"),
+                ("origin", "http://evil.example")
+            ]),
+            None
+        ));
+        // Behind a proxy that rewrites Host, the public address is this site too.
+        let proxied = headers(&[
+            ("host", "10.0.0.5:8080"),
+            ("origin", "https://hooks.example.com"),
+        ]);
+        assert!(!same_origin(&proxied, None));
+        assert!(same_origin(&proxied, Some("https://hooks.example.com/")));
+        assert!(same_origin(
+            &headers(&[
+                ("host", "hooks.example.com:443"),
+                ("origin", "https://hooks.example.com")
+            ]),
+            None
+        ));
+        assert!(!same_origin(
+            &headers(&[
+                ("host", "hooks.example.com"),
+                ("origin", "https://hooks.example.com.evil.example")
+            ]),
+            None
+        ));
     }
 }

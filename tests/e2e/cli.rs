@@ -127,6 +127,10 @@ async fn serve_token_and_tenant_commands_work_together_on_sqlite() {
     command.args(["--database-url", &db_url]);
     let again = serve(command).await;
     assert_eq!(again.token, None);
+    assert!(
+        again.setup_link.is_some(),
+        "nobody has an account yet: each start offers a setup link"
+    );
     let (clean_exit, log) = again.terminate().await;
     assert!(
         clean_exit,
@@ -209,6 +213,11 @@ async fn user_commands_print_one_time_links_that_work() {
     assert!(ok, "{stderr}");
     assert_ne!(code_of(&reset), code_of(&stdout));
     assert_eq!(page(code_of(&reset)).await.0, 200);
+    assert_eq!(
+        page(code_of(&stdout)).await.0,
+        404,
+        "a new link replaces the user's earlier one"
+    );
     let (ok, _, stderr) = run(&mut with_db(&["user", "reset-password", "eve@example.com"])).await;
     assert!(!ok);
     assert!(stderr.contains("not found"), "{stderr}");
