@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod experiments;
 pub mod fixes;
 pub mod github;
+pub mod hooks;
 pub mod http;
 pub mod ids;
 pub mod inbound;

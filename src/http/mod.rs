@@ -49,6 +49,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
         (name = "monitors", description = "HTTP monitors and their checks"),
         (name = "fix proposals", description = "Reverts and AI fixes for incidents, and their pull requests"),
         (name = "experiments", description = "Experiments, their activity, and GitHub issues for them"),
+        (name = "repository hooks", description = "GitLab-style hooks of a repository: forge events relayed with retries and history"),
     )
 )]
 struct ApiDoc;
@@ -85,6 +86,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(crate::fixes::api::router())
         .merge(crate::integrations::api::router())
         .merge(crate::experiments::api::router())
+        .merge(crate::hooks::api::router())
 }
 
 /// The OpenAPI document of every route, as served at `/api/openapi.json`.

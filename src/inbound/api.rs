@@ -283,6 +283,10 @@ async fn finish(
         )),
         _ => None,
     };
+    let relay_to = verified
+        .repository
+        .as_deref()
+        .map(|repository| (verified.tenant_id.clone(), repository.to_lowercase()));
     let work = Work {
         tenant_id: verified.tenant_id,
         services: verified.services,
@@ -292,7 +296,19 @@ async fn finish(
         push_rows,
     };
     match state.inbound.write(work, verified.on_its_way).await {
-        Ok(Written::Stored) => Ok(Outcome::Stored { id, processed }),
+        Ok(Written::Stored) => {
+            if let Some((tenant_id, repository_key)) = relay_to {
+                relay(
+                    state,
+                    received,
+                    &verified.event,
+                    &tenant_id,
+                    &repository_key,
+                )
+                .await;
+            }
+            Ok(Outcome::Stored { id, processed })
+        }
         Ok(Written::Duplicate) => Ok(Outcome::Duplicate),
         Err((error, work)) => {
             tracing::error!(%error, "processing an inbound delivery failed");
@@ -306,6 +322,29 @@ async fn finish(
                 None => Err(answer.into_response()),
             }
         }
+    }
+}
+
+/// Relays a stored delivery to its repository's hooks. Only a delivery stored for the first time
+/// gets here, so a redelivery relays nothing twice. A failure is logged: the sender's retry would
+/// be a duplicate, so failing the answer would not help.
+async fn relay(
+    state: &AppState,
+    received: &Received,
+    event: &str,
+    tenant_id: &str,
+    repository_key: &str,
+) {
+    let Ok(payload) = super::json_of(&received.content_type(), &received.body) else {
+        return;
+    };
+    let forge_event = crate::hooks::ForgeEvent {
+        gitlab: received.source == source::GITLAB,
+        event,
+        payload: &payload,
+    };
+    if let Err(error) = crate::hooks::relay(state, tenant_id, repository_key, forge_event).await {
+        tracing::error!(%error, "relaying an inbound delivery to repository hooks failed");
     }
 }
 

@@ -255,6 +255,28 @@ pub struct Payload<'a> {
     pub push: Option<Result<forge::Push, forge::PayloadError>>,
 }
 
+/// The JSON text of a webhook body: the body itself, or the `payload` field of a form-encoded one.
+pub fn json_of<'a>(content_type: &str, body: &'a [u8]) -> Result<Cow<'a, [u8]>, BodyError> {
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || mime.ends_with("+json") {
+        Ok(Cow::Borrowed(body))
+    } else if mime == "application/x-www-form-urlencoded" {
+        url::form_urlencoded::parse(body)
+            .find(|(name, _)| name == "payload")
+            .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
+            .ok_or(BodyError::NoPayloadField)
+    } else {
+        Err(BodyError::UnsupportedType(
+            content_type.chars().take(100).collect(),
+        ))
+    }
+}
+
 /// Checks that a body is a JSON object payload and reads its envelope (and, `with_push`, the
 /// push it carries) in one pass, without building the whole document.
 pub fn payload_of<'a>(
@@ -262,24 +284,7 @@ pub fn payload_of<'a>(
     body: &'a [u8],
     with_push: bool,
 ) -> Result<Payload<'a>, BodyError> {
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let json: Cow<'a, [u8]> = if mime == "application/json" || mime.ends_with("+json") {
-        Cow::Borrowed(body)
-    } else if mime == "application/x-www-form-urlencoded" {
-        url::form_urlencoded::parse(body)
-            .find(|(name, _)| name == "payload")
-            .map(|(_, value)| Cow::Owned(value.into_owned().into_bytes()))
-            .ok_or(BodyError::NoPayloadField)?
-    } else {
-        return Err(BodyError::UnsupportedType(
-            content_type.chars().take(100).collect(),
-        ));
-    };
+    let json = json_of(content_type, body)?;
     let is_object = json
         .iter()
         .find(|byte| !byte.is_ascii_whitespace())

@@ -321,6 +321,17 @@ pub async fn deliveries(
     listing: DeliveryListing,
 ) -> ApiResult<(Endpoint, Vec<Delivery>, Option<String>)> {
     let endpoint = load(state, tenant_id, endpoint_id).await?;
+    let (rows, next) = deliveries_of(state, tenant_id, &endpoint, listing).await?;
+    Ok((endpoint, rows, next))
+}
+
+/// One page of the deliveries of an endpoint (or repository hook) already loaded.
+pub async fn deliveries_of(
+    state: &AppState,
+    tenant_id: &str,
+    endpoint: &Endpoint,
+    listing: DeliveryListing,
+) -> ApiResult<(Vec<Delivery>, Option<String>)> {
     let page = PageQuery::new(listing.limit, listing.cursor);
     let limit = page.limit()?;
     if let Some(status) = &listing.status
@@ -346,8 +357,7 @@ pub async fn deliveries(
     };
     let rows =
         queue::list_deliveries(&state.store, tenant_id, &endpoint.id, &filter, limit + 1).await?;
-    let (rows, next) = next_cursor(rows, limit, |delivery| delivery.id.clone());
-    Ok((endpoint, rows, next))
+    Ok(next_cursor(rows, limit, |delivery| delivery.id.clone()))
 }
 
 /// Queues again every failed delivery of the endpoint created at or after `since`.

@@ -382,17 +382,36 @@ async fn attempt(worker: &Worker, job: &Job) -> Result<(Attempt, Next), Skip> {
     {
         return Err(Skip::EndpointDisabled);
     }
-    let timestamp = started_at / 1000;
-    let secrets = match signing_secrets(&state.cipher, &job.endpoint, started_at) {
-        Ok(secrets) => secrets,
-        Err(error) => {
-            tracing::error!(endpoint_id = %job.endpoint.id, error = %error, "endpoint secret cannot be opened");
-            return Err(Skip::Unpreparable);
-        }
+    let headers = if job.endpoint.is_repository_hook() {
+        // A repository hook is signed as GitLab signs: its token, and an HMAC of the body.
+        let token = match crate::hooks::token_of(&state.cipher, &job.endpoint) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!(hook_id = %job.endpoint.id, error = %error, "hook token cannot be opened");
+                return Err(Skip::Unpreparable);
+            }
+        };
+        crate::hooks::delivery_headers(
+            &job.endpoint,
+            token.as_deref(),
+            &claimed.event_type,
+            &claimed.event_id,
+            &claimed.id,
+            &job.payload,
+        )
+    } else {
+        let timestamp = started_at / 1000;
+        let secrets = match signing_secrets(&state.cipher, &job.endpoint, started_at) {
+            Ok(secrets) => secrets,
+            Err(error) => {
+                tracing::error!(endpoint_id = %job.endpoint.id, error = %error, "endpoint secret cannot be opened");
+                return Err(Skip::Unpreparable);
+            }
+        };
+        let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let signatures = signing::sign(&secret_refs, &claimed.event_id, timestamp, &job.payload);
+        delivery_headers(claimed, timestamp, &signatures)
     };
-    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let signatures = signing::sign(&secret_refs, &claimed.event_id, timestamp, &job.payload);
-    let headers = delivery_headers(claimed, timestamp, &signatures);
     let recorded_headers = headers_json(&headers);
 
     let outcome = match url::Url::parse(&job.endpoint.url) {

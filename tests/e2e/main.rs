@@ -9,6 +9,7 @@ mod api;
 mod cli;
 mod fixes;
 mod harness;
+mod hooks;
 mod inbound;
 mod migrations;
 mod monitors;

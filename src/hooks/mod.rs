@@ -1,0 +1,502 @@
+//! Repository hooks: forge events relayed, GitLab-style, to the hooks of the repository they name.
+//! A hook is an endpoint of kind `repository_hook` (its own URL, optional secret token, events and
+//! payload format); relaying queues ordinary deliveries, so the outbound engine delivers them with
+//! its queue, leases, retries, SSRF guard and attempt history. This module owns the hook rules,
+//! the relay, and the headers a hook delivery carries.
+
+pub mod api;
+pub mod gitlab;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::Value;
+
+use crate::app::AppState;
+use crate::clock;
+use crate::http::error::{ApiError, ApiResult};
+use crate::http::extract::parse_id;
+use crate::http::paging::{PageQuery, next_cursor};
+use crate::ids::{self, Kind};
+use crate::outbound::validate_endpoint_url;
+use crate::store::outbound::{self as queue, Endpoint, KIND_REPOSITORY_HOOK};
+use crate::store::{StoreResult, Tx, hooks as stored};
+use gitlab::HookPayload;
+
+/// The events a hook subscribes to, as GitLab names them.
+pub const EVENTS: [&str; 5] = ["push", "merge_request", "note", "issue", "pipeline"];
+/// What a hook subscribes to when none are named: pushes, as GitLab's default.
+pub const DEFAULT_EVENTS: [&str; 1] = ["push"];
+
+/// A hook's payload format.
+pub const FORMAT_GITLAB: &str = "gitlab";
+pub const FORMAT_ORIGINAL: &str = "original";
+
+/// The subscription an `object_kind` falls under (a tag push is a push).
+pub fn subscription_of(object_kind: &str) -> &str {
+    match object_kind {
+        "tag_push" => "push",
+        other => other,
+    }
+}
+
+/// `X-Gitlab-Event` for an `object_kind`.
+pub fn gitlab_event_header(object_kind: &str) -> &'static str {
+    match object_kind {
+        "tag_push" => "Tag Push Hook",
+        "merge_request" => "Merge Request Hook",
+        "note" => "Note Hook",
+        "issue" => "Issue Hook",
+        "pipeline" => "Pipeline Hook",
+        _ => "Push Hook",
+    }
+}
+
+/// The associated data a hook's secret token is sealed under.
+pub fn token_context(hook_id: &str) -> String {
+    format!("endpoints.secret:{hook_id}:token")
+}
+
+/// `owner/name` from the path, checked like a service's repository; returns the lowercased key.
+pub fn repository_key(owner: &str, name: &str) -> ApiResult<String> {
+    crate::record::validate_repository(&format!("{owner}/{name}"))
+        .map(|repository| repository.to_lowercase())
+        .map_err(ApiError::BadRequest)
+}
+
+/// A repository Hookline knows for the tenant: a service's, or one an integration received
+/// events for. Others are 404, as on GitLab.
+pub async fn known_repository(state: &AppState, tenant_id: &str, key: &str) -> ApiResult<()> {
+    if stored::service_repository(&state.store, tenant_id, key).await?
+        || crate::store::inbound::integration_knows(&state.store, tenant_id, key).await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("repository"))
+    }
+}
+
+/// A new hook as a person gives it.
+#[derive(Debug, Default)]
+pub struct NewHook {
+    pub url: String,
+    pub token: Option<String>,
+    pub events: Option<Vec<String>>,
+    pub format: Option<String>,
+}
+
+/// Changes to a hook; `None` leaves a field alone, `token: Some(None)` removes the token.
+#[derive(Debug, Default)]
+pub struct HookChanges {
+    pub url: Option<String>,
+    pub token: Option<Option<String>>,
+    pub events: Option<Vec<String>>,
+    pub format: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+fn check_events(events: Option<Vec<String>>) -> ApiResult<String> {
+    let mut events = events.unwrap_or_else(|| DEFAULT_EVENTS.map(str::to_owned).to_vec());
+    if events.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "events must name at least one of push, merge_request, note, issue, pipeline"
+                .to_owned(),
+        ));
+    }
+    events.sort();
+    events.dedup();
+    if let Some(unknown) = events
+        .iter()
+        .find(|event| !EVENTS.contains(&event.as_str()))
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "events: `{unknown}` is not one of push, merge_request, note, issue, pipeline"
+        )));
+    }
+    Ok(serde_json::to_string(&events).expect("strings serialise"))
+}
+
+fn check_format(format: Option<String>) -> ApiResult<String> {
+    match format.as_deref().unwrap_or(FORMAT_GITLAB) {
+        FORMAT_GITLAB => Ok(FORMAT_GITLAB.to_owned()),
+        FORMAT_ORIGINAL => Ok(FORMAT_ORIGINAL.to_owned()),
+        other => Err(ApiError::Unprocessable(format!(
+            "payload_format must be gitlab or original, not `{other}`"
+        ))),
+    }
+}
+
+fn check_token(token: &str) -> ApiResult<&str> {
+    if token.is_empty() || token.chars().count() > 255 || token.chars().any(char::is_control) {
+        return Err(ApiError::Unprocessable(
+            "token must be 1 to 255 characters without control characters".to_owned(),
+        ));
+    }
+    Ok(token)
+}
+
+/// Hooks take `http://` and `https://` alike (as GitLab does); the SSRF policy applies.
+async fn check_url(state: &AppState, url: &str) -> ApiResult<String> {
+    validate_endpoint_url(url, true, &state.outbound.policy)
+        .await
+        .map(String::from)
+        .map_err(ApiError::Unprocessable)
+}
+
+fn seal_token(state: &AppState, hook_id: &str, token: Option<&str>) -> Vec<u8> {
+    state
+        .cipher
+        .seal_str(&token_context(hook_id), token.unwrap_or_default())
+}
+
+/// The hook's secret token, if it has one.
+pub fn token_of(cipher: &crate::crypto::Cipher, hook: &Endpoint) -> anyhow::Result<Option<String>> {
+    let token = cipher
+        .open_str(&token_context(&hook.id), &hook.secret)
+        .map_err(|why| anyhow::anyhow!("{why}"))?;
+    Ok((!token.is_empty()).then_some(token))
+}
+
+pub async fn create(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    input: NewHook,
+) -> ApiResult<Endpoint> {
+    known_repository(state, tenant_id, repository_key).await?;
+    let token = input.token.as_deref().map(check_token).transpose()?;
+    let events = check_events(input.events)?;
+    let format = check_format(input.format)?;
+    let url = check_url(state, &input.url).await?;
+    let id = ids::new(Kind::RepositoryHook);
+    let now = clock::now_ms();
+    let hook = Endpoint {
+        secret: seal_token(state, &id, token),
+        id,
+        tenant_id: tenant_id.to_owned(),
+        name: format!("{repository_key} hook"),
+        url,
+        description: String::new(),
+        event_types: Some(events),
+        active: true,
+        previous_secret: None,
+        previous_secret_until: None,
+        consecutive_failures: 0,
+        disabled_reason: None,
+        disabled_at: None,
+        created_at: now,
+        updated_at: now,
+        kind: KIND_REPOSITORY_HOOK.to_owned(),
+        repository_key: Some(repository_key.to_owned()),
+        payload_format: Some(format),
+    };
+    queue::insert_endpoint(&state.store, &hook).await?;
+    tracing::info!(hook_id = %hook.id, "repository hook created");
+    Ok(hook)
+}
+
+pub async fn list(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    page: &PageQuery,
+) -> ApiResult<(Vec<Endpoint>, Option<String>)> {
+    known_repository(state, tenant_id, repository_key).await?;
+    let limit = page.limit()?;
+    let cursor = page.cursor(Kind::RepositoryHook)?;
+    let rows = stored::list(
+        &state.store,
+        tenant_id,
+        repository_key,
+        cursor.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    Ok(next_cursor(rows, limit, |hook| hook.id.clone()))
+}
+
+pub async fn load(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    id: &str,
+) -> ApiResult<Endpoint> {
+    let id = parse_id(Kind::RepositoryHook, id)?;
+    stored::get(&state.store, tenant_id, repository_key, &id)
+        .await
+        .map_err(|error| crate::tenancy::api::not_found_as(error, "repository hook"))
+}
+
+pub async fn update(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    id: &str,
+    changes: HookChanges,
+) -> ApiResult<Endpoint> {
+    let mut hook = load(state, tenant_id, repository_key, id).await?;
+    if let Some(events) = changes.events {
+        hook.event_types = Some(check_events(Some(events))?);
+    }
+    if let Some(format) = changes.format {
+        hook.payload_format = Some(check_format(Some(format))?);
+    }
+    if let Some(url) = &changes.url {
+        hook.url = check_url(state, url).await?;
+    }
+    let token = match &changes.token {
+        Some(Some(token)) => Some(Some(check_token(token)?)),
+        Some(None) => Some(None),
+        None => None,
+    };
+    queue::update_endpoint(&state.store, &hook).await?;
+    if let Some(token) = token {
+        stored::set_token(&state.store, &hook, &seal_token(state, &hook.id, token)).await?;
+    }
+    if let Some(enabled) = changes.enabled
+        && enabled != hook.active
+    {
+        queue::set_endpoint_active(&state.store, tenant_id, &hook.id, enabled).await?;
+        if enabled {
+            state.outbound.wake();
+        }
+    }
+    load(state, tenant_id, repository_key, &hook.id).await
+}
+
+pub async fn delete(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    id: &str,
+) -> ApiResult<Endpoint> {
+    let hook = load(state, tenant_id, repository_key, id).await?;
+    queue::delete_endpoint(&state.store, tenant_id, &hook.id).await?;
+    tracing::info!(hook_id = %hook.id, "repository hook deleted");
+    Ok(hook)
+}
+
+/// Queues `payload` (already in the hooks' format) as one event for `hooks`.
+async fn queue_for(
+    tx: &mut Tx<'_>,
+    tenant_id: &str,
+    object_kind: &str,
+    payload: &str,
+    hooks: &[&Endpoint],
+) -> StoreResult<Vec<String>> {
+    if hooks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = clock::now_ms();
+    let event_id = format!("evt_{}", uuid::Uuid::now_v7().hyphenated());
+    queue::insert_event(tx, &event_id, tenant_id, object_kind, payload, now).await?;
+    let ids: Vec<String> = hooks.iter().map(|_| ids::new(Kind::Delivery)).collect();
+    let deliveries: Vec<queue::NewDelivery<'_>> = hooks
+        .iter()
+        .zip(&ids)
+        .map(|(hook, id)| queue::NewDelivery {
+            id,
+            endpoint_id: &hook.id,
+        })
+        .collect();
+    queue::insert_deliveries(tx, tenant_id, &event_id, object_kind, &deliveries, now).await?;
+    queue::notify_queued(tx).await?;
+    Ok(ids)
+}
+
+/// A forge event to relay: which forge, its event name, and its payload as sent.
+pub struct ForgeEvent<'a> {
+    pub gitlab: bool,
+    /// `X-GitHub-Event` (`push`, `pull_request`, …) or GitLab's `object_kind`.
+    pub event: &'a str,
+    /// The JSON payload as the sender sent it.
+    pub payload: &'a [u8],
+}
+
+/// Queues a forge event for every enabled hook of `repository_key` that subscribes to it, in the
+/// hook's format, and returns how many deliveries were queued. Events hooks do not relay queue
+/// nothing.
+pub async fn relay(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    event: ForgeEvent<'_>,
+) -> ApiResult<usize> {
+    let Ok(json) = serde_json::from_slice::<Value>(event.payload) else {
+        return Ok(0);
+    };
+    let converted: Option<HookPayload> = if event.gitlab {
+        gitlab::object_kind_of(&json).map(|object_kind| HookPayload {
+            object_kind,
+            body: Value::Null,
+        })
+    } else {
+        gitlab::from_github(event.event, &json)
+    };
+    let Some(converted) = converted else {
+        return Ok(0);
+    };
+    let mut tx = state.store.begin().await?;
+    let hooks = stored::enabled_in(&mut tx, tenant_id, repository_key).await?;
+    let subscription = subscription_of(converted.object_kind);
+    let wanting: Vec<&Endpoint> = hooks
+        .iter()
+        .filter(|hook| hook.wants(subscription))
+        .collect();
+    if wanting.is_empty() {
+        return Ok(0);
+    }
+    let original = String::from_utf8_lossy(event.payload);
+    let (original_hooks, gitlab_hooks): (Vec<&Endpoint>, Vec<&Endpoint>) = wanting
+        .into_iter()
+        .partition(|hook| event.gitlab || hook.payload_format.as_deref() == Some(FORMAT_ORIGINAL));
+    let mut queued = queue_for(
+        &mut tx,
+        tenant_id,
+        converted.object_kind,
+        &original,
+        &original_hooks,
+    )
+    .await?
+    .len();
+    if !gitlab_hooks.is_empty() {
+        let body = serde_json::to_string(&converted.body).expect("a payload serialises");
+        queued += queue_for(
+            &mut tx,
+            tenant_id,
+            converted.object_kind,
+            &body,
+            &gitlab_hooks,
+        )
+        .await?
+        .len();
+    }
+    tx.commit().await?;
+    state.outbound.wake();
+    Ok(queued)
+}
+
+/// Sends a sample push to one hook: the repository's latest recorded push, or a realistic one
+/// when none was received yet. Returns the delivery id.
+pub async fn test(
+    state: &AppState,
+    tenant_id: &str,
+    repository_key: &str,
+    id: &str,
+) -> ApiResult<String> {
+    let hook = load(state, tenant_id, repository_key, id).await?;
+    let github = match crate::store::inbound::latest_push(&state.store, tenant_id, repository_key)
+        .await?
+    {
+        Some(delivery) if delivery.source != crate::inbound::source::GITLAB => {
+            let body = delivery.raw_body()?;
+            serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| sample_push(repository_key))
+        }
+        _ => sample_push(repository_key),
+    };
+    let converted = gitlab::push(&github);
+    let body = if hook.payload_format.as_deref() == Some(FORMAT_ORIGINAL) {
+        github.to_string()
+    } else {
+        converted.body.to_string()
+    };
+    let mut tx = state.store.begin().await?;
+    let ids = queue_for(&mut tx, tenant_id, converted.object_kind, &body, &[&hook]).await?;
+    tx.commit().await?;
+    state.outbound.wake();
+    Ok(ids.into_iter().next().unwrap_or_default())
+}
+
+/// A GitHub push of one commit to the default branch of `repository` (`owner/name`).
+fn sample_push(repository: &str) -> Value {
+    let (owner, name) = repository
+        .split_once('/')
+        .unwrap_or((repository, repository));
+    let sha = "da1560886d4f094c3e6c9ef40349f7d38b5d27d7";
+    serde_json::json!({
+        "ref": "refs/heads/main",
+        "before": "95790bf891e76fee5e1747ab589903a6a1f80f22",
+        "after": sha,
+        "created": false, "deleted": false, "forced": false,
+        "repository": {
+            "id": 0, "name": name, "full_name": repository,
+            "description": "", "private": true,
+            "html_url": format!("https://github.com/{repository}"),
+            "clone_url": format!("https://github.com/{repository}.git"),
+            "ssh_url": format!("git@github.com:{repository}.git"),
+            "default_branch": "main", "owner": {"login": owner},
+        },
+        "pusher": {"name": "hookline", "email": "hookline@example.com"},
+        "sender": {"login": "hookline", "id": 0, "avatar_url": Value::Null},
+        "commits": [{
+            "id": sha,
+            "message": "Test push from Hookline",
+            "timestamp": clock::rfc3339_ms(clock::now_ms()),
+            "url": format!("https://github.com/{repository}/commit/{sha}"),
+            "author": {"name": "Hookline", "email": "hookline@example.com"},
+            "added": [], "modified": ["README.md"], "removed": [],
+        }],
+        "head_commit": {
+            "id": sha, "message": "Test push from Hookline",
+            "author": {"name": "Hookline", "email": "hookline@example.com"},
+        },
+    })
+}
+
+/// The headers of a hook delivery, as GitLab sends them: the event, the hook, the event's and
+/// the delivery's ids, and with a token the token itself and an HMAC of the body.
+pub fn delivery_headers(
+    hook: &Endpoint,
+    token: Option<&str>,
+    object_kind: &str,
+    event_id: &str,
+    delivery_id: &str,
+    body: &[u8],
+) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(9);
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    put("x-gitlab-event", gitlab_event_header(object_kind));
+    put("x-gitlab-webhook-uuid", &hook.id);
+    put("x-gitlab-event-uuid", event_id);
+    put("idempotency-key", delivery_id);
+    put("content-type", "application/json");
+    put(
+        "user-agent",
+        concat!("Hookline/", env!("CARGO_PKG_VERSION")),
+    );
+    if let Some(token) = token {
+        put("x-gitlab-token", token);
+        put(
+            "x-hub-signature-256",
+            &crate::inbound::hub_signature(token.as_bytes(), body),
+        );
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_default_to_push_and_are_checked() {
+        assert_eq!(check_events(None).unwrap(), "[\"push\"]");
+        assert_eq!(
+            check_events(Some(vec!["note".into(), "push".into(), "note".into()])).unwrap(),
+            "[\"note\",\"push\"]"
+        );
+        assert!(check_events(Some(vec![])).is_err());
+        assert!(check_events(Some(vec!["tag_push".into()])).is_err());
+        assert!(check_format(Some("xml".into())).is_err());
+        assert_eq!(check_format(None).unwrap(), FORMAT_GITLAB);
+    }
+
+    #[test]
+    fn headers_name_the_event_like_gitlab() {
+        assert_eq!(gitlab_event_header("tag_push"), "Tag Push Hook");
+        assert_eq!(gitlab_event_header("merge_request"), "Merge Request Hook");
+        assert_eq!(subscription_of("tag_push"), "push");
+    }
+}
