@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod gitlab;
+pub mod pages;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::Value;

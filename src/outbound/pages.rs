@@ -286,17 +286,18 @@ async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfFo
 
 // ---- an endpoint --------------------------------------------------------------------------------
 
-struct DeliveryRow {
-    id: String,
-    event_type: String,
-    status: String,
-    status_class: &'static str,
-    attempts: i64,
-    last: String,
-    created: String,
+/// A delivery as the delivery tables show it (webhooks and repository hooks alike).
+pub(crate) struct DeliveryRow {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) status: String,
+    pub(crate) status_class: &'static str,
+    pub(crate) attempts: i64,
+    pub(crate) last: String,
+    pub(crate) created: String,
 }
 
-fn delivery_row(delivery: &Delivery) -> DeliveryRow {
+pub(crate) fn delivery_row(delivery: &Delivery) -> DeliveryRow {
     DeliveryRow {
         id: delivery.id.clone(),
         event_type: delivery.event_type.clone(),
@@ -758,7 +759,10 @@ fn attempt_view(attempt: Attempt) -> AttemptView {
 struct DeliveryPage {
     chrome: Chrome,
     delivery: Delivery,
-    endpoint_name: String,
+    /// A repository hook's delivery (its page sits under the repository, not the webhooks).
+    hook: bool,
+    parent_url: String,
+    parent_name: String,
     status_class: &'static str,
     created: String,
     next_attempt: String,
@@ -774,12 +778,22 @@ async fn delivery_page(
 ) -> PageResult {
     let tenant_id = &viewer.user.tenant_id;
     let delivery = endpoints::load_delivery(&state, tenant_id, &id).await?;
-    let endpoint = endpoints::load(&state, tenant_id, &delivery.endpoint_id).await?;
+    // A repository hook's deliveries are shown here too, under their repository.
+    let endpoint = queue::get_endpoint(&state.store, tenant_id, &delivery.endpoint_id).await?;
+    let (parent_url, parent_name) = match &endpoint.repository_key {
+        Some(repository) if endpoint.is_repository_hook() => (
+            format!("/{repository}/-/settings/hooks/{}", endpoint.id),
+            format!("{repository} › Webhooks › {}", endpoint.url),
+        ),
+        _ => (endpoint_url(&endpoint.id), endpoint.name.clone()),
+    };
     let payload = queue::event_payload(&state.store, &delivery.event_id).await?;
     let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
     Ok(render(&DeliveryPage {
         chrome: chrome(&viewer, &headers, format!("Delivery {}", delivery.id)),
-        endpoint_name: endpoint.name,
+        hook: endpoint.is_repository_hook(),
+        parent_url,
+        parent_name,
         status_class: status_class(&delivery.status),
         created: when(delivery.created_at),
         next_attempt: match (delivery.status.as_str(), delivery.next_attempt_at) {

@@ -184,6 +184,8 @@ struct ServicePage {
     next_inbound: Option<String>,
     /// The fingerprint of the push secret the rotate form replaces.
     secret_fingerprint: String,
+    /// The lowercased `owner/name`, as repository hook addresses use it.
+    repository_key: String,
 }
 
 #[derive(Deserialize)]
@@ -223,6 +225,7 @@ async fn service_view(
         repository: service.repository.clone(),
         inbound: inbound.into_iter().map(inbound_row).collect(),
         next_inbound,
+        repository_key: service.repository_key.clone(),
         secret_fingerprint: service
             .webhook_secret
             .as_deref()

@@ -38,6 +38,7 @@ pub fn router() -> Router<AppState> {
         .merge(crate::outbound::pages::router())
         .merge(crate::record::pages::router())
         .merge(crate::tenancy::pages::router())
+        .merge(crate::hooks::pages::router())
         .layer(middleware::from_fn(security_headers))
 }
 

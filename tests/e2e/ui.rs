@@ -29,6 +29,7 @@ on_both_backends!(
     another_tenants_pages_are_not_found,
     failed_sign_ins_are_throttled_and_pages_carry_strict_headers,
     changing_a_password_ends_the_other_sessions,
+    repository_hooks_are_managed_from_the_repository_settings,
 );
 
 /// Creates the first admin through the setup link; the browser is left signed in.
@@ -933,4 +934,64 @@ async fn changing_a_password_ends_the_other_sessions(backend: Backend) {
     let (status, _) = laptop.post(&app, "/logout", &[("csrf", &csrf)], None).await;
     assert_eq!(status, 303);
     assert_eq!(laptop.get(&app, "/account").await.0, 303);
+}
+
+async fn repository_hooks_are_managed_from_the_repository_settings(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let receiver = Receiver::start().await;
+    crate::inbound::service_with_secret(&app, "checkout", "Acme/Checkout", false).await;
+    let browser = admin_browser(&app).await;
+    browser.submit("main table a[href^='/services/svc_']").await;
+    browser
+        .submit("main a[href='/acme/checkout/-/settings/hooks']")
+        .await;
+    assert!(browser.page_text().await.contains("No hooks yet"));
+
+    browser.fill("#url", "ftp://example.com/x").await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(browser.text("#url-error").await.starts_with("url"));
+    browser.fill("#url", &receiver.url("/ci")).await;
+    browser.fill("#token", "hook-token-1").await;
+    browser.click("#event-note").await;
+    browser.submit("main form button[type=submit]").await;
+    assert!(browser.page_text().await.contains("Webhook added."));
+    let hook_path = browser.path().await;
+    assert!(
+        hook_path.starts_with("/acme/checkout/-/settings/hooks/hook_"),
+        "{hook_path}"
+    );
+    assert!(
+        !browser.page_text().await.contains("hook-token-1"),
+        "the token is never shown"
+    );
+
+    browser.submit("form[action$='/test'] button").await;
+    assert!(browser.page_text().await.contains("sample push was queued"));
+    let received = receiver.wait_for(1, WAIT).await;
+    assert_eq!(received[0].header("x-gitlab-event"), "Push Hook");
+    assert_eq!(received[0].header("x-gitlab-token"), "hook-token-1");
+    browser
+        .reload_until_present("main table a[href^='/org/deliveries/']")
+        .await;
+    browser
+        .submit("main table a[href^='/org/deliveries/']")
+        .await;
+    let text = browser.page_text().await;
+    assert!(
+        text.contains("Push Hook") && text.contains("acme/checkout"),
+        "{text}"
+    );
+    browser.submit("p.crumbs a").await;
+    assert_eq!(browser.path().await, hook_path);
+    browser.submit("form[action$='/redeliver'] button").await;
+    receiver.wait_for(2, WAIT).await;
+
+    browser.open(&hook_path).await;
+    browser.submit("form[action$='/disable'] button").await;
+    assert_eq!(browser.text(".title-row .badge").await, "disabled");
+    browser.click("details.confirm summary").await;
+    browser.submit("form[action$='/delete'] button").await;
+    assert_eq!(browser.path().await, "/acme/checkout/-/settings/hooks");
+    assert!(browser.page_text().await.contains("No hooks yet"));
+    browser.close().await;
 }
