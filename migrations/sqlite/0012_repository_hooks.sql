@@ -8,6 +8,9 @@ ALTER TABLE endpoints ADD COLUMN kind TEXT NOT NULL DEFAULT 'webhook';
 ALTER TABLE endpoints ADD COLUMN repository_key TEXT;
 -- `gitlab` or `original`.
 ALTER TABLE endpoints ADD COLUMN payload_format TEXT;
+-- A repository hook temporarily disabled after failures is not attempted before this time
+-- (GitLab's backoff); its events are still queued.
+ALTER TABLE endpoints ADD COLUMN disabled_until INTEGER;
 
 CREATE INDEX endpoints_hooks_by_repository ON endpoints (tenant_id, repository_key, id)
     WHERE kind = 'repository_hook';

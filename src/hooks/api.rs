@@ -44,6 +44,10 @@ pub struct HookOut {
     /// `gitlab` or `original`.
     pub payload_format: String,
     pub enabled: bool,
+    /// `enabled`, `temporarily_disabled` (failing: not attempted before `disabled_until`, events
+    /// still queued) or `disabled` (until enabled again, or a Test).
+    pub state: &'static str,
+    pub disabled_until: Option<String>,
     pub token_configured: bool,
     /// Why Hookline disabled the hook, if it did.
     pub disabled_reason: Option<String>,
@@ -63,6 +67,8 @@ impl HookOut {
             events: hook.event_type_filter().unwrap_or_default(),
             payload_format: hook.payload_format.clone().unwrap_or_default(),
             enabled: hook.active,
+            state: super::state_of(hook, crate::clock::now_ms()),
+            disabled_until: hook.disabled_until.map(rfc3339_ms),
             token_configured: super::token_of(&state.cipher, hook).is_ok_and(|t| t.is_some()),
             disabled_reason: hook.disabled_reason.clone(),
             disabled_at: hook.disabled_at.map(rfc3339_ms),

@@ -31,6 +31,65 @@ pub const DEFAULT_EVENTS: [&str; 1] = ["push"];
 pub const FORMAT_GITLAB: &str = "gitlab";
 pub const FORMAT_ORIGINAL: &str = "original";
 
+/// Failed attempts in a row after which a hook is temporarily disabled, as GitLab does.
+pub const TEMPORARY_AFTER: i64 = 4;
+/// Failed attempts in a row after which a hook is disabled until a person enables it.
+pub const PERMANENT_AFTER: i64 = 40;
+const FIRST_BACKOFF_MS: i64 = 60_000;
+const MAX_BACKOFF_MS: i64 = 24 * 3_600_000;
+
+/// What a hook's recent failures make of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Healthy,
+    /// Not attempted before `until` (events are still queued for it).
+    TemporarilyDisabled {
+        until: i64,
+        reason: String,
+    },
+    /// Not attempted until a person enables it again (or sends a Test).
+    Disabled {
+        reason: String,
+    },
+}
+
+/// GitLab's rule: a 4xx other than 429, or 40 failures in a row, disables a hook; 4 failures in a
+/// row disable it for a minute, doubling with each further failure up to a day.
+pub fn health_after(failures: i64, client_error: Option<i64>, now: i64) -> Health {
+    if let Some(status) = client_error {
+        return Health::Disabled {
+            reason: format!("the receiver answered {status}"),
+        };
+    }
+    if failures >= PERMANENT_AFTER {
+        return Health::Disabled {
+            reason: format!("{failures} failures in a row"),
+        };
+    }
+    if failures >= TEMPORARY_AFTER {
+        let doublings = u32::try_from(failures - TEMPORARY_AFTER)
+            .unwrap_or(u32::MAX)
+            .min(20);
+        let backoff = FIRST_BACKOFF_MS
+            .saturating_mul(1_i64 << doublings)
+            .min(MAX_BACKOFF_MS);
+        return Health::TemporarilyDisabled {
+            until: now + backoff,
+            reason: format!("{failures} failures in a row"),
+        };
+    }
+    Health::Healthy
+}
+
+/// A hook's state as the API and the page name it.
+pub fn state_of(hook: &Endpoint, now: i64) -> &'static str {
+    match (hook.active, hook.disabled_until) {
+        (false, _) => "disabled",
+        (true, Some(until)) if until > now => "temporarily_disabled",
+        _ => "enabled",
+    }
+}
+
 /// The subscription an `object_kind` falls under (a tag push is a push).
 pub fn subscription_of(object_kind: &str) -> &str {
     match object_kind {
@@ -188,6 +247,7 @@ pub async fn create(
         kind: KIND_REPOSITORY_HOOK.to_owned(),
         repository_key: Some(repository_key.to_owned()),
         payload_format: Some(format),
+        disabled_until: None,
     };
     queue::insert_endpoint(&state.store, &hook).await?;
     tracing::info!(hook_id = %hook.id, "repository hook created");
@@ -253,14 +313,24 @@ pub async fn update(
         stored::set_token(&state.store, &hook, &seal_token(state, &hook.id, token)).await?;
     }
     if let Some(enabled) = changes.enabled
-        && enabled != hook.active
+        && (enabled != hook.active || (enabled && hook.disabled_until.is_some()))
     {
-        queue::set_endpoint_active(&state.store, tenant_id, &hook.id, enabled).await?;
         if enabled {
-            state.outbound.wake();
+            bring_back(state, tenant_id, &hook.id).await?;
+        } else {
+            queue::set_endpoint_active(&state.store, tenant_id, &hook.id, false).await?;
         }
     }
     load(state, tenant_id, repository_key, &hook.id).await
+}
+
+/// Enables a hook with a clean slate: no failures, no temporary disable, and the deliveries it
+/// held due now.
+async fn bring_back(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Endpoint> {
+    let hook = queue::set_endpoint_active(&state.store, tenant_id, id, true).await?;
+    stored::resume_held(&state.store, &hook.id, clock::now_ms()).await?;
+    state.outbound.wake();
+    Ok(hook)
 }
 
 pub async fn delete(
@@ -383,7 +453,11 @@ pub async fn test(
     repository_key: &str,
     id: &str,
 ) -> ApiResult<String> {
-    let hook = load(state, tenant_id, repository_key, id).await?;
+    let mut hook = load(state, tenant_id, repository_key, id).await?;
+    // Test brings a disabled hook back, as on GitLab.
+    if !hook.active || hook.disabled_until.is_some() || hook.consecutive_failures > 0 {
+        hook = bring_back(state, tenant_id, &hook.id).await?;
+    }
     let github = match crate::store::inbound::latest_push(&state.store, tenant_id, repository_key)
         .await?
     {
@@ -492,6 +566,37 @@ mod tests {
         assert!(check_events(Some(vec!["tag_push".into()])).is_err());
         assert!(check_format(Some("xml".into())).is_err());
         assert_eq!(check_format(None).unwrap(), FORMAT_GITLAB);
+    }
+
+    #[test]
+    fn health_follows_gitlabs_rule() {
+        let now = 1_000_000;
+        assert_eq!(health_after(3, None, now), Health::Healthy);
+        assert_eq!(
+            health_after(4, None, now),
+            Health::TemporarilyDisabled {
+                until: now + 60_000,
+                reason: "4 failures in a row".into()
+            }
+        );
+        let Health::TemporarilyDisabled { until, .. } = health_after(6, None, now) else {
+            panic!("six failures")
+        };
+        assert_eq!(until, now + 4 * 60_000, "doubling");
+        let Health::TemporarilyDisabled { until, .. } = health_after(39, None, now) else {
+            panic!("39 failures")
+        };
+        assert_eq!(until, now + 24 * 3_600_000, "capped at a day");
+        assert!(matches!(
+            health_after(40, None, now),
+            Health::Disabled { .. }
+        ));
+        assert_eq!(
+            health_after(1, Some(404), now),
+            Health::Disabled {
+                reason: "the receiver answered 404".into()
+            }
+        );
     }
 
     #[test]

@@ -72,11 +72,21 @@ fn event_choices(chosen: &[String]) -> Vec<EventChoice> {
         .collect()
 }
 
-fn state_of(hook: &Endpoint) -> (&'static str, &'static str) {
-    match (hook.active, &hook.disabled_reason) {
-        (true, _) => ("enabled", "ok"),
-        (false, Some(_)) => ("disabled automatically", "bad"),
-        (false, None) => ("disabled", "muted"),
+fn state_of(hook: &Endpoint) -> (String, &'static str) {
+    match (
+        super::state_of(hook, crate::clock::now_ms()),
+        &hook.disabled_reason,
+    ) {
+        ("temporarily_disabled", _) => (
+            format!(
+                "temporarily disabled until {}",
+                crate::web::when(hook.disabled_until.unwrap_or_default())
+            ),
+            "warn",
+        ),
+        ("enabled", _) => ("enabled".to_owned(), "ok"),
+        (_, Some(_)) => ("disabled automatically".to_owned(), "bad"),
+        _ => ("disabled".to_owned(), "muted"),
     }
 }
 
@@ -85,7 +95,7 @@ struct HookRow {
     url: String,
     events: String,
     format: String,
-    state: &'static str,
+    state: String,
     state_class: &'static str,
     reason: Option<String>,
 }
@@ -213,7 +223,7 @@ struct HookPage {
     chrome: Chrome,
     repository: String,
     hook: Endpoint,
-    state: &'static str,
+    state: String,
     state_class: &'static str,
     deliveries: Vec<DeliveryRow>,
     next_cursor: Option<String>,

@@ -149,6 +149,7 @@ pub async fn create(
         kind: queue::KIND_WEBHOOK.to_owned(),
         repository_key: None,
         payload_format: None,
+        disabled_until: None,
     };
     queue::insert_endpoint(&state.store, &endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");

@@ -347,6 +347,10 @@ async fn run_job(
             Err(Skip::EndpointDisabled) => {
                 let _ = queue::pause_claimed(&worker.state.store, &[job.claimed.id], &owner).await;
             }
+            Err(Skip::Until(until)) => {
+                let delay = until.saturating_sub(clock::now_ms()).max(0);
+                let _ = queue::release(&worker.state.store, &[job.claimed.id], &owner, delay).await;
+            }
         },
         None => {
             let _ = queue::release(&worker.state.store, &[job.claimed.id], &owner, 0).await;
@@ -363,6 +367,8 @@ enum Skip {
     LeaseEnding,
     /// Its endpoint was disabled by a result recorded after the claim.
     EndpointDisabled,
+    /// Its repository hook is temporarily disabled until then.
+    Until(i64),
 }
 
 /// One attempt of one delivery, unless it should not be made now.
@@ -381,6 +387,12 @@ async fn attempt(worker: &Worker, job: &Job) -> Result<(Attempt, Next), Skip> {
         .contains(&claimed.endpoint_id)
     {
         return Err(Skip::EndpointDisabled);
+    }
+    if let Some(until) = job.endpoint.disabled_until
+        && until > started_at
+    {
+        // A repository hook temporarily disabled after failures: its deliveries wait.
+        return Err(Skip::Until(until));
     }
     let headers = if job.endpoint.is_repository_hook() {
         // A repository hook is signed as GitLab signs: its token, and an HMAC of the body.

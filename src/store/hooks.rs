@@ -1,16 +1,8 @@
 //! Repository hooks as stored: rows of `endpoints` of kind `repository_hook`, one repository each.
 //! Their deliveries are ordinary deliveries (see `store::outbound`).
 
-use super::outbound::{Endpoint, KIND_REPOSITORY_HOOK};
+use super::outbound::{Endpoint, KIND_REPOSITORY_HOOK, endpoint_columns};
 use super::{Store, StoreError, StoreResult, Tx, dispatch, dispatch_tx};
-
-macro_rules! hook_columns {
-    () => {
-        "id, tenant_id, url, name, description, event_types, active, secret, previous_secret, \
-         previous_secret_until, consecutive_failures, disabled_reason, disabled_at, created_at, \
-         updated_at, kind, repository_key, payload_format"
-    };
-}
 
 /// One page of a repository's hooks, newest first.
 pub async fn list(
@@ -22,7 +14,7 @@ pub async fn list(
 ) -> StoreResult<Vec<Endpoint>> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, Endpoint>(concat!(
-            "SELECT ", hook_columns!(), " FROM endpoints WHERE tenant_id = $1 \
+            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 \
              AND kind = 'repository_hook' AND repository_key = $2 AND ($3 IS NULL OR id < $3) \
              ORDER BY id DESC LIMIT $4"
         ))
@@ -44,7 +36,7 @@ pub async fn get(
 ) -> StoreResult<Endpoint> {
     dispatch!(store, pool => {
         sqlx::query_as::<_, Endpoint>(concat!(
-            "SELECT ", hook_columns!(), " FROM endpoints WHERE tenant_id = $1 \
+            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 \
              AND kind = 'repository_hook' AND repository_key = $2 AND id = $3"
         ))
         .bind(tenant_id)
@@ -64,7 +56,7 @@ pub async fn enabled_in(
 ) -> StoreResult<Vec<Endpoint>> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Endpoint>(concat!(
-            "SELECT ", hook_columns!(), " FROM endpoints WHERE tenant_id = $1 \
+            "SELECT ", endpoint_columns!(), " FROM endpoints WHERE tenant_id = $1 \
              AND kind = 'repository_hook' AND repository_key = $2 AND active"
         ))
         .bind(tenant_id)
@@ -104,4 +96,20 @@ pub async fn set_token(store: &Store, hook: &Endpoint, sealed: &[u8]) -> StoreRe
             .rows_affected()
     });
     Ok(())
+}
+
+/// Makes a hook's queued deliveries due now (after it was brought back from a temporary
+/// disable, which held them until its end).
+pub async fn resume_held(store: &Store, hook_id: &str, now: i64) -> StoreResult<u64> {
+    Ok(super::dispatch_write!(store, pool => {
+        sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2 WHERE endpoint_id = $1 \
+             AND status = 'pending' AND lease_owner IS NULL AND next_attempt_at > $2",
+        )
+        .bind(hook_id)
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    }))
 }

@@ -53,6 +53,8 @@ pub struct Endpoint {
     pub repository_key: Option<String>,
     /// A repository hook's payload format: `gitlab` or `original`.
     pub payload_format: Option<String>,
+    /// A repository hook temporarily disabled after failures waits until then.
+    pub disabled_until: Option<i64>,
 }
 
 /// An endpoint registered through the webhooks API.
@@ -82,9 +84,10 @@ macro_rules! endpoint_columns {
     () => {
         "id, tenant_id, url, name, description, event_types, active, secret, previous_secret, \
          previous_secret_until, consecutive_failures, disabled_reason, disabled_at, created_at, \
-         updated_at, kind, repository_key, payload_format"
+         updated_at, kind, repository_key, payload_format, disabled_until"
     };
 }
+pub(crate) use endpoint_columns;
 
 macro_rules! delivery_columns {
     () => {
@@ -272,7 +275,7 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         sqlx::query(concat!(
             "INSERT INTO endpoints (", endpoint_columns!(), ") \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18)"
+             $18, $19)"
         ))
         .bind(&endpoint.id)
         .bind(&endpoint.tenant_id)
@@ -292,6 +295,7 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         .bind(&endpoint.kind)
         .bind(&endpoint.repository_key)
         .bind(&endpoint.payload_format)
+        .bind(endpoint.disabled_until)
         .execute(pool)
         .await?
         .rows_affected()
@@ -434,7 +438,8 @@ pub async fn set_endpoint_active(
             "UPDATE endpoints SET active = $3, updated_at = $4, \
              consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures END, \
              disabled_reason = CASE WHEN $3 THEN NULL ELSE disabled_reason END, \
-             disabled_at = CASE WHEN $3 THEN NULL ELSE disabled_at END \
+             disabled_at = CASE WHEN $3 THEN NULL ELSE disabled_at END, \
+             disabled_until = CASE WHEN $3 THEN NULL ELSE disabled_until END \
              WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant_id)
@@ -827,6 +832,10 @@ struct EndpointTally {
     /// A success in the batch resets the count to the failures after the last success.
     reset: bool,
     failures_after_last_success: i64,
+    /// Failed attempts (not deliveries) after the last success: repository hooks count these.
+    failed_attempts_after_last_success: i64,
+    /// A 4xx other than 429 answered to a repository hook.
+    client_error: Option<i64>,
     gone: bool,
 }
 
@@ -987,12 +996,20 @@ pub async fn record_results(
             Next::Succeeded => {
                 tally.reset = true;
                 tally.failures_after_last_success = 0;
+                tally.failed_attempts_after_last_success = 0;
+                tally.client_error = None;
             }
-            Next::RetryAt(_) => {}
+            Next::RetryAt(_) => tally.failed_attempts_after_last_success += 1,
             Next::Failed { gone } => {
                 tally.failures_after_last_success += 1;
+                tally.failed_attempts_after_last_success += 1;
                 tally.gone |= gone;
             }
+        }
+        if let Some(status @ 400..=499) = result.attempt.response_status
+            && status != 429
+        {
+            tally.client_error = Some(status);
         }
     }
 
@@ -1022,37 +1039,65 @@ pub async fn record_results(
         }
 
         for (endpoint_id, tally) in &tallies {
-            let counted: Option<(i64, bool)> = if tally.reset {
+            // Webhooks count failed deliveries; repository hooks count failed attempts, and a
+            // success also ends a hook's temporary disable.
+            let counted: Option<(i64, bool, String)> = if tally.reset {
                 sqlx::query_as(
-                    "UPDATE endpoints SET consecutive_failures = $2 \
-                     WHERE id = $1 AND consecutive_failures <> $2 \
-                     RETURNING consecutive_failures, active",
+                    "UPDATE endpoints SET consecutive_failures = CASE WHEN kind = 'repository_hook' \
+                       THEN $3 ELSE $2 END, disabled_until = NULL, \
+                       disabled_reason = CASE WHEN kind = 'repository_hook' AND active THEN NULL \
+                         ELSE disabled_reason END, \
+                       disabled_at = CASE WHEN kind = 'repository_hook' AND active THEN NULL \
+                         ELSE disabled_at END \
+                     WHERE id = $1 AND (consecutive_failures <> CASE WHEN kind = 'repository_hook' \
+                       THEN $3 ELSE $2 END OR disabled_until IS NOT NULL) \
+                     RETURNING consecutive_failures, active, kind",
                 )
                 .bind(endpoint_id)
                 .bind(tally.failures_after_last_success)
+                .bind(tally.failed_attempts_after_last_success)
                 .fetch_optional(&mut *conn)
                 .await?
-            } else if tally.failures_after_last_success > 0 {
+            } else if tally.failed_attempts_after_last_success > 0 {
                 sqlx::query_as(
-                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + $2 \
-                     WHERE id = $1 RETURNING consecutive_failures, active",
+                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + \
+                       CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END \
+                     WHERE id = $1 AND CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END > 0 \
+                     RETURNING consecutive_failures, active, kind",
                 )
                 .bind(endpoint_id)
                 .bind(tally.failures_after_last_success)
+                .bind(tally.failed_attempts_after_last_success)
                 .fetch_optional(&mut *conn)
                 .await?
             } else {
                 None
             };
-            let reason = if tally.gone {
-                Some("the receiver answered 410 Gone".to_owned())
-            } else {
-                match counted {
-                    Some((failures, true)) if failures >= disable_after => {
-                        Some(format!("{failures} consecutive deliveries failed"))
+            let reason = match &counted {
+                Some((failures, true, kind)) if kind == KIND_REPOSITORY_HOOK => {
+                    match crate::hooks::health_after(*failures, tally.client_error, now) {
+                        crate::hooks::Health::Healthy => None,
+                        crate::hooks::Health::Disabled { reason } => Some(reason),
+                        crate::hooks::Health::TemporarilyDisabled { until, reason } => {
+                            sqlx::query(
+                                "UPDATE endpoints SET disabled_until = $2, disabled_reason = $3, \
+                                 disabled_at = $4 WHERE id = $1",
+                            )
+                            .bind(endpoint_id)
+                            .bind(until)
+                            .bind(&reason)
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await?;
+                            None
+                        }
                     }
-                    _ => None,
                 }
+                _ if tally.gone => Some("the receiver answered 410 Gone".to_owned()),
+                Some((failures, true, _)) if *failures >= disable_after => {
+                    Some(format!("{failures} consecutive deliveries failed"))
+                }
+                _ => None,
             };
             let Some(reason) = reason else {
                 continue;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::inbound::{GithubDelivery, fixture, service_with_secret};
 use crate::on_both_backends;
 use crate::outbound::outbound_app;
-use crate::support::receiver::Receiver;
+use crate::support::receiver::{Answer, Receiver};
 use crate::support::{Backend, TestApp, eventually, json_of};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -19,6 +19,7 @@ const WAIT: Duration = Duration::from_secs(30);
 on_both_backends!(
     a_push_reaches_the_subscribed_hooks_of_its_repository_only,
     hooks_are_managed_for_known_repositories_and_tested,
+    failing_hooks_are_disabled_as_gitlab_does,
 );
 
 async fn create_hook(app: &TestApp, repository: &str, body: Value) -> String {
@@ -448,4 +449,101 @@ fn merge_requests_and_issues_carry_gitlabs_core_fields() {
         "2026-03-02 15:00:00 UTC".len(),
         "GitLab's time format"
     );
+}
+
+async fn hook(app: &TestApp, id: &str) -> Value {
+    let (status, hook) = json_of(
+        app.get(&format!("/api/repos/acme/checkout/hooks/{id}"))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{hook}");
+    hook
+}
+
+async fn failing_hooks_are_disabled_as_gitlab_does(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let (_, secret) = service_with_secret(&app, "checkout", "acme/checkout", false).await;
+    let (failing, refusing) = (Receiver::start().await, Receiver::start().await);
+    failing.answer_with(Answer::status(500).with_body("down"));
+    refusing.answer_with(Answer::status(404));
+    let failing_hook = create_hook(&app, "acme/checkout", json!({"url": failing.url("/ci")})).await;
+    let refusing_hook =
+        create_hook(&app, "acme/checkout", json!({"url": refusing.url("/gone")})).await;
+
+    let push = GithubDelivery::new(
+        "push",
+        "health-1",
+        fixture("github/push_main.json"),
+        &secret,
+    );
+    assert_eq!(push.send(&app, "/api/github/webhook").await.0, 200);
+
+    // A 4xx other than 429 disables the hook until a person enables it.
+    let refused = eventually(WAIT, "the refusing hook to be disabled", || async {
+        let hook = hook(&app, &refusing_hook).await;
+        (hook["state"] == "disabled").then_some(hook)
+    })
+    .await;
+    assert_eq!(refused["enabled"], false);
+    assert_eq!(refused["disabled_reason"], "the receiver answered 404");
+    assert_eq!(refusing.received().len(), 1, "no retry after a 404");
+
+    // Four failures in a row: temporarily disabled for a minute; the delivery waits for it.
+    let temporarily = eventually(
+        WAIT,
+        "the failing hook to be temporarily disabled",
+        || async {
+            let hook = hook(&app, &failing_hook).await;
+            (hook["state"] == "temporarily_disabled").then_some(hook)
+        },
+    )
+    .await;
+    assert_eq!(temporarily["enabled"], true);
+    assert_eq!(temporarily["consecutive_failures"], 4);
+    let until =
+        hookline::clock::parse_rfc3339_ms(temporarily["disabled_until"].as_str().unwrap()).unwrap();
+    let remaining = until - hookline::clock::now_ms();
+    assert!(
+        (30_000..=60_000).contains(&remaining),
+        "about a minute: {remaining} ms"
+    );
+    let waiting = eventually(WAIT, "the delivery to wait for the hook", || async {
+        let deliveries = hook_deliveries(&app, "acme/checkout", &failing_hook).await;
+        let delivery = deliveries[0].clone();
+        let next = delivery["next_attempt_at"]
+            .as_str()
+            .and_then(hookline::clock::parse_rfc3339_ms);
+        next.filter(|next| *next >= until).map(|_| delivery)
+    })
+    .await;
+    assert_eq!(waiting["status"], "pending", "still queued, not dropped");
+    assert_eq!(failing.received().len(), 4);
+
+    // Test brings it back at once; with the receiver up, the held delivery goes through too.
+    failing.respond_with(axum::http::StatusCode::OK);
+    let (status, _) = json_of(
+        app.post_json(
+            &format!("/api/repos/acme/checkout/hooks/{failing_hook}/test"),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let restored = hook(&app, &failing_hook).await;
+    assert_eq!(restored["state"], "enabled");
+    assert_eq!(restored["consecutive_failures"], 0);
+    failing.wait_for(6, WAIT).await;
+    let (status, _) = json_of(
+        app.post_json(
+            &format!("/api/repos/acme/checkout/hooks/{refusing_hook}/test"),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    // Enabled again by the Test, so the sample push went out (and its 404 disabled it again).
+    refusing.wait_for(2, WAIT).await;
 }
