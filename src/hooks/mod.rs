@@ -391,6 +391,9 @@ pub async fn relay(
     repository_key: &str,
     event: ForgeEvent<'_>,
 ) -> ApiResult<usize> {
+    if !stored::any_enabled(&state.store, tenant_id, repository_key).await? {
+        return Ok(0);
+    }
     let Ok(json) = serde_json::from_slice::<Value>(event.payload) else {
         return Ok(0);
     };

@@ -817,8 +817,18 @@ async fn get_inbound(
     Ok(Json(InboundDeliveryOut::from(delivery, true)?))
 }
 
+/// What a replay does besides processing again.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Also relay the delivery to its repository's hooks again (default false).
+    #[serde(default)]
+    pub relay: bool,
+}
+
 #[utoipa::path(post, path = "/api/inbound-deliveries/{id}/replay", tag = "inbound",
     params(("id" = String, Path, description = "Inbound delivery id (`ind_…`)")),
+    request_body(content = Option<ReplayRequest>, description = "Optional"),
     responses(
         (status = 200, description = "Processing ran again; the delivery as it is now", body = InboundDeliveryOut),
         (status = 404, body = ErrorBody),
@@ -829,7 +839,10 @@ async fn replay_inbound(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> ApiResult<Json<InboundDeliveryOut>> {
-    let delivery = super::kept::replay(&state, &principal.tenant_id, &id).await?;
+    let input: ReplayRequest = crate::http::extract::optional_json(&headers, &body)?;
+    let delivery = super::kept::replay(&state, &principal.tenant_id, &id, input.relay).await?;
     Ok(Json(InboundDeliveryOut::from(delivery, true)?))
 }

@@ -46,7 +46,13 @@ pub async fn of_target(
 }
 
 /// Runs a verified delivery's processing again over its stored body; returns it as it is now.
-pub async fn replay(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<InboundDelivery> {
+/// With `relay`, its repository's hooks get it again too (they do not otherwise).
+pub async fn replay(
+    state: &AppState,
+    tenant_id: &str,
+    id: &str,
+    relay: bool,
+) -> ApiResult<InboundDelivery> {
     let store = &state.store;
     let delivery = load(state, tenant_id, id).await?;
     let id = delivery.id.clone();
@@ -92,6 +98,21 @@ pub async fn replay(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<In
     .await?;
     kept::record_replay(&mut tx, &id, applied.result, &applied.summary.to_string()).await?;
     tx.commit().await?;
-    tracing::info!(delivery_id = %id, "inbound delivery replayed");
+    tracing::info!(delivery_id = %id, relay, "inbound delivery replayed");
+    if relay && let Some(repository) = &repository {
+        let payload = super::json_of(&delivery.content_type, &body)
+            .map_err(|error| ApiError::Unprocessable(error.to_string()))?;
+        crate::hooks::relay(
+            state,
+            tenant_id,
+            &repository.to_lowercase(),
+            crate::hooks::ForgeEvent {
+                gitlab,
+                event: &delivery.event,
+                payload: &payload,
+            },
+        )
+        .await?;
+    }
     Ok(kept::get(store, tenant_id, &id).await?)
 }

@@ -404,10 +404,10 @@ async fn inbound_page(
 async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    CsrfForm { viewer, .. }: CsrfForm,
+    CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
     let page = format!("/inbound/{id}");
-    match kept::replay(&state, &viewer.user.tenant_id, &id).await {
+    match kept::replay(&state, &viewer.user.tenant_id, &id, form.checked("relay")).await {
         Ok(delivery) => Ok(redirect_with_flash(
             &page,
             &format!("Processing ran again: {}.", delivery.result),

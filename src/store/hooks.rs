@@ -48,6 +48,25 @@ pub async fn get(
     .ok_or(StoreError::NotFound)
 }
 
+/// Whether the repository has an enabled hook: the receivers ask before reading a payload for
+/// relaying, so repositories without hooks cost one indexed read.
+pub async fn any_enabled(
+    store: &Store,
+    tenant_id: &str,
+    repository_key: &str,
+) -> StoreResult<bool> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM endpoints WHERE tenant_id = $1 \
+             AND kind = 'repository_hook' AND repository_key = $2 AND active LIMIT 1) AS found",
+        )
+        .bind(tenant_id)
+        .bind(repository_key)
+        .fetch_one(pool)
+        .await?
+    }) > 0)
+}
+
 /// The repository's enabled hooks, inside the transaction that queues an event for them.
 pub async fn enabled_in(
     tx: &mut Tx<'_>,

@@ -20,6 +20,7 @@ on_both_backends!(
     a_push_reaches_the_subscribed_hooks_of_its_repository_only,
     hooks_are_managed_for_known_repositories_and_tested,
     failing_hooks_are_disabled_as_gitlab_does,
+    an_integrations_events_feed_the_hooks_of_their_repository,
 );
 
 async fn create_hook(app: &TestApp, repository: &str, body: Value) -> String {
@@ -75,8 +76,12 @@ async fn a_push_reaches_the_subscribed_hooks_of_its_repository_only(backend: Bac
 
     let body = fixture("github/push_main.json");
     let push = GithubDelivery::new("push", "relay-1", body.clone(), &secret);
-    let (status, answer, _) = push.send(&app, "/api/github/webhook").await;
+    let (status, answer, headers) = push.send(&app, "/api/github/webhook").await;
     assert_eq!(status, 200, "{answer}");
+    let inbound_id = headers[hookline::inbound::api::DELIVERY_HEADER]
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     // Queued before the answer: the hooks that do not want it have nothing.
     assert!(
@@ -172,6 +177,34 @@ async fn a_push_reaches_the_subscribed_hooks_of_its_repository_only(backend: Bac
         received[1].header("idempotency-key"),
         received[0].header("idempotency-key")
     );
+    // Replaying the inbound delivery's processing relays nothing, unless asked.
+    let replay = format!("/api/inbound-deliveries/{inbound_id}/replay");
+    assert_eq!(app.post_json(&replay, &json!({})).await.status(), 200);
+    assert_eq!(
+        hook_deliveries(&app, "acme/checkout", &gitlab_hook)
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        app.post_json(&replay, &json!({"relay": true}))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        hook_deliveries(&app, "acme/checkout", &gitlab_hook)
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        hook_deliveries(&app, "acme/checkout", &original_hook)
+            .await
+            .len(),
+        2
+    );
+
     // Hooks are not webhook endpoints: the webhooks API does not list them.
     let (_, endpoints) = json_of(app.get("/api/webhooks/endpoints").await).await;
     assert_eq!(endpoints["data"], json!([]));
@@ -546,4 +579,54 @@ async fn failing_hooks_are_disabled_as_gitlab_does(backend: Backend) {
     assert_eq!(status, 202);
     // Enabled again by the Test, so the sample push went out (and its 404 disabled it again).
     refusing.wait_for(2, WAIT).await;
+}
+
+async fn an_integrations_events_feed_the_hooks_of_their_repository(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let secret = "a-strong-random-secret-at-least-32-chars";
+    let (status, created) = json_of(
+        app.post_json(
+            "/api/v1/integrations",
+            &json!({"name": "GitHub", "integration_type": "GITHUB", "description": "d",
+                    "config": {"token": "ghp_x", "webhook_secret": secret}}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let path = format!(
+        "/api/v1/integrations/{}/webhook/github",
+        created["id"].as_str().unwrap()
+    );
+    // Before the integration received anything for it, the repository is unknown.
+    let receiver = Receiver::start().await;
+    let body =
+        json!({"url": receiver.url("/issues"), "events": ["issue"], "payload_format": "gitlab"});
+    let response = app.post_json("/api/repos/acme/checkout/hooks", &body).await;
+    assert_eq!(response.status(), 404);
+
+    let first = GithubDelivery::new(
+        "issues",
+        "int-1",
+        fixture("github/issues_opened.json"),
+        secret,
+    );
+    assert_eq!(first.send(&app, &path).await.0, 200);
+    let hook = create_hook(&app, "acme/checkout", body).await;
+    let labeled = GithubDelivery::new(
+        "issues",
+        "int-2",
+        fixture("github/issues_labeled.json"),
+        secret,
+    );
+    assert_eq!(labeled.send(&app, &path).await.0, 200);
+
+    let received = receiver.wait_for(1, WAIT).await;
+    assert_eq!(received[0].header("x-gitlab-event"), "Issue Hook");
+    assert_eq!(received[0].header("x-gitlab-webhook-uuid"), hook);
+    let payload = received[0].json();
+    assert_eq!(payload["object_kind"], "issue");
+    assert_eq!(payload["object_attributes"]["action"], "update");
+    assert_eq!(payload["project"]["path_with_namespace"], "acme/checkout");
+    assert_eq!(hook_deliveries(&app, "acme/checkout", &hook).await.len(), 1);
 }
