@@ -59,6 +59,10 @@ struct Args {
     /// delivery) over what was delivered, signed in through the setup link.
     #[arg(long)]
     pages: bool,
+    /// With --inbound: relay every push to this many repository hooks (each with its own local
+    /// receiver) and measure the relay end to end.
+    #[arg(long, default_value_t = 0)]
+    hooks: usize,
     /// Requests per page with --pages.
     #[arg(long, default_value_t = 200)]
     page_rounds: usize,
@@ -146,6 +150,78 @@ async fn start_server(args: &Args, database_url: &str, role: &str, master_key: &
         base_url,
         token,
         setup_code,
+    }
+}
+
+/// Relayed pushes: `--pushes` verified GitHub pushes, each relayed to `--hooks` repository hooks
+/// in the GitLab format; measures accepted pushes/s at the receiver and hook deliveries/s from
+/// the first push to the last delivery received.
+async fn run_relay(args: &Args, client: &reqwest::Client, database_url: &str, master_key: &str) {
+    let received = Arc::new(Received::default());
+    let server = start_server(args, database_url, "all", master_key).await;
+    let api = |path: &str, body: serde_json::Value| {
+        client
+            .post(format!("{}{path}", server.base_url))
+            .bearer_auth(&server.token)
+            .json(&body)
+            .send()
+    };
+    let service: serde_json::Value = api(
+        "/api/services",
+        json!({"name": "bench", "repository": BENCH_REPOSITORY}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let service_id = service["id"].as_str().unwrap();
+    let secret: serde_json::Value = api(
+        &format!("/api/services/{service_id}/webhook-secret"),
+        json!({}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let secret = secret["secret"].as_str().unwrap().to_owned();
+    for _ in 0..args.hooks {
+        let app = axum::Router::new()
+            .fallback(receive)
+            .with_state(received.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let created = api(
+            &format!("/api/repos/{BENCH_REPOSITORY}/hooks"),
+            json!({"url": url, "token": "bench-token"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(created.status(), 201, "creating a hook");
+    }
+    let url = format!("{}/api/github/webhook", server.base_url);
+    let started = Instant::now();
+    let rate = send_pushes(args, client, &url, &secret).await;
+    let expected = args.pushes * args.hooks as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while received.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let delivered = received.count.load(Ordering::Relaxed);
+    println!(
+        "target=relay backend={} pushes={} hooks={} accepted_pushes/s={rate:.0} hook_deliveries={delivered}/{expected} hook_deliveries/s={:.0} elapsed={elapsed:.2}s peak_rss={}MiB",
+        args.backend,
+        args.pushes,
+        args.hooks,
+        delivered as f64 / elapsed,
+        peak_rss_kib(server.child.id().unwrap()).unwrap_or(0) / 1024
+    );
+    if delivered < expected {
+        eprintln!("only {delivered} of {expected} hook deliveries arrived within the time limit");
+        std::process::exit(1);
     }
 }
 
@@ -488,6 +564,10 @@ async fn run_inbound(args: &Args, database_url: &str, master_key: &str) {
             peak_rss_kib(pid).unwrap_or(0) / 1024
         );
         let _ = child.start_kill();
+        return;
+    }
+    if args.hooks > 0 {
+        run_relay(args, &client, database_url, master_key).await;
         return;
     }
     let server = start_server(args, database_url, "api", master_key).await;

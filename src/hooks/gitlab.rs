@@ -247,7 +247,6 @@ fn merge_request_action(github: &Value) -> &'static str {
         (Some("closed"), true) => "merge",
         (Some("closed"), false) => "close",
         (Some("reopened"), _) => "reopen",
-        (Some("review_requested" | "approved"), _) => "approved",
         _ => "update",
     }
 }
@@ -344,7 +343,6 @@ fn note(github: &Value) -> HookPayload {
         github.get("pull_request").is_some() || github.pointer("/issue/pull_request").is_some();
     let action = match text(github, "/action") {
         Some("created") => "create",
-        Some("deleted") => "delete",
         _ => "update",
     };
     let noteable = if github.get("pull_request").is_some() {
@@ -491,6 +489,12 @@ pub fn from_github(event: &str, payload: &Value) -> Option<HookPayload> {
     match event {
         "push" => Some(push(payload)),
         "pull_request" => Some(merge_request(payload)),
+        // GitLab sends no note hook for a deleted comment.
+        "issue_comment" | "pull_request_review_comment"
+            if text(payload, "/action") == Some("deleted") =>
+        {
+            None
+        }
         "issue_comment" | "pull_request_review_comment" => Some(note(payload)),
         "issues" => Some(issue(payload)),
         "workflow_run" | "check_suite" => Some(pipeline(payload)),

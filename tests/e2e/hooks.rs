@@ -630,3 +630,73 @@ async fn an_integrations_events_feed_the_hooks_of_their_repository(backend: Back
     assert_eq!(payload["project"]["path_with_namespace"], "acme/checkout");
     assert_eq!(hook_deliveries(&app, "acme/checkout", &hook).await.len(), 1);
 }
+
+fn schema(kind: &str) -> jsonschema::Validator {
+    let schema = json_fixture(&format!("gitlab/schemas/{kind}.schema.json"));
+    jsonschema::validator_for(&schema).unwrap_or_else(|error| panic!("{kind}: {error}"))
+}
+
+fn assert_valid(validator: &jsonschema::Validator, what: &str, payload: &Value) {
+    let errors: Vec<String> = validator
+        .iter_errors(payload)
+        .map(|error| format!("{} at {}", error, error.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:#?}");
+}
+
+/// Every GitHub example relayed as a hook validates against the JSON Schema written from GitLab's
+/// documentation, as GitLab's own examples do.
+#[test]
+fn every_relayed_event_validates_against_gitlabs_schemas() {
+    for kind in ["push", "merge_request", "issue", "note", "pipeline"] {
+        assert_valid(
+            &schema(kind),
+            &format!("GitLab's own {kind} example"),
+            &json_fixture(&format!("gitlab/{kind}.json")),
+        );
+    }
+    for (event, fixture_name, kind) in [
+        ("push", "push_main", "push"),
+        ("push", "push_new_branch", "push"),
+        ("push", "push_tag", "push"),
+        ("push", "push_delete_branch", "push"),
+        ("pull_request", "pull_request_opened", "merge_request"),
+        ("pull_request", "pull_request_merged", "merge_request"),
+        ("issues", "issues_opened", "issue"),
+        ("issues", "issues_labeled", "issue"),
+        ("issue_comment", "issue_comment_created", "note"),
+        (
+            "pull_request_review_comment",
+            "pull_request_review_comment_created",
+            "note",
+        ),
+        ("workflow_run", "workflow_run_completed", "pipeline"),
+        ("check_suite", "check_suite_completed", "pipeline"),
+    ] {
+        let github = json_fixture(&format!("github/{fixture_name}.json"));
+        let relayed = hookline::hooks::gitlab::from_github(event, &github)
+            .unwrap_or_else(|| panic!("{fixture_name} is relayed"));
+        assert_eq!(hookline::hooks::subscription_of(relayed.object_kind), kind);
+        assert_valid(&schema(kind), fixture_name, &relayed.body);
+    }
+    // The schemas can fail: a push without its project, or with GitHub's time format, does.
+    let mut broken = hookline::hooks::gitlab::push(&json_fixture("github/push_main.json")).body;
+    broken.as_object_mut().unwrap().remove("project");
+    assert!(!schema("push").is_valid(&broken));
+    let mut github_time =
+        hookline::hooks::gitlab::from_github("issues", &json_fixture("github/issues_opened.json"))
+            .unwrap()
+            .body;
+    github_time["object_attributes"]["created_at"] = json!("2026-03-02T15:00:00Z");
+    assert!(!schema("issue").is_valid(&github_time));
+    let mut deleted = json_fixture("github/issue_comment_created.json");
+    deleted["action"] = json!("deleted");
+    assert!(hookline::hooks::gitlab::from_github("issue_comment", &deleted).is_none());
+    let check_suite = hookline::hooks::gitlab::from_github(
+        "check_suite",
+        &json_fixture("github/check_suite_completed.json"),
+    )
+    .unwrap();
+    assert_eq!(check_suite.body["object_attributes"]["status"], "failed");
+    assert_eq!(check_suite.body["object_attributes"]["duration"], 215);
+}
