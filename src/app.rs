@@ -29,6 +29,8 @@ pub struct Shared {
     pub github: crate::github::GithubClient,
     pub inbound: crate::inbound::writer::InboundWriter,
     pub service_cache: crate::inbound::cache::ServiceCache,
+    /// Whether a tenant's repository has enabled repository hooks, by `tenant/owner/name`.
+    pub hook_cache: crate::inbound::cache::TtlCache<bool>,
     pub analyzer: Arc<crate::analysis::Configured>,
     pub metrics: PrometheusHandle,
     pub openapi_json: Bytes,
@@ -97,6 +99,9 @@ impl Application {
         let service_cache = crate::inbound::cache::ServiceCache::new(Duration::from_millis(
             config.inbound.service_cache_ms,
         ));
+        let hook_cache = crate::inbound::cache::TtlCache::new(Duration::from_millis(
+            config.inbound.service_cache_ms,
+        ));
         let openapi_json = serde_json::to_vec_pretty(&http::openapi())
             .context("serialising the OpenAPI document")?;
         let listener = TcpListener::bind(config.listen)
@@ -111,6 +116,7 @@ impl Application {
             github,
             inbound,
             service_cache,
+            hook_cache,
             analyzer,
             metrics: telemetry::metrics_handle(),
             openapi_json: Bytes::from(openapi_json),

@@ -250,6 +250,7 @@ pub async fn create(
         disabled_until: None,
     };
     queue::insert_endpoint(&state.store, &hook).await?;
+    state.hook_cache.clear();
     tracing::info!(hook_id = %hook.id, "repository hook created");
     Ok(hook)
 }
@@ -312,6 +313,7 @@ pub async fn update(
     if let Some(token) = token {
         stored::set_token(&state.store, &hook, &seal_token(state, &hook.id, token)).await?;
     }
+    state.hook_cache.clear();
     if let Some(enabled) = changes.enabled
         && (enabled != hook.active || (enabled && hook.disabled_until.is_some()))
     {
@@ -328,6 +330,7 @@ pub async fn update(
 /// held due now.
 async fn bring_back(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Endpoint> {
     let hook = queue::set_endpoint_active(&state.store, tenant_id, id, true).await?;
+    state.hook_cache.clear();
     stored::resume_held(&state.store, &hook.id, clock::now_ms()).await?;
     state.outbound.wake();
     Ok(hook)
@@ -341,6 +344,7 @@ pub async fn delete(
 ) -> ApiResult<Endpoint> {
     let hook = load(state, tenant_id, repository_key, id).await?;
     queue::delete_endpoint(&state.store, tenant_id, &hook.id).await?;
+    state.hook_cache.clear();
     tracing::info!(hook_id = %hook.id, "repository hook deleted");
     Ok(hook)
 }
@@ -391,7 +395,13 @@ pub async fn relay(
     repository_key: &str,
     event: ForgeEvent<'_>,
 ) -> ApiResult<usize> {
-    if !stored::any_enabled(&state.store, tenant_id, repository_key).await? {
+    let has_hooks = state
+        .hook_cache
+        .get_or_load(format!("{tenant_id}/{repository_key}"), || {
+            stored::any_enabled(&state.store, tenant_id, repository_key)
+        })
+        .await?;
+    if !has_hooks {
         return Ok(0);
     }
     let Ok(json) = serde_json::from_slice::<Value>(event.payload) else {

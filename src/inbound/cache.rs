@@ -1,37 +1,88 @@
-//! A short-lived cache of the services linked to each repository, so the shared receivers do not
-//! read the database for every webhook. This node drops the whole cache whenever it changes a
-//! service (secret rotations included), so here a change is seen at once; another node sharing a
-//! PostgreSQL database sees it within `inbound.service_cache_ms`.
+//! Short-lived caches the shared receivers read instead of the database for every webhook: the
+//! services linked to each repository, and whether a repository has repository hooks. This node
+//! drops a whole cache whenever it changes what the cache holds (secret rotations included), so
+//! here a change is seen at once; another node sharing a PostgreSQL database sees it within
+//! `inbound.service_cache_ms`.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::store::services::{self, Service};
 use crate::store::{Store, StoreResult};
 
-/// Repositories remembered at most; past that the cache starts over.
+/// Keys remembered at most; past that a cache starts over.
 const MAX_ENTRIES: usize = 10_000;
 
-pub struct ServiceCache {
+/// Values by key for `ttl`, cleared by [`TtlCache::clear`].
+pub struct TtlCache<V> {
     ttl: Duration,
-    entries: Mutex<Entries>,
+    entries: Mutex<Entries<V>>,
 }
 
-#[derive(Default)]
-struct Entries {
-    /// Bumped by every [`ServiceCache::clear`]: a read that began before a change must not put
-    /// what it read back into the cache.
+struct Entries<V> {
+    /// Bumped by every [`TtlCache::clear`]: a read that began before a change must not put what
+    /// it read back into the cache.
     generation: u64,
-    by_repository: HashMap<String, (Instant, Vec<Service>)>,
+    values: HashMap<String, (Instant, V)>,
 }
+
+impl<V: Clone> TtlCache<V> {
+    pub fn new(ttl: Duration) -> TtlCache<V> {
+        TtlCache {
+            ttl,
+            entries: Mutex::new(Entries {
+                generation: 0,
+                values: HashMap::new(),
+            }),
+        }
+    }
+
+    /// The value for `key`, loading it when missing or older than the ttl.
+    pub async fn get_or_load<F, Fut>(&self, key: String, load: F) -> StoreResult<V>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = StoreResult<V>>,
+    {
+        if self.ttl.is_zero() {
+            return load().await;
+        }
+        let generation = {
+            let entries = self.entries.lock().expect("cache lock");
+            if let Some((at, found)) = entries.values.get(&key)
+                && at.elapsed() < self.ttl
+            {
+                return Ok(found.clone());
+            }
+            entries.generation
+        };
+        let fetched_at = Instant::now();
+        let found = load().await?;
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.generation == generation {
+            if entries.values.len() >= MAX_ENTRIES {
+                entries.values.clear();
+            }
+            entries.values.insert(key, (fetched_at, found.clone()));
+        }
+        Ok(found)
+    }
+
+    /// Forgets everything: called after this node changed what the cache holds.
+    pub fn clear(&self) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        entries.generation += 1;
+        entries.values.clear();
+    }
+}
+
+/// Every tenant's services linked to each repository.
+pub struct ServiceCache(TtlCache<Vec<Service>>);
 
 impl ServiceCache {
     pub fn new(ttl: Duration) -> ServiceCache {
-        ServiceCache {
-            ttl,
-            entries: Mutex::new(Entries::default()),
-        }
+        ServiceCache(TtlCache::new(ttl))
     }
 
     /// Every tenant's services linked to `repository` (without regard to case).
@@ -41,36 +92,13 @@ impl ServiceCache {
         repository: &str,
     ) -> StoreResult<Vec<Service>> {
         let key = repository.to_lowercase();
-        if self.ttl.is_zero() {
-            return services::by_repository(store, &key).await;
-        }
-        let generation = {
-            let entries = self.entries.lock().expect("cache lock");
-            if let Some((at, found)) = entries.by_repository.get(&key)
-                && at.elapsed() < self.ttl
-            {
-                return Ok(found.clone());
-            }
-            entries.generation
-        };
-        let fetched_at = Instant::now();
-        let found = services::by_repository(store, &key).await?;
-        let mut entries = self.entries.lock().expect("cache lock");
-        if entries.generation == generation {
-            if entries.by_repository.len() >= MAX_ENTRIES {
-                entries.by_repository.clear();
-            }
-            entries
-                .by_repository
-                .insert(key, (fetched_at, found.clone()));
-        }
-        Ok(found)
+        self.0
+            .get_or_load(key.clone(), || services::by_repository(store, &key))
+            .await
     }
 
     /// Forgets everything: called after this node changed any service.
     pub fn clear(&self) {
-        let mut entries = self.entries.lock().expect("cache lock");
-        entries.generation += 1;
-        entries.by_repository.clear();
+        self.0.clear();
     }
 }
