@@ -788,6 +788,16 @@ async fn every_main_page_renders_over_realistic_data() {
     )
     .await;
     let secret = secret["secret"].as_str().unwrap().to_owned();
+    let (status, hook) = json_of(
+        app.post_json(
+            "/api/repos/acme/checkout/hooks",
+            &json!({"url": receiver.url("/ci"), "token": "ci-token", "events": ["push", "merge_request"]}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{hook}");
+    let hook_id = hook["id"].as_str().unwrap().to_owned();
     for (n, name) in ["push_main", "push_new_branch"].iter().enumerate() {
         let push = GithubDelivery::new(
             "push",
@@ -797,6 +807,7 @@ async fn every_main_page_renders_over_realistic_data() {
         );
         assert_eq!(push.send(&app, "/api/github/webhook").await.0, 200);
     }
+    receiver.wait_for(8, WAIT).await;
     people::invite(
         &app.store,
         &app.tenant_id,
@@ -830,6 +841,14 @@ async fn every_main_page_renders_over_realistic_data() {
         ("/services".to_owned(), "services.png"),
         (format!("/services/{service_id}"), "service.png"),
         (format!("/inbound/{inbound_id}"), "inbound-delivery.png"),
+        (
+            "/acme/checkout/-/settings/hooks".to_owned(),
+            "repository-hooks.png",
+        ),
+        (
+            format!("/acme/checkout/-/settings/hooks/{hook_id}"),
+            "repository-hook.png",
+        ),
         ("/org/tokens".to_owned(), "tokens.png"),
         ("/org/users".to_owned(), "users.png"),
         ("/account".to_owned(), "account.png"),
