@@ -532,14 +532,18 @@ fn delivery_headers(
     headers
 }
 
+/// The request headers as the attempt history keeps them. A repository hook's token travels in
+/// clear (`X-Gitlab-Token`, as GitLab sends it) but is never stored or shown.
 fn headers_json(headers: &HeaderMap) -> String {
     let map: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(name, value)| {
-            (
-                name.as_str().to_owned(),
-                serde_json::Value::String(client::storable_text(value.as_bytes())),
-            )
+            let text = if name.as_str() == "x-gitlab-token" {
+                "[redacted]".to_owned()
+            } else {
+                client::storable_text(value.as_bytes())
+            };
+            (name.as_str().to_owned(), serde_json::Value::String(text))
         })
         .collect();
     serde_json::Value::Object(map).to_string()

@@ -153,6 +153,11 @@ async fn a_push_reaches_the_subscribed_hooks_of_its_repository_only(backend: Bac
         "Push Hook"
     );
     assert_eq!(detail["attempts"][0]["response_status"], 200);
+    assert_eq!(
+        detail["attempts"][0]["request_headers"]["x-gitlab-token"], "[redacted]",
+        "the token is never kept in the history"
+    );
+    assert!(!detail.to_string().contains("s3cret-token"));
     // Another repository's hook delivery is not found through this one.
     let response = app
         .get(&format!(
