@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 /// The all-zero SHA GitLab (and GitHub) use for "no commit": a created or deleted ref.
 pub const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
+/// Commits a GitLab push hook lists at most.
+const MAX_COMMITS: usize = 20;
+
 /// A hook payload: its `object_kind` and the body.
 pub struct HookPayload {
     /// `push`, `tag_push`, `merge_request`, `note`, `issue` or `pipeline`.
@@ -121,9 +124,17 @@ pub fn push(github: &Value) -> HookPayload {
     };
     let deleted =
         github["deleted"].as_bool().unwrap_or(false) || text(github, "/after") == Some(ZERO_SHA);
+    let all_commits = github["commits"].as_array().map_or(0, Vec::len);
+    // GitLab lists at most 20 commits (the newest) and counts them all in total_commits_count.
     let commits: Vec<Value> = github["commits"]
         .as_array()
-        .map(|commits| commits.iter().map(commit).collect())
+        .map(|commits| {
+            commits
+                .iter()
+                .skip(commits.len().saturating_sub(MAX_COMMITS))
+                .map(commit)
+                .collect()
+        })
         .unwrap_or_default();
     let head = &github["head_commit"];
     let checkout_sha = if deleted {
@@ -155,7 +166,7 @@ pub fn push(github: &Value) -> HookPayload {
         "project_id": owned(repo, "/id"),
         "project": project(repo),
         "commits": commits,
-        "total_commits_count": commits.len(),
+        "total_commits_count": all_commits,
         "push_options": {},
         "repository": repository(repo),
     });

@@ -185,9 +185,10 @@ fn check_format(format: Option<String>) -> ApiResult<String> {
 }
 
 fn check_token(token: &str) -> ApiResult<&str> {
-    if token.is_empty() || token.chars().count() > 255 || token.chars().any(char::is_control) {
+    // It travels as a header value: visible ASCII only.
+    if token.is_empty() || token.len() > 255 || !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(ApiError::Unprocessable(
-            "token must be 1 to 255 characters without control characters".to_owned(),
+            "token must be 1 to 255 visible ASCII characters (no spaces)".to_owned(),
         ));
     }
     Ok(token)
@@ -408,10 +409,18 @@ pub async fn relay(
         return Ok(0);
     };
     let converted: Option<HookPayload> = if event.gitlab {
-        gitlab::object_kind_of(&json).map(|object_kind| HookPayload {
-            object_kind,
-            body: Value::Null,
-        })
+        // GitLab sends confidential issues and notes only to hooks that ask for them, which
+        // these hooks cannot: they are not relayed.
+        let confidential = json
+            .get("event_type")
+            .and_then(Value::as_str)
+            .is_some_and(|kind| kind.starts_with("confidential_"));
+        gitlab::object_kind_of(&json)
+            .filter(|_| !confidential)
+            .map(|object_kind| HookPayload {
+                object_kind,
+                body: Value::Null,
+            })
     } else {
         gitlab::from_github(event.event, &json)
     };
@@ -471,15 +480,17 @@ pub async fn test(
     if !hook.active || hook.disabled_until.is_some() || hook.consecutive_failures > 0 {
         hook = bring_back(state, tenant_id, &hook.id).await?;
     }
-    let github = match crate::store::inbound::latest_push(&state.store, tenant_id, repository_key)
-        .await?
-    {
-        Some(delivery) if delivery.source != crate::inbound::source::GITLAB => {
-            let body = delivery.raw_body()?;
-            serde_json::from_slice::<Value>(&body).unwrap_or_else(|_| sample_push(repository_key))
-        }
-        _ => sample_push(repository_key),
-    };
+    let github =
+        match crate::store::inbound::latest_push(&state.store, tenant_id, repository_key).await? {
+            Some(delivery) if delivery.source != crate::inbound::source::GITLAB => {
+                let body = delivery.raw_body()?;
+                crate::inbound::json_of(&delivery.content_type, &body)
+                    .ok()
+                    .and_then(|json| serde_json::from_slice::<Value>(&json).ok())
+                    .unwrap_or_else(|| sample_push(repository_key))
+            }
+            _ => sample_push(repository_key),
+        };
     let converted = gitlab::push(&github);
     let body = if hook.payload_format.as_deref() == Some(FORMAT_ORIGINAL) {
         github.to_string()

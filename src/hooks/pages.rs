@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 
 use super::{EVENTS, FORMAT_GITLAB, HookChanges, NewHook};
 use crate::app::AppState;
-use crate::http::error::ApiError;
 use crate::http::paging::PageQuery;
 use crate::outbound::endpoints::{self, DeliveryListing};
 use crate::outbound::pages::{DeliveryRow, delivery_row};
@@ -305,6 +304,7 @@ async fn update(
             page.errors = errors;
             page.url = form.get("url").to_owned();
             page.events = event_choices(&form.all("events"));
+            page.format = form.get("payload_format").to_owned();
             Ok(render_with(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
     }
@@ -369,12 +369,9 @@ async fn delete(
     CsrfForm { viewer, .. }: CsrfForm,
 ) -> PageResult {
     let repository = super::repository_key(&owner, &repo)?;
-    match super::delete(&state, &viewer.user.tenant_id, &repository, &id).await {
-        Ok(hook) => Ok(redirect_with_flash(
-            &format!("/{repository}/-/settings/hooks"),
-            &format!("Webhook {} deleted.", hook.url),
-        )),
-        Err(ApiError::NotFound(what)) => Err(ApiError::NotFound(what).into()),
-        Err(error) => Err(error.into()),
-    }
+    let hook = super::delete(&state, &viewer.user.tenant_id, &repository, &id).await?;
+    Ok(redirect_with_flash(
+        &format!("/{repository}/-/settings/hooks"),
+        &format!("Webhook {} deleted.", hook.url),
+    ))
 }

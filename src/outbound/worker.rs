@@ -533,12 +533,13 @@ fn delivery_headers(
 }
 
 /// The request headers as the attempt history keeps them. A repository hook's token travels in
-/// clear (`X-Gitlab-Token`, as GitLab sends it) but is never stored or shown.
+/// clear (`X-Gitlab-Token`, as GitLab sends it) but is never stored or shown, nor is its HMAC of
+/// the body (with the body beside it, a short token could be guessed offline).
 fn headers_json(headers: &HeaderMap) -> String {
     let map: serde_json::Map<String, serde_json::Value> = headers
         .iter()
         .map(|(name, value)| {
-            let text = if name.as_str() == "x-gitlab-token" {
+            let text = if matches!(name.as_str(), "x-gitlab-token" | "x-hub-signature-256") {
                 "[redacted]".to_owned()
             } else {
                 client::storable_text(value.as_bytes())

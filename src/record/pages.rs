@@ -186,6 +186,8 @@ struct ServicePage {
     secret_fingerprint: String,
     /// The lowercased `owner/name`, as repository hook addresses use it.
     repository_key: String,
+    /// Repository hooks exist for `owner/name` repositories (not GitLab subgroups yet).
+    hooks_available: bool,
 }
 
 #[derive(Deserialize)]
@@ -226,6 +228,7 @@ async fn service_view(
         inbound: inbound.into_iter().map(inbound_row).collect(),
         next_inbound,
         repository_key: service.repository_key.clone(),
+        hooks_available: service.repository_key.matches('/').count() == 1,
         secret_fingerprint: service
             .webhook_secret
             .as_deref()

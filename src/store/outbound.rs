@@ -1060,8 +1060,12 @@ pub async fn record_results(
                 .await?
             } else if tally.failed_attempts_after_last_success > 0 {
                 sqlx::query_as(
+                    // A hook already temporarily disabled counts one more failure per batch:
+                    // its attempts in flight and held deliveries fail together, and each of
+                    // them should not double the wait again.
                     "UPDATE endpoints SET consecutive_failures = consecutive_failures + \
-                       CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END \
+                       CASE WHEN kind = 'repository_hook' AND consecutive_failures >= 4 THEN 1 \
+                         WHEN kind = 'repository_hook' THEN $3 ELSE $2 END \
                      WHERE id = $1 AND CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END > 0 \
                      RETURNING consecutive_failures, active, kind",
                 )

@@ -157,6 +157,10 @@ async fn a_push_reaches_the_subscribed_hooks_of_its_repository_only(backend: Bac
         detail["attempts"][0]["request_headers"]["x-gitlab-token"], "[redacted]",
         "the token is never kept in the history"
     );
+    assert_eq!(
+        detail["attempts"][0]["request_headers"]["x-hub-signature-256"],
+        "[redacted]"
+    );
     assert!(!detail.to_string().contains("s3cret-token"));
     // Another repository's hook delivery is not found through this one.
     let response = app
