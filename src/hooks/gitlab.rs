@@ -508,6 +508,9 @@ pub fn from_github(event: &str, payload: &Value) -> Option<HookPayload> {
         }
         "issue_comment" | "pull_request_review_comment" => Some(note(payload)),
         "issues" => Some(issue(payload)),
+        // GitHub Actions reports one run as a workflow run and as a check suite: its workflow
+        // run is the pipeline, so hooks get it once.
+        "check_suite" if text(payload, "/check_suite/app/slug") == Some("github-actions") => None,
         "workflow_run" | "check_suite" => Some(pipeline(payload)),
         _ => None,
     }

@@ -350,20 +350,35 @@ pub async fn delete(
     Ok(hook)
 }
 
-/// Queues `payload` (already in the hooks' format) as one event for `hooks`.
+/// Queues `payload` (already in the hooks' format) as one event for `hooks`. With `event_id`
+/// given (a relay's own id), an event already queued under it queues nothing again.
 async fn queue_for(
     tx: &mut Tx<'_>,
     tenant_id: &str,
     object_kind: &str,
     payload: &str,
     hooks: &[&Endpoint],
+    event_id: Option<String>,
 ) -> StoreResult<Vec<String>> {
     if hooks.is_empty() {
         return Ok(Vec::new());
     }
     let now = clock::now_ms();
-    let event_id = format!("evt_{}", uuid::Uuid::now_v7().hyphenated());
-    queue::insert_event(tx, &event_id, tenant_id, object_kind, payload, now).await?;
+    let event_id = match event_id {
+        Some(event_id) => {
+            if !queue::insert_event_once(tx, &event_id, tenant_id, object_kind, payload, now)
+                .await?
+            {
+                return Ok(Vec::new());
+            }
+            event_id
+        }
+        None => {
+            let event_id = format!("evt_{}", uuid::Uuid::now_v7().hyphenated());
+            queue::insert_event(tx, &event_id, tenant_id, object_kind, payload, now).await?;
+            event_id
+        }
+    };
     let ids: Vec<String> = hooks.iter().map(|_| ids::new(Kind::Delivery)).collect();
     let deliveries: Vec<queue::NewDelivery<'_>> = hooks
         .iter()
@@ -385,6 +400,21 @@ pub struct ForgeEvent<'a> {
     pub event: &'a str,
     /// The JSON payload as the sender sent it.
     pub payload: &'a [u8],
+    /// What identifies this delivery at its sender (source and delivery id): relaying it again
+    /// under the same key queues nothing twice. `None` relays anew (a replay that asks to).
+    pub relay_key: Option<&'a str>,
+}
+
+/// The event id a relay of `relay_key` in `format` gets: the same every time, so a second relay
+/// of one delivery finds its first.
+fn relay_event_id(tenant_id: &str, repository_key: &str, relay_key: &str, format: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!(
+        "{tenant_id}\n{repository_key}\n{relay_key}\n{format}"
+    ));
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    format!("evt_{}", uuid::Uuid::from_bytes(bytes).hyphenated())
 }
 
 /// Queues a forge event for every enabled hook of `repository_key` that subscribes to it, in the
@@ -441,12 +471,18 @@ pub async fn relay(
     let (original_hooks, gitlab_hooks): (Vec<&Endpoint>, Vec<&Endpoint>) = wanting
         .into_iter()
         .partition(|hook| event.gitlab || hook.payload_format.as_deref() == Some(FORMAT_ORIGINAL));
+    let event_id = |format: &str| {
+        event
+            .relay_key
+            .map(|key| relay_event_id(tenant_id, repository_key, key, format))
+    };
     let mut queued = queue_for(
         &mut tx,
         tenant_id,
         converted.object_kind,
         &original,
         &original_hooks,
+        event_id(FORMAT_ORIGINAL),
     )
     .await?
     .len();
@@ -458,6 +494,7 @@ pub async fn relay(
             converted.object_kind,
             &body,
             &gitlab_hooks,
+            event_id(FORMAT_GITLAB),
         )
         .await?
         .len();
@@ -498,7 +535,15 @@ pub async fn test(
         converted.body.to_string()
     };
     let mut tx = state.store.begin().await?;
-    let ids = queue_for(&mut tx, tenant_id, converted.object_kind, &body, &[&hook]).await?;
+    let ids = queue_for(
+        &mut tx,
+        tenant_id,
+        converted.object_kind,
+        &body,
+        &[&hook],
+        None,
+    )
+    .await?;
     tx.commit().await?;
     state.outbound.wake();
     Ok(ids.into_iter().next().unwrap_or_default())

@@ -283,10 +283,16 @@ async fn finish(
         )),
         _ => None,
     };
-    let relay_to = verified
-        .repository
-        .as_deref()
-        .map(|repository| (verified.tenant_id.clone(), repository.to_lowercase()));
+    let relay_to = verified.repository.as_deref().map(|repository| {
+        (
+            verified.tenant_id.clone(),
+            repository.to_lowercase(),
+            verified
+                .dedupe_key
+                .as_deref()
+                .map(|key| format!("{}:{key}", received.source)),
+        )
+    });
     let work = Work {
         tenant_id: verified.tenant_id,
         services: verified.services,
@@ -296,20 +302,24 @@ async fn finish(
         push_rows,
     };
     match state.inbound.write(work, verified.on_its_way).await {
-        Ok(Written::Stored) => {
-            if let Some((tenant_id, repository_key)) = relay_to {
-                relay(
-                    state,
-                    received,
-                    &verified.event,
-                    &tenant_id,
-                    &repository_key,
-                )
-                .await;
+        Ok(written) => {
+            // A duplicate is relayed again under the same key: that queues nothing when the
+            // first relay happened, and heals one lost to a crash after the delivery was kept.
+            if let Some((tenant_id, repository_key, relay_key)) = &relay_to
+                && (written == Written::Stored || relay_key.is_some())
+            {
+                let target = RelayTarget {
+                    tenant_id,
+                    repository_key,
+                    relay_key: relay_key.as_deref(),
+                };
+                relay(state, received, &verified.event, target).await;
             }
-            Ok(Outcome::Stored { id, processed })
+            Ok(match written {
+                Written::Stored => Outcome::Stored { id, processed },
+                Written::Duplicate => Outcome::Duplicate,
+            })
         }
-        Ok(Written::Duplicate) => Ok(Outcome::Duplicate),
         Err((error, work)) => {
             tracing::error!(%error, "processing an inbound delivery failed");
             let answer = ApiError::internal(anyhow::anyhow!("processing failed: {error}"));
@@ -325,16 +335,17 @@ async fn finish(
     }
 }
 
-/// Relays a stored delivery to its repository's hooks. Only a delivery stored for the first time
-/// gets here, so a redelivery relays nothing twice. A failure is logged: the sender's retry would
-/// be a duplicate, so failing the answer would not help.
-async fn relay(
-    state: &AppState,
-    received: &Received,
-    event: &str,
-    tenant_id: &str,
-    repository_key: &str,
-) {
+/// Where a kept delivery is relayed, and under which key.
+struct RelayTarget<'a> {
+    tenant_id: &'a str,
+    repository_key: &'a str,
+    relay_key: Option<&'a str>,
+}
+
+/// Relays a kept delivery to its repository's hooks; the relay key makes a redelivery relay
+/// nothing twice. A failure is logged and the sender still gets its answer: its redelivery
+/// relays again.
+async fn relay(state: &AppState, received: &Received, event: &str, target: RelayTarget<'_>) {
     let Ok(payload) = super::json_of(&received.content_type(), &received.body) else {
         return;
     };
@@ -342,8 +353,11 @@ async fn relay(
         gitlab: received.source == source::GITLAB,
         event,
         payload: &payload,
+        relay_key: target.relay_key,
     };
-    if let Err(error) = crate::hooks::relay(state, tenant_id, repository_key, forge_event).await {
+    if let Err(error) =
+        crate::hooks::relay(state, target.tenant_id, target.repository_key, forge_event).await
+    {
         tracing::error!(%error, "relaying an inbound delivery to repository hooks failed");
     }
 }

@@ -110,6 +110,7 @@ pub async fn replay(
                 gitlab,
                 event: &delivery.event,
                 payload: &payload,
+                relay_key: None,
             },
         )
         .await?;

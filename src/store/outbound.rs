@@ -561,6 +561,33 @@ pub async fn insert_event(
     Ok(())
 }
 
+/// Like [`insert_event`] for an id that may exist already (a relay done before): false then,
+/// and nothing is written.
+pub async fn insert_event_once(
+    tx: &mut Tx<'_>,
+    id: &str,
+    tenant_id: &str,
+    event_type: &str,
+    payload: &str,
+    created_at: i64,
+) -> StoreResult<bool> {
+    let inserted = dispatch_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(tenant_id)
+        .bind(event_type)
+        .bind(payload)
+        .bind(created_at)
+        .execute(conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(inserted == 1)
+}
+
 /// A delivery to queue: its id and endpoint.
 pub struct NewDelivery<'a> {
     pub id: &'a str,

@@ -638,6 +638,14 @@ async fn an_integrations_events_feed_the_hooks_of_their_repository(backend: Back
     assert_eq!(payload["object_attributes"]["action"], "update");
     assert_eq!(payload["project"]["path_with_namespace"], "acme/checkout");
     assert_eq!(hook_deliveries(&app, "acme/checkout", &hook).await.len(), 1);
+
+    // GitHub's redelivery of the first event, sent before the hook existed, reaches the hook
+    // now; redelivered again it relays nothing twice.
+    assert_eq!(first.send(&app, &path).await.0, 200);
+    assert_eq!(hook_deliveries(&app, "acme/checkout", &hook).await.len(), 2);
+    assert_eq!(first.send(&app, &path).await.0, 200);
+    assert_eq!(labeled.send(&app, &path).await.0, 200);
+    assert_eq!(hook_deliveries(&app, "acme/checkout", &hook).await.len(), 2);
 }
 
 fn schema(kind: &str) -> jsonschema::Validator {
@@ -701,6 +709,12 @@ fn every_relayed_event_validates_against_gitlabs_schemas() {
     let mut deleted = json_fixture("github/issue_comment_created.json");
     deleted["action"] = json!("deleted");
     assert!(hookline::hooks::gitlab::from_github("issue_comment", &deleted).is_none());
+    let mut actions = json_fixture("github/check_suite_completed.json");
+    actions["check_suite"]["app"]["slug"] = json!("github-actions");
+    assert!(
+        hookline::hooks::gitlab::from_github("check_suite", &actions).is_none(),
+        "an Actions run reaches hooks once, as its workflow run"
+    );
     let check_suite = hookline::hooks::gitlab::from_github(
         "check_suite",
         &json_fixture("github/check_suite_completed.json"),
