@@ -744,7 +744,7 @@ async fn get_delivery(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryDetail>> {
-    let delivery = endpoints::load_delivery(&state, &principal.tenant_id, &id).await?;
+    let delivery = endpoints::load_webhook_delivery(&state, &principal.tenant_id, &id).await?;
     let payload = queue::event_payload(&state.store, &delivery.event_id).await?;
     let attempts = queue::attempts_of(&state.store, &delivery.id).await?;
     Ok(Json(DeliveryDetail {
@@ -764,6 +764,7 @@ async fn redeliver(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<DeliveryOut>)> {
-    let delivery = endpoints::redeliver(&state, &principal.tenant_id, &id).await?;
+    let delivery = endpoints::load_webhook_delivery(&state, &principal.tenant_id, &id).await?;
+    let delivery = endpoints::redeliver(&state, &principal.tenant_id, &delivery.id).await?;
     Ok((StatusCode::ACCEPTED, Json(DeliveryOut::from(&delivery))))
 }

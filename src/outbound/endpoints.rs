@@ -378,6 +378,23 @@ pub async fn load_delivery(state: &AppState, tenant_id: &str, id: &str) -> ApiRe
         .map_err(|error| not_found_as(error, "delivery"))
 }
 
+/// A delivery to one of the tenant's webhook endpoints (a repository hook's is not found: the
+/// hooks API serves those).
+pub async fn load_webhook_delivery(
+    state: &AppState,
+    tenant_id: &str,
+    id: &str,
+) -> ApiResult<Delivery> {
+    let delivery = load_delivery(state, tenant_id, id).await?;
+    let endpoint = queue::get_endpoint(&state.store, tenant_id, &delivery.endpoint_id)
+        .await
+        .map_err(|error| not_found_as(error, "delivery"))?;
+    if endpoint.is_repository_hook() {
+        return Err(ApiError::NotFound("delivery"));
+    }
+    Ok(delivery)
+}
+
 /// Queues one delivery again with a fresh retry budget.
 pub async fn redeliver(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<Delivery> {
     let delivery = load_delivery(state, tenant_id, id).await?;

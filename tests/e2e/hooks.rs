@@ -162,6 +162,11 @@ async fn a_push_reaches_the_subscribed_hooks_of_its_repository_only(backend: Bac
         "[redacted]"
     );
     assert!(!detail.to_string().contains("s3cret-token"));
+    // The webhooks API does not serve hook deliveries.
+    let response = app
+        .get(&format!("/api/webhooks/deliveries/{delivery_id}"))
+        .await;
+    assert_eq!(response.status(), 404);
     // Another repository's hook delivery is not found through this one.
     let response = app
         .get(&format!(
