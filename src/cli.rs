@@ -175,8 +175,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(_) => serve(config).await,
         Command::Migrate => {
-            let store = connect(&config).await?;
-            let applied = store.migrate().await?;
+            // Not `connect`: it migrates too, and this command reports what it applied.
+            let store = Store::connect(&config.database_url, &config.database)
+                .await
+                .with_context(|| format!("connecting to {}", config.database_url))?;
+            let applied = store
+                .migrate()
+                .await
+                .context("applying schema migrations")?;
             println!("{applied} migration(s) applied; the schema is up to date.");
             Ok(())
         }

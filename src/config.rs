@@ -275,6 +275,9 @@ pub struct DatabaseConfig {
     pub sqlite_busy_timeout_ms: u64,
     /// Run pending schema migrations when `serve` starts.
     pub migrate_on_start: bool,
+    /// How long a request waits for a PostgreSQL connection before it is answered 503 (database
+    /// unavailable), in milliseconds.
+    pub acquire_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -283,6 +286,7 @@ impl Default for DatabaseConfig {
             max_connections: 16,
             sqlite_busy_timeout_ms: 5_000,
             migrate_on_start: true,
+            acquire_timeout_ms: 2_000,
         }
     }
 }

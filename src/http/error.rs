@@ -33,6 +33,9 @@ pub enum ApiError {
     TooManyRequests(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The database cannot be reached now: 503 with `Retry-After`.
+    #[error("the database is unavailable; retry shortly")]
+    DatabaseUnavailable,
     /// A service Hookline called on the caller's behalf (the GitHub API) failed.
     #[error("{0}")]
     BadGateway(String),
@@ -62,7 +65,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::DatabaseUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -81,6 +86,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "invalid_body",
             ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::DatabaseUnavailable => "database_unavailable",
             ApiError::BadGateway(_) => "upstream_error",
             ApiError::Internal(_) => "internal",
         }
@@ -112,6 +118,10 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::NotFound => ApiError::NotFound("object"),
             StoreError::Conflict(message) => ApiError::Conflict(message),
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "the database is unavailable");
+                ApiError::DatabaseUnavailable
+            }
             other => ApiError::Internal(other.into()),
         }
     }
@@ -132,6 +142,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }
         response
     }
@@ -162,6 +177,16 @@ mod tests {
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(body["error"], "internal error");
         assert_eq!(body["code"], "internal");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_to_retry() {
+        let response = ApiError::from(StoreError::from(sqlx::Error::PoolTimedOut)).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let (status, body) = body_of(StoreError::from(sqlx::Error::PoolTimedOut).into()).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["code"], "database_unavailable");
     }
 
     #[tokio::test]

@@ -52,7 +52,16 @@ async fn healthz() -> Json<Status> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
-    match state.store.ping().await {
+    // Within a second, whatever the pool's own timeouts: an orchestrator's probe must not hang.
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(1), state.store.ping()).await;
+    let Ok(answered) = answered else {
+        tracing::warn!("readiness check: the database did not answer within 1 s");
+        return Err(ApiError::Unavailable(
+            "the database did not answer within 1 s".to_owned(),
+        ));
+    };
+    match answered {
         Ok(()) => Ok(Json(Status { status: "ready" })),
         Err(error) => {
             tracing::warn!(error = %error, "readiness check failed");

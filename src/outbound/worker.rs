@@ -470,7 +470,11 @@ async fn attempt(worker: &Worker, job: &Job) -> Result<(Attempt, Next), Skip> {
         {
             Some(delay) => {
                 let at = clock::now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
-                worker.next_retry.fetch_min(at, Ordering::AcqRel);
+                // A claim loop already asleep would otherwise wait out its whole poll: wake it
+                // to sleep until this retry is due instead.
+                if at < worker.next_retry.fetch_min(at, Ordering::AcqRel) {
+                    state.outbound.wake();
+                }
                 Next::RetryAt(at)
             }
             None => Next::Failed { gone: false },

@@ -167,6 +167,10 @@ pub enum StoreError {
     /// A stored value that cannot be read back (a damaged compressed body, an unknown encoding).
     #[error("stored data is damaged: {0}")]
     Corrupt(String),
+    /// The database cannot be reached now (no connection within the acquire timeout, or the
+    /// connection failed): worth retrying shortly.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -176,6 +180,10 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if db.is_unique_violation() => {
                 StoreError::Conflict("already exists".to_owned())
             }
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(error),
             _ => StoreError::Database(error),
         }
     }
@@ -300,7 +308,7 @@ impl Store {
                 let options = PgConnectOptions::from_str(url.expose())?;
                 let pool = PgPoolOptions::new()
                     .max_connections(settings.max_connections)
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
                     .connect_with(options)
                     .await?;
                 Ok(Store::Postgres(pool))

@@ -284,3 +284,21 @@ async fn configuration_errors_are_clear_and_fail_the_command() {
     assert!(!ok);
     assert!(stderr.contains("format"), "{stderr}");
 }
+
+#[tokio::test]
+async fn migrate_says_how_many_migrations_it_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let db_url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let all = hookline::store::Store::migrations(hookline::config::Backend::Sqlite).len();
+    let (ok, stdout, stderr) =
+        run(hookline(dir.path()).args(["--database-url", &db_url, "migrate"])).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with(&format!("{all} migration(s) applied")),
+        "{stdout}"
+    );
+    let (ok, stdout, _) =
+        run(hookline(dir.path()).args(["--database-url", &db_url, "migrate"])).await;
+    assert!(ok);
+    assert!(stdout.starts_with("0 migration(s) applied"), "{stdout}");
+}

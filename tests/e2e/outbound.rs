@@ -117,6 +117,7 @@ async fn deliveries_of(app: &TestApp, endpoint_id: &str, query: &str) -> Vec<Val
 }
 
 on_both_backends!(
+    a_retry_is_attempted_when_due_not_at_the_next_poll,
     a_published_event_arrives_signed_as_the_documented_envelope,
     publishing_checks_the_type_and_data_and_writes_nothing_on_failure,
     an_idempotency_key_returns_the_first_answer,
@@ -1095,4 +1096,35 @@ async fn a_gone_answer_disables_even_when_a_later_result_in_the_batch_succeeded(
     // A second write of the same results finds the leases gone and changes nothing.
     let again = queue::record_results(&app.store, &batch, 10).await.unwrap();
     assert_eq!((again.written, again.lease_lost), (0, 2));
+}
+
+async fn a_retry_is_attempted_when_due_not_at_the_next_poll(backend: Backend) {
+    // A fallback poll far longer than the retry delay: the retry must not wait for it.
+    let app = outbound_app(backend, |config| {
+        config.delivery.poll_interval_ms = 20_000;
+        config.delivery.retry_schedule_ms = vec![300];
+    })
+    .await;
+    let receiver = Receiver::start().await;
+    receiver.script([Answer::status(503)]);
+    let (endpoint_id, _) = create_endpoint(&app, &receiver.url("/hook"), None).await;
+    let (status, _) = json_of(
+        app.post_json(
+            &format!("/api/webhooks/endpoints/{endpoint_id}/test"),
+            &json!({}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 202);
+    let received = receiver.wait_for(2, WAIT).await;
+    let gap = received[1].at - received[0].at;
+    assert!(
+        gap >= Duration::from_millis(250),
+        "the retry waited its delay: {gap:?}"
+    );
+    assert!(
+        gap < Duration::from_secs(10),
+        "the retry went when due, not at the next 20 s poll: {gap:?}"
+    );
 }
