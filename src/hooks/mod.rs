@@ -386,6 +386,7 @@ async fn queue_for(
         .map(|(hook, id)| queue::NewDelivery {
             id,
             endpoint_id: &hook.id,
+            paused: false,
         })
         .collect();
     queue::insert_deliveries(tx, tenant_id, &event_id, object_kind, &deliveries, now).await?;

@@ -326,6 +326,9 @@ pub struct EndpointOut {
     pub disabled_at: Option<String>,
     /// Failed deliveries in a row; at the configured limit the endpoint is disabled.
     pub consecutive_failures: i64,
+    /// Deliveries held while the endpoint is inactive (on reads of one endpoint).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_deliveries: Option<i64>,
     /// Until when the previous secret still signs beside the current one, after a rotation.
     pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
@@ -345,6 +348,7 @@ impl From<&Endpoint> for EndpointOut {
             disabled_reason: endpoint.disabled_reason.clone(),
             disabled_at: endpoint.disabled_at.map(rfc3339_ms),
             consecutive_failures: endpoint.consecutive_failures,
+            held_deliveries: None,
             previous_secret_expires_at: endpoint
                 .previous_secret_until
                 .filter(|until| *until > now)
@@ -461,9 +465,10 @@ async fn get_endpoint(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<EndpointOut>> {
-    Ok(Json(EndpointOut::from(
-        &endpoints::load(&state, &principal.tenant_id, &id).await?,
-    )))
+    let endpoint = endpoints::load(&state, &principal.tenant_id, &id).await?;
+    let mut out = EndpointOut::from(&endpoint);
+    out.held_deliveries = Some(queue::count_paused(&state.store, &endpoint.id).await?);
+    Ok(Json(out))
 }
 
 #[utoipa::path(patch, path = "/api/webhooks/endpoints/{id}", tag = "webhooks",
@@ -507,19 +512,38 @@ async fn set_active(
     active: bool,
 ) -> ApiResult<Json<EndpointOut>> {
     let endpoint = endpoints::set_active(state, &principal.tenant_id, id, active).await?;
-    Ok(Json(EndpointOut::from(&endpoint)))
+    let mut out = EndpointOut::from(&endpoint);
+    out.held_deliveries = Some(queue::count_paused(&state.store, &endpoint.id).await?);
+    Ok(Json(out))
+}
+
+/// How to activate an endpoint.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateRequest {
+    /// Drop the deliveries held while the endpoint was inactive instead of sending them (default
+    /// false: they are sent, in order).
+    #[serde(default)]
+    pub discard_held: bool,
 }
 
 #[utoipa::path(post, path = "/api/webhooks/endpoints/{id}/activate", tag = "webhooks",
     params(("id" = String, Path, description = "`wh_…`")),
-    responses((status = 200, description = "Active; the failure count is reset and paused deliveries resume", body = EndpointOut),
+    request_body(content = Option<ActivateRequest>, description = "Optional"),
+    responses((status = 200, description = "Active; the failure count is reset and held deliveries are sent in order (or discarded)", body = EndpointOut),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 async fn activate_endpoint(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<EndpointOut>> {
+    let input: ActivateRequest = crate::http::extract::optional_json(&headers, &body)?;
+    if input.discard_held {
+        endpoints::discard_held(&state, &principal.tenant_id, &id).await?;
+    }
     set_active(&state, &principal, &id, true).await
 }
 

@@ -232,6 +232,14 @@ pub async fn set_active(
     Ok(endpoint)
 }
 
+/// Drops the deliveries an inactive endpoint holds (before activating it, when asked to).
+pub async fn discard_held(state: &AppState, tenant_id: &str, id: &str) -> ApiResult<u64> {
+    let endpoint = load(state, tenant_id, id).await?;
+    let discarded = queue::discard_paused(&state.store, tenant_id, &endpoint.id).await?;
+    tracing::info!(endpoint_id = %endpoint.id, discarded, "held deliveries discarded");
+    Ok(discarded)
+}
+
 /// Issues a new signing secret; the previous one keeps signing beside it for the configured
 /// overlap.
 ///

@@ -119,7 +119,7 @@ pub async fn enqueue(
     let payload = serde_json::to_string(&envelope).expect("an envelope serialises");
     queue::insert_event(tx, &event_id, tenant_id, event_type, &payload, now).await?;
     let targets: Vec<Endpoint> = match audience {
-        Audience::Subscribers => queue::active_endpoints_in(tx, tenant_id)
+        Audience::Subscribers => queue::webhook_endpoints_in(tx, tenant_id)
             .await?
             .into_iter()
             .filter(|endpoint| endpoint.wants(event_type))
@@ -133,6 +133,7 @@ pub async fn enqueue(
         .map(|(endpoint, id)| queue::NewDelivery {
             id,
             endpoint_id: &endpoint.id,
+            paused: !endpoint.active,
         })
         .collect();
     queue::insert_deliveries(tx, tenant_id, &event_id, event_type, &deliveries, now).await?;

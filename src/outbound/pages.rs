@@ -363,6 +363,8 @@ struct EndpointPage {
     statuses: [&'static str; 4],
     /// The fingerprint of the secret the rotate form replaces.
     secret_fingerprint: String,
+    /// Deliveries held while the endpoint is inactive.
+    held: i64,
 }
 
 async fn endpoint_view(
@@ -421,6 +423,11 @@ async fn endpoint_view(
         next_page,
         statuses: status::ALL,
         secret_fingerprint: crate::crypto::fingerprint(&endpoint.secret),
+        held: if endpoint.active {
+            0
+        } else {
+            queue::count_paused(&state.store, &endpoint.id).await?
+        },
         url: endpoint.url.clone(),
         name: endpoint.name.clone(),
         description: endpoint.description.clone(),
@@ -604,12 +611,21 @@ async fn delivery_summary(
 async fn activate(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    CsrfForm { viewer, .. }: CsrfForm,
+    CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
-    endpoints::set_active(&state, &viewer.user.tenant_id, &id, true).await?;
+    let tenant_id = &viewer.user.tenant_id;
+    let discarded = if form.checked("discard_held") {
+        Some(endpoints::discard_held(&state, tenant_id, &id).await?)
+    } else {
+        None
+    };
+    endpoints::set_active(&state, tenant_id, &id, true).await?;
     Ok(redirect_with_flash(
         &endpoint_url(&id),
-        "Endpoint activated: held deliveries resume.",
+        &match discarded {
+            Some(count) => format!("Endpoint activated; {count} held deliveries discarded."),
+            None => "Endpoint activated: held deliveries are sent, in order.".to_owned(),
+        },
     ))
 }
 

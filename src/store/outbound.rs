@@ -481,11 +481,12 @@ pub async fn set_endpoint_active(
 }
 
 /// The active endpoints of a tenant, for fan-out inside a publishing transaction.
-pub async fn active_endpoints_in(tx: &mut Tx<'_>, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
+/// The tenant's webhook endpoints, active or not: an inactive one holds its deliveries paused.
+pub async fn webhook_endpoints_in(tx: &mut Tx<'_>, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
     Ok(dispatch_tx!(tx, conn => {
         sqlx::query_as::<_, Endpoint>(concat!(
             "SELECT ", endpoint_columns!(),
-            " FROM endpoints WHERE tenant_id = $1 AND active AND kind = 'webhook'"
+            " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook'"
         ))
         .bind(tenant_id)
         .fetch_all(conn)
@@ -592,6 +593,8 @@ pub async fn insert_event_once(
 pub struct NewDelivery<'a> {
     pub id: &'a str,
     pub endpoint_id: &'a str,
+    /// Held (paused) until its inactive endpoint is activated again.
+    pub paused: bool,
 }
 
 /// Queues deliveries of `event_id`, due at once, in one statement.
@@ -618,7 +621,7 @@ pub async fn insert_deliveries(
                     .push_bind(delivery.endpoint_id)
                     .push_bind(event_id)
                     .push_bind(event_type)
-                    .push_bind(status::PENDING)
+                    .push_bind(if delivery.paused { status::PAUSED } else { status::PENDING })
                     .push_bind(0_i64)
                     .push_bind(0_i64)
                     .push_bind(now)
@@ -1312,6 +1315,23 @@ pub async fn queue_stats(store: &Store, now: i64) -> StoreResult<(i64, Option<i6
 /// chunk at a time so no transaction grows large; returns how many deliveries went.
 pub async fn prune(store: &Store, cutoff: i64) -> StoreResult<u64> {
     let mut total = 0;
+    // Deliveries held for an endpoint that stayed inactive past the retention period go too.
+    loop {
+        let deleted = dispatch_write!(store, pool => {
+            sqlx::query(
+                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+                 WHERE status = 'paused' AND created_at < $1 LIMIT 5000)",
+            )
+            .bind(cutoff)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+        total += deleted;
+        if deleted < 5000 {
+            break;
+        }
+    }
     loop {
         let deleted = dispatch_write!(store, pool => {
             sqlx::query(
@@ -1422,6 +1442,32 @@ pub async fn prune_idempotency_keys(store: &Store, cutoff: i64) -> StoreResult<u
             .execute(pool)
             .await?
             .rows_affected()
+    }))
+}
+
+/// How many deliveries an endpoint holds while inactive.
+pub async fn count_paused(store: &Store, endpoint_id: &str) -> StoreResult<i64> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 AND status = 'paused'",
+        )
+        .bind(endpoint_id)
+        .fetch_one(pool)
+        .await?
+    }))
+}
+
+/// Drops the deliveries an inactive endpoint held (the person chose not to send them).
+pub async fn discard_paused(store: &Store, tenant_id: &str, endpoint_id: &str) -> StoreResult<u64> {
+    Ok(dispatch_write!(store, pool => {
+        sqlx::query(
+            "DELETE FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'paused'",
+        )
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .execute(pool)
+        .await?
+        .rows_affected()
     }))
 }
 

@@ -117,6 +117,7 @@ async fn deliveries_of(app: &TestApp, endpoint_id: &str, query: &str) -> Vec<Val
 }
 
 on_both_backends!(
+    events_for_an_inactive_endpoint_are_held_then_sent_or_discarded,
     a_retry_is_attempted_when_due_not_at_the_next_poll,
     a_published_event_arrives_signed_as_the_documented_envelope,
     publishing_checks_the_type_and_data_and_writes_nothing_on_failure,
@@ -130,7 +131,7 @@ on_both_backends!(
     the_ssrf_guard_blocks_loopback_unless_allow_listed,
     endpoints_are_validated_listed_updated_and_deleted,
     a_test_ping_goes_to_one_endpoint_only,
-    inactive_endpoints_get_nothing_new_and_resume_when_activated,
+    inactive_endpoints_hold_new_events_and_resume_when_activated,
     one_slow_endpoint_gets_at_most_its_concurrency_cap,
     the_outbox_commits_events_with_the_producer_or_not_at_all,
     retention_prunes_finished_deliveries_with_their_history_only,
@@ -439,9 +440,10 @@ async fn ten_failed_deliveries_in_a_row_disable_the_endpoint(backend: Backend) {
     );
     assert_eq!(
         publish(&app, "invoice.paid", data.clone()).await["deliveries"],
-        0,
-        "disabled endpoints get nothing"
+        1,
+        "a disabled endpoint holds new events"
     );
+    assert_eq!(receiver.received().len(), 10, "and sends nothing");
 
     let (status, activated) = post_empty(
         &app,
@@ -455,7 +457,7 @@ async fn ten_failed_deliveries_in_a_row_disable_the_endpoint(backend: Backend) {
         "re-enabling resets the count"
     );
     assert!(activated["disabled_reason"].is_null());
-    assert_eq!(receiver.received().len(), 10);
+    receiver.wait_for(11, WAIT).await;
 }
 
 async fn a_rotated_secret_signs_beside_the_new_one(backend: Backend) {
@@ -831,7 +833,7 @@ async fn a_test_ping_goes_to_one_endpoint_only(backend: Backend) {
     );
 }
 
-async fn inactive_endpoints_get_nothing_new_and_resume_when_activated(backend: Backend) {
+async fn inactive_endpoints_hold_new_events_and_resume_when_activated(backend: Backend) {
     let app = outbound_app(backend, |_| {}).await;
     let receiver = Receiver::start().await;
     receiver.respond_with(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
@@ -854,11 +856,12 @@ async fn inactive_endpoints_get_nothing_new_and_resume_when_activated(backend: B
             json!({"invoice_id": "b", "amount": 1})
         )
         .await["deliveries"],
-        0
+        1,
+        "held for the inactive endpoint, not dropped"
     );
     let waiting = eventually(WAIT, "the retrying delivery to wait", || async {
         let all = deliveries_of(&app, &endpoint_id, "").await;
-        (all.len() == 1 && all[0]["status"] == "paused").then_some(all)
+        (all.len() == 2 && all.iter().all(|d| d["status"] == "paused")).then_some(all)
     })
     .await;
     let (status, _) = send_test(&app, &endpoint_id).await;
@@ -873,6 +876,7 @@ async fn inactive_endpoints_get_nothing_new_and_resume_when_activated(backend: B
     .await
     .unwrap();
     delivery_reaches(&app, waiting[0]["id"].as_str().unwrap(), "succeeded").await;
+    delivery_reaches(&app, waiting[1]["id"].as_str().unwrap(), "succeeded").await;
 }
 
 async fn one_slow_endpoint_gets_at_most_its_concurrency_cap(backend: Backend) {
@@ -965,7 +969,11 @@ async fn the_outbox_commits_events_with_the_producer_or_not_at_all(backend: Back
 }
 
 async fn retention_prunes_finished_deliveries_with_their_history_only(backend: Backend) {
-    let app = outbound_app(backend, |_| {}).await;
+    // A retry a minute away: the failing delivery below stays unfinished.
+    let app = outbound_app(backend, |config| {
+        config.delivery.retry_schedule_ms = vec![60_000]
+    })
+    .await;
     let receiver = Receiver::start().await;
     create_type(&app, "invoice.paid").await;
     let (done_endpoint, _) = create_endpoint(&app, &receiver.url("/done"), None).await;
@@ -984,7 +992,8 @@ async fn retention_prunes_finished_deliveries_with_their_history_only(backend: B
         (done.len() == 2).then_some(done)
     })
     .await;
-    // A delivery still waiting (its endpoint is inactive) must survive pruning.
+    // A delivery still waiting for its retry must survive pruning; one held for an inactive
+    // endpoint past the retention period goes.
     post_empty(
         &app,
         &format!("/api/webhooks/endpoints/{done_endpoint}/deactivate"),
@@ -998,16 +1007,24 @@ async fn retention_prunes_finished_deliveries_with_their_history_only(backend: B
         json!({"invoice_id": "in_kept", "amount": 9}),
     )
     .await;
-    post_empty(
-        &app,
-        &format!("/api/webhooks/endpoints/{waiting_endpoint}/deactivate"),
-    )
+    eventually(WAIT, "the kept delivery's first failed attempt", || async {
+        let waiting = deliveries_of(&app, &waiting_endpoint, "").await;
+        (waiting.len() == 1 && waiting[0]["attempt_count"] == 1).then_some(())
+    })
     .await;
 
     let pruned = queue::prune(&app.store, hookline::clock::now_ms() + 60_000)
         .await
         .unwrap();
-    assert_eq!(pruned, 2, "the two finished deliveries");
+    assert_eq!(
+        pruned, 3,
+        "the two finished deliveries, and the one held past retention"
+    );
+    assert!(
+        deliveries_of(&app, &done_endpoint, "?status=paused")
+            .await
+            .is_empty()
+    );
     for old in &delivered {
         let id = old["id"].as_str().unwrap();
         assert_eq!(
@@ -1126,5 +1143,77 @@ async fn a_retry_is_attempted_when_due_not_at_the_next_poll(backend: Backend) {
     assert!(
         gap < Duration::from_secs(10),
         "the retry went when due, not at the next 20 s poll: {gap:?}"
+    );
+}
+
+async fn events_for_an_inactive_endpoint_are_held_then_sent_or_discarded(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let receiver = Receiver::start().await;
+    let (endpoint_id, _) = create_endpoint(&app, &receiver.url("/hook"), None).await;
+    create_type(&app, "invoice.paid").await;
+    let path = format!("/api/webhooks/endpoints/{endpoint_id}");
+    let post = |suffix: &'static str, body: Value| {
+        let (app, path) = (&app, &path);
+        async move { json_of(app.post_json(&format!("{path}{suffix}"), &body).await).await }
+    };
+    assert_eq!(post("/deactivate", json!({})).await.0, 200);
+    for n in 0..3 {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("inv_{n}"), "amount": n}),
+        )
+        .await;
+    }
+    let (status, endpoint) = json_of(app.get(&path).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        endpoint["held_deliveries"], 3,
+        "kept, not dropped: {endpoint}"
+    );
+    let (_, held) = json_of(app.get(&format!("{path}/deliveries?status=paused")).await).await;
+    assert_eq!(held["data"].as_array().unwrap().len(), 3);
+    assert!(receiver.received().is_empty());
+
+    // Activating sends them all (oldest first; attempts to one endpoint may overlap).
+    let (status, activated) = post("/activate", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(activated["held_deliveries"], 0);
+    let received = receiver.wait_for(3, WAIT).await;
+    let mut amounts: Vec<i64> = received
+        .iter()
+        .map(|r| r.json()["data"]["amount"].as_i64().unwrap())
+        .collect();
+    amounts.sort_unstable();
+    assert_eq!(amounts, [0, 1, 2]);
+
+    // Or the person discards them.
+    assert_eq!(post("/deactivate", json!({})).await.0, 200);
+    publish(
+        &app,
+        "invoice.paid",
+        json!({"invoice_id": "inv_9", "amount": 9}),
+    )
+    .await;
+    let (status, activated) = post("/activate", json!({"discard_held": true})).await;
+    assert_eq!(status, 200, "{activated}");
+    assert_eq!(activated["held_deliveries"], 0);
+    let (_, all) = json_of(app.get(&format!("{path}/deliveries")).await).await;
+    assert_eq!(
+        all["data"].as_array().unwrap().len(),
+        3,
+        "the discarded one is gone"
+    );
+    publish(
+        &app,
+        "invoice.paid",
+        json!({"invoice_id": "inv_10", "amount": 10}),
+    )
+    .await;
+    let received = receiver.wait_for(4, WAIT).await;
+    assert_eq!(
+        received[3].json()["data"]["amount"],
+        10,
+        "the discarded event never arrived"
     );
 }
