@@ -1092,16 +1092,22 @@ pub async fn record_results(
                 sqlx::query_as(
                     // A hook already temporarily disabled counts one more failure per batch:
                     // its attempts in flight and held deliveries fail together, and each of
-                    // them should not double the wait again.
-                    "UPDATE endpoints SET consecutive_failures = consecutive_failures + \
-                       CASE WHEN kind = 'repository_hook' AND consecutive_failures >= 4 THEN 1 \
-                         WHEN kind = 'repository_hook' THEN $3 ELSE $2 END \
-                     WHERE id = $1 AND CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END > 0 \
+                    // them should not double the wait again. A webhook counts up to the limit
+                    // that disables it, exactly. Nothing counts once disabled.
+                    "UPDATE endpoints SET consecutive_failures = CASE \
+                       WHEN kind = 'repository_hook' AND consecutive_failures >= 4 \
+                         THEN consecutive_failures + 1 \
+                       WHEN kind = 'repository_hook' THEN consecutive_failures + $3 \
+                       WHEN consecutive_failures + $2 > $4 THEN $4 \
+                       ELSE consecutive_failures + $2 END \
+                     WHERE id = $1 AND active \
+                       AND CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END > 0 \
                      RETURNING consecutive_failures, active, kind",
                 )
                 .bind(endpoint_id)
                 .bind(tally.failures_after_last_success)
                 .bind(tally.failed_attempts_after_last_success)
+                .bind(disable_after)
                 .fetch_optional(&mut *conn)
                 .await?
             } else {
@@ -1129,7 +1135,7 @@ pub async fn record_results(
                 }
                 _ if tally.gone => Some("the receiver answered 410 Gone".to_owned()),
                 Some((failures, true, _)) if *failures >= disable_after => {
-                    Some(format!("{failures} consecutive deliveries failed"))
+                    Some(format!("{disable_after} consecutive deliveries failed"))
                 }
                 _ => None,
             };

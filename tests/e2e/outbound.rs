@@ -117,6 +117,7 @@ async fn deliveries_of(app: &TestApp, endpoint_id: &str, query: &str) -> Vec<Val
 }
 
 on_both_backends!(
+    auto_disable_stops_at_exactly_the_configured_count,
     events_for_an_inactive_endpoint_are_held_then_sent_or_discarded,
     a_retry_is_attempted_when_due_not_at_the_next_poll,
     a_published_event_arrives_signed_as_the_documented_envelope,
@@ -1215,5 +1216,69 @@ async fn events_for_an_inactive_endpoint_are_held_then_sent_or_discarded(backend
         received[3].json()["data"]["amount"],
         10,
         "the discarded event never arrived"
+    );
+}
+
+async fn auto_disable_stops_at_exactly_the_configured_count(backend: Backend) {
+    // Results recorded by hand in batches larger than the limit, as a busy worker's are.
+    let app = outbound_app(backend, |config| config.role = hookline::config::Role::Api).await;
+    create_type(&app, "invoice.paid").await;
+    let (endpoint_id, _) = create_endpoint(&app, "http://127.0.0.1:9/", None).await;
+    for n in 0..15 {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("in_{n}"), "amount": n}),
+        )
+        .await;
+    }
+    let now = hookline::clock::now_ms();
+    let claim = queue::Claim {
+        now,
+        lease_until: now + 60_000,
+        owner: "test-owner",
+        limit: 20,
+        oldest_per_endpoint: 20,
+        per_endpoint: 20,
+        window: 100,
+    };
+    let claimed = queue::claim_due(&app.store, claim, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 15);
+    let failed = |claimed: &queue::Claimed| queue::AttemptResult {
+        claimed: claimed.clone(),
+        lease_owner: "test-owner".to_owned(),
+        attempt: queue::Attempt {
+            id: hookline::ids::new(hookline::ids::Kind::Attempt),
+            delivery_id: claimed.id.clone(),
+            attempt_number: 1,
+            started_at: now,
+            duration_ms: 1,
+            url: "http://127.0.0.1:9/".to_owned(),
+            request_headers: "{}".to_owned(),
+            response_status: Some(500),
+            response_headers: None,
+            response_body: None,
+            error_kind: Some("http_status".to_owned()),
+            error_message: None,
+            succeeded: false,
+        },
+        next: queue::Next::Failed { gone: false },
+    };
+    let first: Vec<_> = claimed[..12].iter().map(failed).collect();
+    let recorded = queue::record_results(&app.store, &first, 10).await.unwrap();
+    assert_eq!(recorded.disabled.len(), 1);
+    let shown = endpoint(&app, &endpoint_id).await;
+    assert_eq!(shown["active"], false);
+    assert_eq!(shown["consecutive_failures"], 10, "not 12: {shown}");
+    assert_eq!(shown["disabled_reason"], "10 consecutive deliveries failed");
+
+    // Results that arrive after the disable are recorded, but count no more.
+    let late: Vec<_> = claimed[12..].iter().map(failed).collect();
+    let recorded = queue::record_results(&app.store, &late, 10).await.unwrap();
+    assert_eq!(recorded.written, 3);
+    assert!(recorded.disabled.is_empty());
+    assert_eq!(
+        endpoint(&app, &endpoint_id).await["consecutive_failures"],
+        10
     );
 }
