@@ -140,7 +140,49 @@ pub fn router(state: AppState, role: Role) -> Router {
             }),
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::map_request(drop_unsafe_request_id))
         .with_state(state)
+}
+
+/// A client's `X-Request-Id` is kept only when it is short and plain (letters, digits, `-`, `_`,
+/// `.`, `:`; at most 128): anything else could forge or break a log line, so it is dropped and a
+/// fresh id is made instead.
+async fn drop_unsafe_request_id(mut request: Request) -> Request {
+    let safe = request
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .map(|value| is_safe_request_id(value.as_bytes()));
+    if safe == Some(false) {
+        request.headers_mut().remove(REQUEST_ID_HEADER);
+    }
+    request
+}
+
+fn is_safe_request_id(id: &[u8]) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_request_id;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        assert!(is_safe_request_id(b"7f3c2a10-9b1e-4c55-8e0d-2f1a6b7c8d9e"));
+        assert!(is_safe_request_id(b"trace:abc.1_2"));
+        for bad in [
+            &b""[..],
+            b"}{\"level\":\"ERROR\"",
+            b"a b",
+            b"x\xff",
+            &[b'a'; 129][..],
+        ] {
+            assert!(!is_safe_request_id(bad), "{bad:?}");
+        }
+    }
 }
 
 /// Counts requests and times them by route template (never by raw path, which holds IDs).

@@ -351,6 +351,23 @@ async fn operational_endpoints_answer(backend: Backend) {
     );
     assert_eq!(json_of(ready).await, (200, json!({"status": "ready"})));
 
+    // Ids that could forge or break a log line are replaced by a fresh one.
+    for forged in [
+        "x\"} {\"level\":\"ERROR\",\"message\":\"forged".to_owned(),
+        "a".repeat(10_000),
+        "two words".to_owned(),
+    ] {
+        let answer = app
+            .client
+            .get(app.url("/healthz"))
+            .header("x-request-id", forged.as_str())
+            .send()
+            .await
+            .unwrap();
+        let id = answer.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "replaced by a UUID, not {forged:.40}: {id}");
+    }
+
     let failed = app.client.get(app.url("/api/tenant")).send().await.unwrap();
     assert!(
         failed.headers().contains_key("x-request-id"),
