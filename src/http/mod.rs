@@ -165,26 +165,6 @@ fn is_safe_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::is_safe_request_id;
-
-    #[test]
-    fn only_short_plain_request_ids_are_kept() {
-        assert!(is_safe_request_id(b"7f3c2a10-9b1e-4c55-8e0d-2f1a6b7c8d9e"));
-        assert!(is_safe_request_id(b"trace:abc.1_2"));
-        for bad in [
-            &b""[..],
-            b"}{\"level\":\"ERROR\"",
-            b"a b",
-            b"x\xff",
-            &[b'a'; 129][..],
-        ] {
-            assert!(!is_safe_request_id(bad), "{bad:?}");
-        }
-    }
-}
-
 /// Counts requests and times them by route template (never by raw path, which holds IDs).
 async fn record_metrics(request: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -207,4 +187,24 @@ async fn record_metrics(request: Request, next: Next) -> Response {
     )
     .record(started.elapsed().as_secs_f64());
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_request_id;
+
+    #[test]
+    fn only_short_plain_request_ids_are_kept() {
+        assert!(is_safe_request_id(b"7f3c2a10-9b1e-4c55-8e0d-2f1a6b7c8d9e"));
+        assert!(is_safe_request_id(b"trace:abc.1_2"));
+        for bad in [
+            &b""[..],
+            b"}{\"level\":\"ERROR\"",
+            b"a b",
+            b"x\xff",
+            &[b'a'; 129][..],
+        ] {
+            assert!(!is_safe_request_id(bad), "{bad:?}");
+        }
+    }
 }
