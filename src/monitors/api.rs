@@ -20,7 +20,8 @@ use crate::store::services;
 use crate::tenancy::Principal;
 use crate::tenancy::api::not_found_as;
 
-const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+/// A health check only reads: a monitor must not change what it watches.
+const METHODS: [&str; 2] = ["GET", "HEAD"];
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

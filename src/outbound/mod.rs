@@ -200,6 +200,9 @@ pub async fn validate_endpoint_url(
     if url.fragment().is_some() {
         return Err("url must not contain a #fragment".to_owned());
     }
+    if url.port() == Some(0) {
+        return Err("url must not use port 0".to_owned());
+    }
     policy
         .check_url(&url)
         .await

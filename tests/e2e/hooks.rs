@@ -238,6 +238,7 @@ async fn hooks_are_managed_for_known_repositories_and_tested(backend: Backend) {
 
     for (body, field) in [
         (json!({"url": "ftp://example.com/x"}), "url"),
+        (json!({"url": "http://127.0.0.1:0/x"}), "url"),
         (json!({"url": url, "events": ["tag_push"]}), "events"),
         (json!({"url": url, "events": []}), "events"),
         (

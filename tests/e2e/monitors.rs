@@ -137,6 +137,8 @@ async fn monitor_settings_are_validated(backend: Backend) {
         (with("timeout_ms", json!(30_000)), 422),
         (with("expected_status", json!(42)), 422),
         (with("method", json!("BREW")), 422),
+        (with("method", json!("DELETE")), 422),
+        (with("url", json!("http://127.0.0.1:0/health")), 422),
         (
             with("url", json!("http://169.254.169.254/latest/meta-data")),
             422,
