@@ -213,6 +213,53 @@ impl Policy {
                 reason: "no addresses".to_owned(),
             }));
         }
+        self.screen(host, resolved, Screening::PermittedOnly)
+            .map_err(|blocked| Box::new(blocked) as Box<dyn std::error::Error + Send + Sync>)
+    }
+
+    /// Checks a URL as at save time: the host by name or literal, then, for names, every address
+    /// it resolves to.
+    /// Checks a URL as it is saved: its host, and every address its name resolves to. One
+    /// forbidden address refuses it (a name that also points at loopback is not a public name),
+    /// while an attempt later connects only to the addresses that pass.
+    pub async fn check_url(&self, url: &Url) -> Result<(), String> {
+        self.check_url_host(url)
+            .map_err(|blocked| blocked.to_string())?;
+        if let Some(Host::Domain(name)) = url.host() {
+            let port = url.port_or_known_default().unwrap_or(443);
+            self.check_name(name)
+                .map_err(|blocked| blocked.to_string())?;
+            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((name, port))
+                .await
+                .map_err(|error| {
+                    DnsFailure {
+                        host: name.to_owned(),
+                        reason: error.to_string(),
+                    }
+                    .to_string()
+                })?
+                .collect();
+            self.screen(name, resolved, Screening::AllMustPass)
+                .map_err(|blocked| blocked.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Screens the addresses `host` resolved to: with [`Screening::AllMustPass`] one forbidden
+    /// address refuses them all; with [`Screening::PermittedOnly`] the permitted ones are kept.
+    /// An allow-listed host passes as it is.
+    fn screen(
+        &self,
+        host: &str,
+        resolved: Vec<SocketAddr>,
+        screening: Screening,
+    ) -> Result<Vec<SocketAddr>, Blocked> {
+        if resolved.is_empty() {
+            return Err(Blocked {
+                target: host.to_owned(),
+                reason: "the name resolves to no address".to_owned(),
+            });
+        }
         if self.host_allowlisted(host) {
             return Ok(resolved);
         }
@@ -227,29 +274,25 @@ impl Policy {
                 }
             })
             .collect();
-        if permitted.is_empty() {
-            let blocked = first_refusal.expect("a refusal for every address");
-            return Err(Box::new(Blocked {
-                target: format!("{host} ({})", blocked.target),
-                reason: blocked.reason,
-            }));
+        match first_refusal {
+            Some(blocked) if permitted.is_empty() || screening == Screening::AllMustPass => {
+                Err(Blocked {
+                    target: format!("{host} ({})", blocked.target),
+                    reason: blocked.reason,
+                })
+            }
+            _ => Ok(permitted),
         }
-        Ok(permitted)
     }
+}
 
-    /// Checks a URL as at save time: the host by name or literal, then, for names, every address
-    /// it resolves to.
-    pub async fn check_url(&self, url: &Url) -> Result<(), String> {
-        self.check_url_host(url)
-            .map_err(|blocked| blocked.to_string())?;
-        if let Some(Host::Domain(name)) = url.host() {
-            let port = url.port_or_known_default().unwrap_or(443);
-            self.resolve(name, port)
-                .await
-                .map_err(|error| error.to_string())?;
-        }
-        Ok(())
-    }
+/// How strictly [`Policy::screen`] treats a name with several addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Screening {
+    /// Saving a URL: every address must pass.
+    AllMustPass,
+    /// Connecting: only the addresses that pass are used.
+    PermittedOnly,
 }
 
 /// The HTTP client's resolver: every connection goes to an address this guard checked.
@@ -279,6 +322,35 @@ mod tests {
 
     fn url_verdict(policy: &Policy, url: &str) -> Result<(), Blocked> {
         policy.check_url_host(&Url::parse(url).expect("test URL parses"))
+    }
+
+    /// Addresses as data only: nothing here is ever connected to.
+    #[test]
+    fn a_name_with_one_forbidden_address_is_refused_at_save_but_screened_at_connect() {
+        let policy = default_policy();
+        let public: SocketAddr = "93.184.216.34:443".parse().unwrap();
+        let loopback: SocketAddr = "127.0.0.1:443".parse().unwrap();
+        let both = vec![public, loopback];
+        let saved = policy.screen("mixed.example", both.clone(), Screening::AllMustPass);
+        assert!(saved.is_err(), "saving refuses the name");
+        let connect = policy
+            .screen("mixed.example", both, Screening::PermittedOnly)
+            .unwrap();
+        assert_eq!(
+            connect,
+            vec![public],
+            "connecting uses only the public address"
+        );
+        assert!(
+            policy
+                .screen("local.example", vec![loopback], Screening::PermittedOnly)
+                .is_err()
+        );
+        assert!(
+            policy
+                .screen("empty.example", Vec::new(), Screening::PermittedOnly)
+                .is_err()
+        );
     }
 
     /// Addresses as data only: nothing here is ever connected to.
