@@ -55,15 +55,18 @@ pub fn router() -> OpenApiRouter<AppState> {
 
 /// A refusal before anything is stored: exactly `{"error": "<reason>"}`, as GitHub shows it.
 fn rejected(received_source: &'static str, reason: &'static str) -> Response {
-    count(
-        received_source,
-        if reason == "missing signature" {
-            "missing_signature"
-        } else {
-            "invalid_signature"
-        },
-    );
-    (StatusCode::UNAUTHORIZED, Json(json!({ "error": reason }))).into_response()
+    let code = if reason == "missing signature" {
+        "missing_signature"
+    } else {
+        "invalid_signature"
+    };
+    count(received_source, code);
+    // The documented `error` text, and a code like every other error answer.
+    (
+        StatusCode::UNAUTHORIZED,
+        Json(json!({ "error": reason, "code": code })),
+    )
+        .into_response()
 }
 
 fn with_delivery_header(mut response: Response, ids: &[String]) -> Response {

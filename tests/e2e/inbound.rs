@@ -329,14 +329,20 @@ async fn rejected_requests_change_nothing_and_are_counted(backend: Backend) {
     let (status, answer, _) = unsigned.send(&app, "/api/github/webhook").await;
     assert_eq!(
         (status, answer),
-        (401, json!({"error": "missing signature"}))
+        (
+            401,
+            json!({"error": "missing signature", "code": "missing_signature"})
+        )
     );
 
     let wrong = GithubDelivery::new("push", "d2", body.clone(), "not-the-secret");
     let (status, answer, _) = wrong.send(&app, "/api/github/webhook").await;
     assert_eq!(
         (status, answer),
-        (401, json!({"error": "invalid signature"}))
+        (
+            401,
+            json!({"error": "invalid signature", "code": "invalid_signature"})
+        )
     );
 
     // Signed with the right secret, but the body was changed on the way.
@@ -358,7 +364,10 @@ async fn rejected_requests_change_nothing_and_are_counted(backend: Backend) {
         .unwrap();
     assert_eq!(
         json_of(response).await,
-        (401, json!({"error": "invalid signature"}))
+        (
+            401,
+            json!({"error": "invalid signature", "code": "invalid_signature"})
+        )
     );
 
     // A repository no service is linked to.
@@ -370,7 +379,10 @@ async fn rejected_requests_change_nothing_and_are_counted(backend: Backend) {
     let (status, answer, _) = unknown.send(&app, "/api/github/webhook").await;
     assert_eq!(
         (status, answer),
-        (401, json!({"error": "invalid signature"}))
+        (
+            401,
+            json!({"error": "invalid signature", "code": "invalid_signature"})
+        )
     );
 
     assert!(
@@ -758,7 +770,7 @@ async fn integrations_record_pull_requests_issues_and_experiment_links(backend: 
     );
     assert_eq!(
         wrong.send(&app, &hook).await.1,
-        json!({"error": "invalid signature"})
+        json!({"error": "invalid signature", "code": "invalid_signature"})
     );
     let unsigned = GithubDelivery {
         secret: None,
@@ -771,7 +783,7 @@ async fn integrations_record_pull_requests_issues_and_experiment_links(backend: 
     };
     assert_eq!(
         unsigned.send(&app, &hook).await.1,
-        json!({"error": "missing signature"})
+        json!({"error": "missing signature", "code": "missing_signature"})
     );
 
     // PUT rotates the secret: the old one stops, the new one verifies.
@@ -971,10 +983,22 @@ async fn gitlab_events_are_verified_by_token_or_signature_and_ingested(backend: 
         "k-x",
     )
     .await;
-    assert_eq!((status, body), (401, json!({"error": "invalid signature"})));
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"error": "invalid signature", "code": "invalid_signature"})
+        )
+    );
     let (status, body) =
         send_gitlab(&app, "Push Hook", "gitlab/push.json", None, None, "k-y").await;
-    assert_eq!((status, body), (401, json!({"error": "missing signature"})));
+    assert_eq!(
+        (status, body),
+        (
+            401,
+            json!({"error": "missing signature", "code": "missing_signature"})
+        )
+    );
 }
 
 async fn a_stored_delivery_can_be_replayed(backend: Backend) {
