@@ -1080,29 +1080,9 @@ async fn a_gone_answer_disables_even_when_a_later_result_in_the_batch_succeeded(
     };
     let claimed = queue::claim_due(&app.store, claim, &[]).await.unwrap();
     assert_eq!(claimed.len(), 2);
-    let result = |claimed: &queue::Claimed, status: i64, next: queue::Next| queue::AttemptResult {
-        claimed: claimed.clone(),
-        lease_owner: "test-owner".to_owned(),
-        attempt: queue::Attempt {
-            id: hookline::ids::new(hookline::ids::Kind::Attempt),
-            delivery_id: claimed.id.clone(),
-            attempt_number: 1,
-            started_at: now,
-            duration_ms: 1,
-            url: "http://127.0.0.1:9/".to_owned(),
-            request_headers: "{}".to_owned(),
-            response_status: Some(status),
-            response_headers: None,
-            response_body: Some("\u{fffd}".to_owned()),
-            error_kind: (status != 200).then(|| "http_status".to_owned()),
-            error_message: None,
-            succeeded: status == 200,
-        },
-        next,
-    };
     let batch = [
-        result(&claimed[0], 410, queue::Next::Failed { gone: true }),
-        result(&claimed[1], 200, queue::Next::Succeeded),
+        hand_result(&claimed[0], 410, queue::Next::Failed { gone: true }, now),
+        hand_result(&claimed[1], 200, queue::Next::Succeeded, now),
     ];
     let recorded = queue::record_results(&app.store, &batch, 10).await.unwrap();
     assert_eq!(recorded.written, 2);
@@ -1244,25 +1224,8 @@ async fn auto_disable_stops_at_exactly_the_configured_count(backend: Backend) {
     };
     let claimed = queue::claim_due(&app.store, claim, &[]).await.unwrap();
     assert_eq!(claimed.len(), 15);
-    let failed = |claimed: &queue::Claimed| queue::AttemptResult {
-        claimed: claimed.clone(),
-        lease_owner: "test-owner".to_owned(),
-        attempt: queue::Attempt {
-            id: hookline::ids::new(hookline::ids::Kind::Attempt),
-            delivery_id: claimed.id.clone(),
-            attempt_number: 1,
-            started_at: now,
-            duration_ms: 1,
-            url: "http://127.0.0.1:9/".to_owned(),
-            request_headers: "{}".to_owned(),
-            response_status: Some(500),
-            response_headers: None,
-            response_body: None,
-            error_kind: Some("http_status".to_owned()),
-            error_message: None,
-            succeeded: false,
-        },
-        next: queue::Next::Failed { gone: false },
+    let failed = |claimed: &queue::Claimed| {
+        hand_result(claimed, 500, queue::Next::Failed { gone: false }, now)
     };
     let first: Vec<_> = claimed[..12].iter().map(failed).collect();
     let recorded = queue::record_results(&app.store, &first, 10).await.unwrap();
@@ -1281,4 +1244,34 @@ async fn auto_disable_stops_at_exactly_the_configured_count(backend: Backend) {
         endpoint(&app, &endpoint_id).await["consecutive_failures"],
         10
     );
+}
+
+/// An attempt's result as a worker records it, made by hand for tests that record batches
+/// themselves (claimed by `test-owner`).
+fn hand_result(
+    claimed: &queue::Claimed,
+    status: i64,
+    next: queue::Next,
+    now: i64,
+) -> queue::AttemptResult {
+    queue::AttemptResult {
+        claimed: claimed.clone(),
+        lease_owner: "test-owner".to_owned(),
+        attempt: queue::Attempt {
+            id: hookline::ids::new(hookline::ids::Kind::Attempt),
+            delivery_id: claimed.id.clone(),
+            attempt_number: 1,
+            started_at: now,
+            duration_ms: 1,
+            url: "http://127.0.0.1:9/".to_owned(),
+            request_headers: "{}".to_owned(),
+            response_status: Some(status),
+            response_headers: None,
+            response_body: Some("\u{fffd}".to_owned()),
+            error_kind: (status != 200).then(|| "http_status".to_owned()),
+            error_message: None,
+            succeeded: status == 200,
+        },
+        next,
+    }
 }
