@@ -185,10 +185,9 @@ impl Application {
             backend = ?state.store.backend(),
             "Hookline is listening"
         );
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        let server = http::serve::serve(listener, router, &config.http, shutdown.clone());
         tokio::select! {
-            served = server => served.context("HTTP server failed")?,
+            () = server => {},
             () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
                 tracing::warn!(grace_seconds = grace.as_secs(), "in-flight requests outlived the shutdown grace period");
             }

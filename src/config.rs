@@ -255,6 +255,11 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_grace_seconds: u64,
+    /// A connection that does not send a whole request head within this time (a new one, or an
+    /// idle kept-alive one) is closed, in milliseconds.
+    pub header_read_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -262,6 +267,8 @@ impl Default for HttpConfig {
         HttpConfig {
             max_body_bytes: 1024 * 1024,
             shutdown_grace_seconds: 20,
+            header_read_timeout_ms: 30_000,
+            max_connections: 10_000,
         }
     }
 }

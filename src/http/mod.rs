@@ -4,6 +4,7 @@
 pub mod error;
 pub mod extract;
 pub mod paging;
+pub mod serve;
 mod system;
 
 use std::time::Instant;

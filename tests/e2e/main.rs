@@ -7,6 +7,7 @@ mod support;
 mod analysis;
 mod api;
 mod cli;
+mod connections;
 mod fixes;
 mod harness;
 mod hooks;
