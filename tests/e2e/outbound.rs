@@ -1056,30 +1056,7 @@ async fn retention_prunes_finished_deliveries_with_their_history_only(backend: B
 }
 
 async fn a_gone_answer_disables_even_when_a_later_result_in_the_batch_succeeded(backend: Backend) {
-    // An API-only node: this test claims and records by hand, as a worker would.
-    let app = outbound_app(backend, |config| config.role = hookline::config::Role::Api).await;
-    create_type(&app, "invoice.paid").await;
-    let (endpoint_id, _) = create_endpoint(&app, "http://127.0.0.1:9/", None).await;
-    for n in 0..2 {
-        publish(
-            &app,
-            "invoice.paid",
-            json!({"invoice_id": format!("in_{n}"), "amount": n}),
-        )
-        .await;
-    }
-    let now = hookline::clock::now_ms();
-    let claim = queue::Claim {
-        now,
-        lease_until: now + 60_000,
-        owner: "test-owner",
-        limit: 10,
-        oldest_per_endpoint: 10,
-        per_endpoint: 8,
-        window: 100,
-    };
-    let claimed = queue::claim_due(&app.store, claim, &[]).await.unwrap();
-    assert_eq!(claimed.len(), 2);
+    let (app, endpoint_id, claimed, now) = claimed_by_hand(backend, 2).await;
     let batch = [
         hand_result(&claimed[0], 410, queue::Next::Failed { gone: true }, now),
         hand_result(&claimed[1], 200, queue::Next::Succeeded, now),
@@ -1201,29 +1178,7 @@ async fn events_for_an_inactive_endpoint_are_held_then_sent_or_discarded(backend
 
 async fn auto_disable_stops_at_exactly_the_configured_count(backend: Backend) {
     // Results recorded by hand in batches larger than the limit, as a busy worker's are.
-    let app = outbound_app(backend, |config| config.role = hookline::config::Role::Api).await;
-    create_type(&app, "invoice.paid").await;
-    let (endpoint_id, _) = create_endpoint(&app, "http://127.0.0.1:9/", None).await;
-    for n in 0..15 {
-        publish(
-            &app,
-            "invoice.paid",
-            json!({"invoice_id": format!("in_{n}"), "amount": n}),
-        )
-        .await;
-    }
-    let now = hookline::clock::now_ms();
-    let claim = queue::Claim {
-        now,
-        lease_until: now + 60_000,
-        owner: "test-owner",
-        limit: 20,
-        oldest_per_endpoint: 20,
-        per_endpoint: 20,
-        window: 100,
-    };
-    let claimed = queue::claim_due(&app.store, claim, &[]).await.unwrap();
-    assert_eq!(claimed.len(), 15);
+    let (app, endpoint_id, claimed, now) = claimed_by_hand(backend, 15).await;
     let failed = |claimed: &queue::Claimed| {
         hand_result(claimed, 500, queue::Next::Failed { gone: false }, now)
     };
@@ -1244,6 +1199,38 @@ async fn auto_disable_stops_at_exactly_the_configured_count(backend: Backend) {
         endpoint(&app, &endpoint_id).await["consecutive_failures"],
         10
     );
+}
+
+/// An API-only node (no worker) with `count` deliveries to one endpoint, claimed by hand by
+/// `test-owner`, for tests that record results themselves as a worker would.
+async fn claimed_by_hand(
+    backend: Backend,
+    count: u32,
+) -> (TestApp, String, Vec<queue::Claimed>, i64) {
+    let app = outbound_app(backend, |config| config.role = hookline::config::Role::Api).await;
+    create_type(&app, "invoice.paid").await;
+    let (endpoint_id, _) = create_endpoint(&app, "http://127.0.0.1:9/", None).await;
+    for n in 0..count {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("in_{n}"), "amount": n}),
+        )
+        .await;
+    }
+    let now = hookline::clock::now_ms();
+    let claim = queue::Claim {
+        now,
+        lease_until: now + 60_000,
+        owner: "test-owner",
+        limit: count + 5,
+        oldest_per_endpoint: count + 5,
+        per_endpoint: count + 5,
+        window: 100,
+    };
+    let claimed = queue::claim_due(&app.store, claim, &[]).await.unwrap();
+    assert_eq!(claimed.len(), count as usize);
+    (app, endpoint_id, claimed, now)
 }
 
 /// An attempt's result as a worker records it, made by hand for tests that record batches
