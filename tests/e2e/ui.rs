@@ -770,24 +770,8 @@ async fn every_main_page_renders_over_realistic_data() {
         },
     )
     .await;
-    let (_, service) = json_of(
-        app.post_json(
-            "/api/services",
-            &json!({"name": "checkout", "repository": "acme/checkout", "auto_analyze": true}),
-        )
-        .await,
-    )
-    .await;
-    let service_id = service["id"].as_str().unwrap().to_owned();
-    let (_, secret) = json_of(
-        app.post_json(
-            &format!("/api/services/{service_id}/webhook-secret"),
-            &json!({}),
-        )
-        .await,
-    )
-    .await;
-    let secret = secret["secret"].as_str().unwrap().to_owned();
+    let (service_id, secret) =
+        crate::inbound::service_with_secret(&app, "checkout", "acme/checkout", true).await;
     let (status, hook) = json_of(
         app.post_json(
             "/api/repos/acme/checkout/hooks",
