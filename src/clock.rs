@@ -11,6 +11,11 @@ pub fn now_ms() -> i64 {
 }
 
 /// `2026-03-21T14:30:00.000Z` for a stored millisecond timestamp.
+/// Microseconds since the Unix epoch (rate-limit slots are finer than a millisecond).
+pub fn now_us() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000) as i64
+}
+
 pub fn rfc3339_ms(ms: i64) -> String {
     let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);

@@ -260,6 +260,12 @@ pub struct HttpConfig {
     pub header_read_timeout_ms: u64,
     /// Connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// A request body that sends nothing for this long is cut off (408), in milliseconds: a
+    /// stalled upload, not a slow one.
+    pub body_idle_timeout_ms: u64,
+    /// The longest a whole request body may take, in milliseconds (25 MiB at about 90 KiB/s by
+    /// default).
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -269,6 +275,8 @@ impl Default for HttpConfig {
             shutdown_grace_seconds: 20,
             header_read_timeout_ms: 30_000,
             max_connections: 10_000,
+            body_idle_timeout_ms: 30_000,
+            body_read_timeout_ms: 300_000,
         }
     }
 }
@@ -316,7 +324,9 @@ pub struct DeliveryConfig {
     pub max_in_flight: u32,
     /// Deliveries claimed per queue query.
     pub batch_size: u32,
-    /// How long a claimed delivery stays reserved for the node that claimed it, in seconds.
+    /// How long a claimed delivery stays reserved for the node that claimed it, in seconds. The
+    /// node renews it every third of that while it holds the delivery, so this is how long a
+    /// crashed node's deliveries wait before another node takes them.
     pub lease_seconds: u64,
     /// The fallback poll of the queue when no wake-up arrives, in milliseconds.
     pub poll_interval_ms: u64,
@@ -338,7 +348,7 @@ impl Default for DeliveryConfig {
             endpoint_concurrency: 8,
             max_in_flight: 512,
             batch_size: 256,
-            lease_seconds: 60,
+            lease_seconds: 10,
             poll_interval_ms: 1_000,
             rotation_overlap_seconds: 86_400,
             retention_days: 30,
@@ -638,6 +648,18 @@ impl Config {
         if self.github.timeout_ms == 0 {
             return invalid("github.timeout_ms must be at least 1".to_owned());
         }
+        for (name, value) in [
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.body_idle_timeout_ms", self.http.body_idle_timeout_ms),
+            ("http.body_read_timeout_ms", self.http.body_read_timeout_ms),
+        ] {
+            if value == 0 {
+                return invalid(format!("{name} must be at least 1"));
+            }
+        }
         if self.database.max_connections == 0 {
             return invalid("database.max_connections must be at least 1".to_owned());
         }
@@ -664,10 +686,8 @@ impl Config {
                 return invalid(format!("{name} must be at least 1"));
             }
         }
-        if delivery.lease_seconds * 1000 <= delivery.timeout_ms {
-            return invalid(
-                "delivery.lease_seconds must be longer than delivery.timeout_ms".to_owned(),
-            );
+        if delivery.lease_seconds == 0 || delivery.lease_seconds > 86_400 {
+            return invalid("delivery.lease_seconds must be between 1 and 86400".to_owned());
         }
         if let Err(why) = crate::outbound::ssrf::Policy::new(&self.ssrf.allow) {
             return invalid(format!("ssrf.allow: {why}"));

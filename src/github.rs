@@ -37,6 +37,9 @@ pub enum GithubError {
     Upstream { status: u16, message: String },
     #[error("GitHub could not be reached: {0}")]
     Unreachable(String),
+    /// Not a GitHub `owner/name`: nothing was sent.
+    #[error("{0}")]
+    BadRepository(String),
 }
 
 impl From<GithubError> for ApiError {
@@ -45,7 +48,9 @@ impl From<GithubError> for ApiError {
             GithubError::NotFound => {
                 ApiError::NotFound("GitHub repository (or one the integration's token can see)")
             }
-            GithubError::Invalid(_) => ApiError::Unprocessable(error.to_string()),
+            GithubError::Invalid(_) | GithubError::BadRepository(_) => {
+                ApiError::Unprocessable(error.to_string())
+            }
             GithubError::RateLimited { .. } => ApiError::TooManyRequests(error.to_string()),
             other => ApiError::BadGateway(other.to_string()),
         }
@@ -147,7 +152,7 @@ impl GithubClient {
         repository: &str,
         sha: &str,
     ) -> Result<CommitDetail, GithubError> {
-        let url = format!("{}/repos/{repository}/commits/{sha}", self.api_url);
+        let url = format!("{}/commits/{sha}", self.repo_url(repository)?);
         self.call(self.http.get(url), token).await
     }
 
@@ -162,7 +167,7 @@ impl GithubClient {
         struct Ref {
             object: ObjectRef,
         }
-        let url = format!("{}/repos/{repository}/git/ref/heads/{branch}", self.api_url);
+        let url = format!("{}/git/ref/heads/{branch}", self.repo_url(repository)?);
         let found: Ref = self.call(self.http.get(url), token).await?;
         Ok(found.object.sha)
     }
@@ -178,7 +183,7 @@ impl GithubClient {
         struct GitCommit {
             tree: ObjectRef,
         }
-        let url = format!("{}/repos/{repository}/git/commits/{sha}", self.api_url);
+        let url = format!("{}/git/commits/{sha}", self.repo_url(repository)?);
         let found: GitCommit = self.call(self.http.get(url), token).await?;
         Ok(found.tree.sha)
     }
@@ -192,10 +197,7 @@ impl GithubClient {
         at: &str,
     ) -> Result<Option<FileContent>, GithubError> {
         // `at` is a commit SHA: nothing in it needs escaping.
-        let url = format!(
-            "{}/repos/{repository}/contents/{path}?ref={at}",
-            self.api_url
-        );
+        let url = format!("{}/contents/{path}?ref={at}", self.repo_url(repository)?);
         match self.call(self.http.get(url), token).await {
             Ok(content) => Ok(Some(content)),
             Err(GithubError::NotFound) => Ok(None),
@@ -211,7 +213,7 @@ impl GithubClient {
         base_tree: &str,
         entries: &[TreeEntry],
     ) -> Result<String, GithubError> {
-        let url = format!("{}/repos/{repository}/git/trees", self.api_url);
+        let url = format!("{}/git/trees", self.repo_url(repository)?);
         let body = serde_json::json!({"base_tree": base_tree, "tree": entries});
         let created: ObjectRef = self.call(self.http.post(url).json(&body), token).await?;
         Ok(created.sha)
@@ -226,7 +228,7 @@ impl GithubClient {
         tree: &str,
         parent: &str,
     ) -> Result<String, GithubError> {
-        let url = format!("{}/repos/{repository}/git/commits", self.api_url);
+        let url = format!("{}/git/commits", self.repo_url(repository)?);
         let body = serde_json::json!({"message": message, "tree": tree, "parents": [parent]});
         let created: ObjectRef = self.call(self.http.post(url).json(&body), token).await?;
         Ok(created.sha)
@@ -240,7 +242,7 @@ impl GithubClient {
         branch: &str,
         sha: &str,
     ) -> Result<(), GithubError> {
-        let url = format!("{}/repos/{repository}/git/refs", self.api_url);
+        let url = format!("{}/git/refs", self.repo_url(repository)?);
         let body = serde_json::json!({"ref": format!("refs/heads/{branch}"), "sha": sha});
         let _: Value = self.call(self.http.post(url).json(&body), token).await?;
         Ok(())
@@ -256,7 +258,7 @@ impl GithubClient {
         base: &str,
         body: &str,
     ) -> Result<PullRequestRef, GithubError> {
-        let url = format!("{}/repos/{repository}/pulls", self.api_url);
+        let url = format!("{}/pulls", self.repo_url(repository)?);
         let request = serde_json::json!({"title": title, "head": head, "base": base, "body": body});
         self.call(self.http.post(url).json(&request), token).await
     }
@@ -268,7 +270,7 @@ impl GithubClient {
         repository: &str,
         number: i64,
     ) -> Result<PullRequestRef, GithubError> {
-        let url = format!("{}/repos/{repository}/pulls/{number}", self.api_url);
+        let url = format!("{}/pulls/{number}", self.repo_url(repository)?);
         self.call(self.http.get(url), token).await
     }
 
@@ -314,6 +316,13 @@ impl GithubClient {
         })
     }
 
+    /// `{api}/repos/{owner}/{name}` for a repository that follows GitHub's naming rules; anything
+    /// else (a GitLab path, a stray `?`, `#` or `..`) never reaches a URL.
+    fn repo_url(&self, repository: &str) -> Result<String, GithubError> {
+        check_repository(repository).map_err(GithubError::BadRepository)?;
+        Ok(format!("{}/repos/{repository}", self.api_url))
+    }
+
     /// `POST /repos/{owner}/{repo}/issues`.
     pub async fn create_issue(
         &self,
@@ -321,8 +330,42 @@ impl GithubClient {
         repository: &str,
         issue: &NewIssue<'_>,
     ) -> Result<CreatedIssue, GithubError> {
-        let url = format!("{}/repos/{repository}/issues", self.api_url);
+        let url = format!("{}/issues", self.repo_url(repository)?);
         self.call(self.http.post(url).json(issue), token).await
+    }
+}
+
+/// GitHub's rules for `owner/name`: an owner (user or organisation login) of 1 to 39 letters,
+/// digits and inner single hyphens; a name of 1 to 100 letters, digits, `.`, `-` and `_`, other
+/// than `.` and `..`.
+pub fn check_repository(repository: &str) -> Result<(), String> {
+    let refuse = || {
+        Err(format!(
+            "repository `{}` is not a GitHub owner/name (owner: 1–39 letters, digits or inner \
+             hyphens; name: 1–100 letters, digits, `.`, `-` or `_`)",
+            repository.chars().take(80).collect::<String>()
+        ))
+    };
+    let Some((owner, name)) = repository.split_once('/') else {
+        return refuse();
+    };
+    let owner_ok = (1..=39).contains(&owner.len())
+        && owner
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !owner.starts_with('-')
+        && !owner.ends_with('-')
+        && !owner.contains("--");
+    let name_ok = (1..=100).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+        && name != "."
+        && name != "..";
+    if owner_ok && name_ok {
+        Ok(())
+    } else {
+        refuse()
     }
 }
 
@@ -408,6 +451,37 @@ fn refusal(status: StatusCode, headers: &reqwest::header::HeaderMap, body: &[u8]
 mod tests {
     use super::*;
     use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn repositories_follow_githubs_naming_rules() {
+        for good in [
+            "acme/checkout",
+            "a/b",
+            "Acme-Corp/api.v2_x",
+            &format!("{}/r", "o".repeat(39)),
+        ] {
+            assert!(check_repository(good).is_ok(), "{good} refused");
+        }
+        for bad in [
+            "acme",
+            "acme/",
+            "/api",
+            "group/sub/project",
+            "-acme/api",
+            "acme-/api",
+            "ac--me/api",
+            "acme/..",
+            "acme/.",
+            "acme/api?x=1",
+            "acme/api#x",
+            "ac me/api",
+            "acme/a%2fb",
+            &format!("{}/r", "o".repeat(40)),
+            &format!("o/{}", "r".repeat(101)),
+        ] {
+            assert!(check_repository(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     #[test]
     fn refusals_say_what_github_said() {

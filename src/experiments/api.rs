@@ -296,11 +296,7 @@ async fn create_github_issue(
 ) -> ApiResult<(StatusCode, Json<CreatedGithubIssue>)> {
     let experiment = load(&state, &principal, &id).await?;
     let repository = validate_repository(&input.repository).map_err(ApiError::Unprocessable)?;
-    if repository.split('/').count() != 2 {
-        return Err(ApiError::Unprocessable(
-            "repository must be a GitHub owner/name".to_owned(),
-        ));
-    }
+    crate::github::check_repository(&repository).map_err(ApiError::Unprocessable)?;
     let title = required_text("title", &input.title, 256)?;
     let body = check_text("body", &input.body, 65_536)?;
     let mut labels = Vec::with_capacity(input.labels.len());

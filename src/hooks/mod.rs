@@ -249,6 +249,7 @@ pub async fn create(
         repository_key: Some(repository_key.to_owned()),
         payload_format: Some(format),
         disabled_until: None,
+        rate_limit_per_second: None,
     };
     queue::insert_endpoint(&state.store, &hook).await?;
     state.hook_cache.clear();

@@ -44,6 +44,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(error) => {
             ApiError::Unprocessable(format!("invalid request body: {}", source_text(&error)))
         }
+        other if super::body_timeout::timed_out(&other) => ApiError::RequestTimeout,
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             ApiError::PayloadTooLarge("request body exceeds the size limit".to_owned())
         }

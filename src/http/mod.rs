@@ -1,6 +1,7 @@
 //! The HTTP surface: router assembly, middleware (request ids, tracing, metrics, body limits),
 //! the OpenAPI document, and the operational endpoints.
 
+pub mod body_timeout;
 pub mod error;
 pub mod extract;
 pub mod paging;
@@ -142,7 +143,61 @@ pub fn router(state: AppState, role: Role) -> Router {
         )
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(middleware::map_request(drop_unsafe_request_id))
+        .layer(middleware::from_fn(errors_as_json))
         .with_state(state)
+}
+
+/// The longest request URI served; a longer one gets a JSON 414. (Past 64 KiB the HTTP layer
+/// itself refuses the request head, with an empty 414.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// One error format for programs: an error answer of the API or a webhook receiver that is not
+/// already JSON (a rejection from the router or an extractor, in plain text) becomes the
+/// documented `{"error", "code"}`; a URI past [`MAX_URI_BYTES`] is refused the same way.
+async fn errors_as_json(request: Request, next: Next) -> Response {
+    let uri_length = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |target| target.as_str().len());
+    if uri_length > MAX_URI_BYTES {
+        return error::json_error(
+            axum::http::StatusCode::URI_TOO_LONG,
+            format!("the request URI is {uri_length} bytes; at most {MAX_URI_BYTES} are accepted"),
+        );
+    }
+    let path = request.uri().path();
+    let for_programs =
+        path == "/api" || path.starts_with("/api/") || path.starts_with("/webhooks/");
+    let response = next.run(request).await;
+    let status = response.status();
+    if !for_programs || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4 * 1024)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    } else {
+        text
+    };
+    let mut answer = error::json_error(status, message);
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
 }
 
 /// A client's `X-Request-Id` is kept only when it is short and plain (letters, digits, `-`, `_`,

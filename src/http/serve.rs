@@ -1,8 +1,8 @@
 //! The HTTP/1 server loop under the router: at most `http.max_connections` connections at once
 //! (more wait in the listen queue), a connection that does not send a whole request head within
 //! `http.header_read_timeout_ms` is closed (a slow or silent client, or an idle kept-alive one),
-//! and a graceful shutdown that stops accepting, lets requests in flight finish and closes idle
-//! connections.
+//! a request body that stalls is cut off ([`super::body_timeout`]), and a graceful shutdown that
+//! stops accepting, lets requests in flight finish and closes idle connections.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,9 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use tower::ServiceExt;
+
+use super::body_timeout::TimedBody;
 use crate::config::HttpConfig;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled and every connection has closed.
@@ -28,6 +31,11 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(http.max_connections.max(1)));
     let header_timeout = Duration::from_millis(http.header_read_timeout_ms);
+    let body_idle = Duration::from_millis(http.body_idle_timeout_ms);
+    let body_total = Duration::from_millis(http.body_read_timeout_ms);
+    let timed_bodies = move |request: hyper::Request<hyper::body::Incoming>| {
+        request.map(|body| TimedBody::new(body, body_idle, body_total))
+    };
     loop {
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
@@ -52,7 +60,7 @@ pub async fn serve(
             .keep_alive(true)
             .serve_connection(
                 TokioIo::new(stream),
-                TowerToHyperService::new(router.clone()),
+                TowerToHyperService::new(router.clone().map_request(timed_bodies)),
             );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {

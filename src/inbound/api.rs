@@ -159,6 +159,9 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(error) if crate::http::body_timeout::timed_out(&*error) => {
+            Err(ApiError::RequestTimeout)
+        }
         Err(error) => Err(ApiError::BadRequest(format!(
             "the request body could not be read: {error}"
         ))),

@@ -87,7 +87,7 @@ pub struct CreateMonitor {
     pub timeout_ms: Option<i64>,
     /// Default 200.
     pub expected_status: Option<i64>,
-    /// A passing status slower than this is a latency failure.
+    /// A passing status slower than this is a latency failure; shorter than `timeout_ms`.
     pub latency_threshold_ms: Option<i64>,
     /// Default true.
     pub active: Option<bool>,
@@ -129,11 +129,15 @@ async fn check_settings(state: &AppState, monitor: &mut Monitor) -> ApiResult<()
     if !(100..=599).contains(&monitor.expected_status) {
         return invalid("expected_status must be an HTTP status (100 to 599)".to_owned());
     }
+    // A check is cut off at its timeout, so a threshold at or past it could never be crossed.
     if monitor
         .latency_threshold_ms
-        .is_some_and(|threshold| threshold < 1)
+        .is_some_and(|threshold| threshold < 1 || threshold >= monitor.timeout_ms)
     {
-        return invalid("latency_threshold_ms must be at least 1".to_owned());
+        return invalid(format!(
+            "latency_threshold_ms must be at least 1 and shorter than timeout_ms ({})",
+            monitor.timeout_ms
+        ));
     }
     let url = validate_endpoint_url(
         &monitor.url,

@@ -326,6 +326,8 @@ pub struct EndpointOut {
     pub disabled_at: Option<String>,
     /// Failed deliveries in a row; at the configured limit the endpoint is disabled.
     pub consecutive_failures: i64,
+    /// At most this many attempts per second, across every node; `null`: no limit.
+    pub rate_limit_per_second: Option<i64>,
     /// Deliveries held while the endpoint is inactive (on reads of one endpoint).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_deliveries: Option<i64>,
@@ -348,6 +350,7 @@ impl From<&Endpoint> for EndpointOut {
             disabled_reason: endpoint.disabled_reason.clone(),
             disabled_at: endpoint.disabled_at.map(rfc3339_ms),
             consecutive_failures: endpoint.consecutive_failures,
+            rate_limit_per_second: endpoint.rate_limit_per_second,
             held_deliveries: None,
             previous_secret_expires_at: endpoint
                 .previous_secret_until
@@ -383,6 +386,10 @@ pub struct CreateEndpoint {
     pub description: String,
     /// Event types to receive; omitted or `null` means every type.
     pub event_types: Option<Vec<String>>,
+    /// At most this many attempts per second (1–100000), across every node; deliveries above
+    /// it wait. Omitted or `null`: no limit.
+    #[schema(minimum = 1, maximum = 100_000)]
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// Only the fields given change. `event_types: null` subscribes to every type.
@@ -396,6 +403,10 @@ pub struct UpdateEndpoint {
     #[schema(value_type = Option<Vec<String>>)]
     pub event_types: Option<Option<Vec<String>>>,
     pub active: Option<bool>,
+    /// 1–100000 attempts per second; `null` removes the limit.
+    #[serde(default, deserialize_with = "crate::http::extract::present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 100_000)]
+    pub rate_limit_per_second: Option<Option<i64>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -429,6 +440,7 @@ async fn create_endpoint(
             name: input.name,
             description: input.description,
             event_types: input.event_types,
+            rate_limit_per_second: input.rate_limit_per_second,
         },
     )
     .await?;
@@ -487,6 +499,7 @@ async fn update_endpoint(
         description: input.description,
         event_types: input.event_types,
         active: input.active,
+        rate_limit_per_second: input.rate_limit_per_second,
     };
     let endpoint = endpoints::update(&state, &principal.tenant_id, &id, changes).await?;
     Ok(Json(EndpointOut::from(&endpoint)))

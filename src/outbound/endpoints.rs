@@ -29,6 +29,8 @@ pub struct NewEndpoint {
     pub description: String,
     /// `None`: every type.
     pub event_types: Option<Vec<String>>,
+    /// `None`: no limit.
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// The fields to change; `None` leaves one as it is. `event_types: Some(None)` subscribes to every
@@ -40,6 +42,8 @@ pub struct EndpointChanges {
     pub description: Option<String>,
     pub event_types: Option<Option<Vec<String>>>,
     pub active: Option<bool>,
+    /// `Some(None)` removes the limit.
+    pub rate_limit_per_second: Option<Option<i64>>,
 }
 
 /// A rotated secret: the new one (shown once) and until when the old one still signs.
@@ -62,6 +66,21 @@ pub struct DeliveryListing {
     pub since: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+/// The highest per-endpoint rate limit accepted (attempts per second).
+pub const MAX_RATE_LIMIT: i64 = 100_000;
+
+/// A rate limit as given: 1 to [`MAX_RATE_LIMIT`] attempts per second, or none.
+pub fn check_rate_limit(limit: Option<i64>) -> ApiResult<Option<i64>> {
+    match limit {
+        Some(limit) if !(1..=MAX_RATE_LIMIT).contains(&limit) => {
+            Err(ApiError::Unprocessable(format!(
+                "rate_limit_per_second must be between 1 and {MAX_RATE_LIMIT} (or null for no limit); got {limit}"
+            )))
+        }
+        limit => Ok(limit),
+    }
 }
 
 pub(crate) fn check_description(description: &str) -> ApiResult<String> {
@@ -126,6 +145,7 @@ pub async fn create(
     let name = required_text("name", &input.name, 200)?;
     let description = check_description(&input.description)?;
     let event_types = check_filter(state, tenant_id, input.event_types).await?;
+    let rate_limit_per_second = check_rate_limit(input.rate_limit_per_second)?;
     let url = check_url(state, &input.url).await?;
     let id = ids::new(Kind::Endpoint);
     let secret = signing::generate_secret();
@@ -150,6 +170,7 @@ pub async fn create(
         repository_key: None,
         payload_format: None,
         disabled_until: None,
+        rate_limit_per_second,
     };
     queue::insert_endpoint(&state.store, &endpoint).await?;
     tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint created");
@@ -194,6 +215,9 @@ pub async fn update(
     }
     if let Some(filter) = changes.event_types {
         endpoint.event_types = check_filter(state, tenant_id, filter).await?;
+    }
+    if let Some(limit) = changes.rate_limit_per_second {
+        endpoint.rate_limit_per_second = check_rate_limit(limit)?;
     }
     if let Some(url) = &changes.url {
         endpoint.url = check_url(state, url).await?;

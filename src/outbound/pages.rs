@@ -53,7 +53,13 @@ crate::web::pages!(
     EventTypesPage
 );
 
-const FORM_FIELDS: &[&str] = &["url", "name", "description", "event_types"];
+const FORM_FIELDS: &[&str] = &[
+    "url",
+    "name",
+    "description",
+    "event_types",
+    "rate_limit_per_second",
+];
 
 fn chrome(viewer: &SignedIn, headers: &HeaderMap, title: impl Into<String>) -> Chrome {
     Chrome::new(viewer, headers, title, Section::Webhooks)
@@ -199,6 +205,7 @@ struct NewPage {
     url: String,
     name: String,
     description: String,
+    rate_limit: String,
     types: Vec<TypeChoice>,
     errors: FormErrors,
 }
@@ -230,8 +237,23 @@ async fn new_page(
         url: String::new(),
         name: String::new(),
         description: String::new(),
+        rate_limit: String::new(),
         errors: FormErrors::default(),
     }))
+}
+
+/// The rate limit typed in a form: empty means none.
+fn typed_rate_limit(form: &FormData) -> Result<Option<i64>, ApiError> {
+    let typed = form.get("rate_limit_per_second").trim();
+    if typed.is_empty() {
+        return Ok(None);
+    }
+    typed.parse::<i64>().map(Some).map_err(|_| {
+        ApiError::Unprocessable(format!(
+            "rate_limit_per_second must be a whole number of attempts per second (1–{}), or empty for no limit",
+            endpoints::MAX_RATE_LIMIT
+        ))
+    })
 }
 
 /// The event types ticked in a form: none ticked means every type.
@@ -250,13 +272,20 @@ struct CreatedPage {
 }
 
 async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfForm) -> PageResult {
-    let input = NewEndpoint {
-        url: form.get("url").to_owned(),
-        name: form.get("name").to_owned(),
-        description: form.get("description").to_owned(),
-        event_types: chosen_types(&form),
+    let created = match typed_rate_limit(&form) {
+        Ok(rate_limit_per_second) => {
+            let input = NewEndpoint {
+                url: form.get("url").to_owned(),
+                name: form.get("name").to_owned(),
+                description: form.get("description").to_owned(),
+                event_types: chosen_types(&form),
+                rate_limit_per_second,
+            };
+            endpoints::create(&state, &viewer.user.tenant_id, input).await
+        }
+        Err(error) => Err(error),
     };
-    match endpoints::create(&state, &viewer.user.tenant_id, input).await {
+    match created {
         Ok((endpoint, secret)) => Ok(render_with(
             StatusCode::CREATED,
             &CreatedPage {
@@ -277,6 +306,7 @@ async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfFo
                     url: form.get("url").to_owned(),
                     name: form.get("name").to_owned(),
                     description: form.get("description").to_owned(),
+                    rate_limit: form.get("rate_limit_per_second").to_owned(),
                     errors,
                 },
             ))
@@ -347,6 +377,7 @@ struct EndpointPage {
     url: String,
     name: String,
     description: String,
+    rate_limit: String,
     state: &'static str,
     state_class: &'static str,
     created: String,
@@ -431,6 +462,10 @@ async fn endpoint_view(
         url: endpoint.url.clone(),
         name: endpoint.name.clone(),
         description: endpoint.description.clone(),
+        rate_limit: endpoint
+            .rate_limit_per_second
+            .map(|limit| limit.to_string())
+            .unwrap_or_default(),
         endpoint,
     })
 }
@@ -461,14 +496,21 @@ async fn update(
     CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
     let tenant_id = &viewer.user.tenant_id;
-    let changes = EndpointChanges {
-        url: Some(form.get("url").to_owned()),
-        name: Some(form.get("name").to_owned()),
-        description: Some(form.get("description").to_owned()),
-        event_types: Some(chosen_types(&form)),
-        active: None,
+    let updated = match typed_rate_limit(&form) {
+        Ok(rate_limit) => {
+            let changes = EndpointChanges {
+                url: Some(form.get("url").to_owned()),
+                name: Some(form.get("name").to_owned()),
+                description: Some(form.get("description").to_owned()),
+                event_types: Some(chosen_types(&form)),
+                active: None,
+                rate_limit_per_second: Some(rate_limit),
+            };
+            endpoints::update(&state, tenant_id, &id, changes).await
+        }
+        Err(error) => Err(error),
     };
-    match endpoints::update(&state, tenant_id, &id, changes).await {
+    match updated {
         Ok(endpoint) => Ok(redirect_with_flash(
             &format!("/org/webhooks/{}", endpoint.id),
             "Endpoint saved.",
@@ -488,6 +530,7 @@ async fn update(
             page.url = form.get("url").to_owned();
             page.name = form.get("name").to_owned();
             page.description = form.get("description").to_owned();
+            page.rate_limit = form.get("rate_limit_per_second").to_owned();
             let ticked = form.all("event_types");
             for choice in &mut page.types {
                 choice.checked = ticked.contains(&choice.name);

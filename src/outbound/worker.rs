@@ -2,6 +2,10 @@
 //! transaction under per-endpoint and per-node concurrency caps, and writes results in batches,
 //! each only where the lease is still held. It wakes on new work (in-process, and through
 //! PostgreSQL LISTEN/NOTIFY from other nodes) and polls slowly as a fallback.
+//!
+//! Leases are short and renewed while this node holds them, so a crashed node's deliveries are
+//! due again within one lease. A delivery counts against the node's `max_in_flight` from its
+//! claim until its result is committed: a crash can repeat at most that many attempts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -31,6 +35,7 @@ pub fn spawn(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationTok
     let worker = Arc::new(Worker::new(state.clone()));
     let (results, recorder_input) = mpsc::channel(4 * RECORD_BATCH);
     tracker.spawn(record(worker.clone(), recorder_input));
+    tracker.spawn(renew_leases(worker.clone(), shutdown.clone()));
     tracker.spawn(claim_loop(
         worker.clone(),
         results,
@@ -58,6 +63,35 @@ struct Worker {
     next_retry: AtomicI64,
     /// Endpoints this node's recorder disabled: jobs already claimed for them are not sent.
     disabled: Mutex<std::collections::HashSet<String>>,
+    /// Deliveries this node holds under lease (claimed, result not yet committed), with the
+    /// owner stamp of their claim: the lease renewer keeps them reserved.
+    held: Mutex<HashMap<String, String>>,
+    /// Until when the last successful renewal extended every held lease (ms).
+    renewed_until: AtomicI64,
+    /// The lease length (ms).
+    lease_ms: i64,
+}
+
+/// A delivery this node holds: its node slot and its lease. Dropped once its result is
+/// committed or it went back to the queue; only then may the node claim another.
+struct Held {
+    worker: Arc<Worker>,
+    delivery_id: String,
+    node_slot: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.worker
+            .held
+            .lock()
+            .expect("held lock")
+            .remove(&self.delivery_id);
+        drop(self.node_slot.take());
+        if self.worker.node_slots.available_permits() == 1 {
+            self.worker.capacity.notify_one();
+        }
+    }
 }
 
 struct EndpointSlots {
@@ -82,6 +116,10 @@ impl Worker {
             capacity: Notify::new(),
             next_retry: AtomicI64::new(i64::MAX),
             disabled: Mutex::new(std::collections::HashSet::new()),
+            held: Mutex::new(HashMap::new()),
+            renewed_until: AtomicI64::new(0),
+            lease_ms: i64::try_from(state.config.delivery.lease_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX / 4),
             state,
         }
     }
@@ -115,9 +153,9 @@ impl Worker {
         slots.semaphore.clone()
     }
 
-    /// Gives back a finished job's slots. The claim loop is woken only when that makes room it
-    /// could use: an endpoint dropping below its cap, or the node's first free slot.
-    fn finish_job(&self, endpoint_id: &str, node_slot: OwnedSemaphorePermit) {
+    /// Gives back a finished job's endpoint slot. The claim loop is woken only when that makes
+    /// room it could use: the endpoint dropping below its cap.
+    fn finish_job(&self, endpoint_id: &str) {
         let cap = self.endpoint_cap();
         let mut below_cap_again = false;
         let mut all = self.endpoint_slots.lock().expect("slots lock");
@@ -129,10 +167,15 @@ impl Worker {
             }
         }
         drop(all);
-        drop(node_slot);
-        if below_cap_again || self.node_slots.available_permits() == 1 {
+        if below_cap_again {
             self.capacity.notify_one();
         }
+    }
+
+    /// Whether a lease taken at `claimed_until` (and renewed since) still has `margin_ms` left.
+    fn lease_holds(&self, claimed_until: i64, now: i64, margin_ms: i64) -> bool {
+        let until = claimed_until.max(self.renewed_until.load(Ordering::Acquire));
+        now + margin_ms < until
     }
 
     /// How long the claim loop may sleep before something could be due.
@@ -160,14 +203,14 @@ impl Worker {
 
 async fn claim_loop(
     worker: Arc<Worker>,
-    results: mpsc::Sender<AttemptResult>,
+    results: mpsc::Sender<(AttemptResult, Held)>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
     let state = &worker.state;
     let delivery = &state.config.delivery;
     let wake = state.outbound.wake_handle();
-    let lease = i64::try_from(delivery.lease_seconds * 1000).unwrap_or(60_000);
+    let lease = worker.lease_ms;
     tracing::info!("delivery worker started");
     while !shutdown.is_cancelled() {
         let room = worker
@@ -239,7 +282,7 @@ async fn start_attempts(
     claimed: Vec<Claimed>,
     owner: &str,
     lease_until: i64,
-    results: &mpsc::Sender<AttemptResult>,
+    results: &mpsc::Sender<(AttemptResult, Held)>,
     tracker: &TaskTracker,
     shutdown: &CancellationToken,
 ) {
@@ -290,6 +333,16 @@ async fn start_attempts(
             let _ = queue::release(store, std::slice::from_ref(&claimed.id), owner, 0).await;
             continue;
         };
+        worker
+            .held
+            .lock()
+            .expect("held lock")
+            .insert(claimed.id.clone(), owner.to_owned());
+        let held = Held {
+            worker: worker.clone(),
+            delivery_id: claimed.id.clone(),
+            node_slot: Some(node_slot),
+        };
         let endpoint_slot = worker.take_endpoint_slot(&claimed.endpoint_id);
         let job = Job {
             claimed,
@@ -301,7 +354,7 @@ async fn start_attempts(
             worker.clone(),
             job,
             owner.to_owned(),
-            node_slot,
+            held,
             endpoint_slot,
             results.clone(),
             shutdown.clone(),
@@ -313,15 +366,19 @@ async fn run_job(
     worker: Arc<Worker>,
     job: Job,
     owner: String,
-    node_slot: OwnedSemaphorePermit,
+    held: Held,
     endpoint_slot: Arc<Semaphore>,
-    results: mpsc::Sender<AttemptResult>,
+    results: mpsc::Sender<(AttemptResult, Held)>,
     shutdown: CancellationToken,
 ) {
     let endpoint_id = job.claimed.endpoint_id.clone();
     let permit = tokio::select! {
         permit = endpoint_slot.acquire_owned() => permit.ok(),
         () = shutdown.cancelled() => None,
+    };
+    let permit = match permit {
+        Some(permit) if wait_for_rate_slot(&worker, &job, &shutdown).await => Some(permit),
+        _ => None,
     };
     match permit {
         Some(_permit) => match attempt(&worker, &job).await {
@@ -332,9 +389,12 @@ async fn run_job(
                     attempt,
                     next,
                 };
-                if results.send(result).await.is_err() {
+                // The node slot and the lease go with the result, until it is committed.
+                worker.finish_job(&endpoint_id);
+                if results.send((result, held)).await.is_err() {
                     tracing::error!("the delivery recorder stopped; the lease will expire");
                 }
+                return;
             }
             Err(Skip::Unpreparable) => {
                 // Cannot be signed now (e.g. its secret does not open): try again later.
@@ -356,7 +416,54 @@ async fn run_job(
             let _ = queue::release(&worker.state.store, &[job.claimed.id], &owner, 0).await;
         }
     }
-    worker.finish_job(&endpoint_id, node_slot);
+    worker.finish_job(&endpoint_id);
+    drop(held);
+}
+
+/// How far ahead a rate-limited attempt may book its sending slot; beyond it, it asks again.
+const RATE_SLOT_HORIZON_US: i64 = 1_000_000;
+
+/// Waits for a sending slot of a rate-limited endpoint (slots are shared by every node through
+/// the database). False when the node is shutting down first.
+async fn wait_for_rate_slot(worker: &Worker, job: &Job, shutdown: &CancellationToken) -> bool {
+    let Some(limit) = job
+        .endpoint
+        .rate_limit_per_second
+        .filter(|limit| *limit > 0)
+    else {
+        return true;
+    };
+    let interval_us = (1_000_000 / limit).max(1);
+    loop {
+        let now_us = clock::now_us();
+        let pause = match queue::reserve_rate_slot(
+            &worker.state.store,
+            &job.endpoint.id,
+            now_us,
+            interval_us,
+            RATE_SLOT_HORIZON_US,
+        )
+        .await
+        {
+            Ok(Some(slot_us)) => {
+                let wait = u64::try_from(slot_us - now_us).unwrap_or(0);
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_micros(wait)) => return true,
+                    () = shutdown.cancelled() => return false,
+                }
+            }
+            // Every slot within the horizon is booked (by this node or others): ask again later.
+            Ok(None) => Duration::from_millis(250),
+            Err(error) => {
+                tracing::warn!(error = %error, endpoint_id = %job.endpoint.id, "booking a rate-limit slot failed");
+                Duration::from_millis(500)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = shutdown.cancelled() => return false,
+        }
+    }
 }
 
 /// Why a claimed delivery was not attempted.
@@ -376,8 +483,13 @@ async fn attempt(worker: &Worker, job: &Job) -> Result<(Attempt, Next), Skip> {
     let state = &worker.state;
     let claimed = &job.claimed;
     let started_at = clock::now_ms();
-    let timeout = i64::try_from(state.config.delivery.timeout_ms).unwrap_or(i64::MAX / 2);
-    if started_at + timeout >= job.lease_until {
+    // Renewal keeps the lease while the attempt runs; one that has nearly run out means renewal
+    // is failing (the database is unreachable), and another node may take the delivery.
+    if !worker.lease_holds(
+        job.lease_until,
+        started_at,
+        (worker.lease_ms / 3).min(1_000),
+    ) {
         return Err(Skip::LeaseEnding);
     }
     if worker
@@ -556,54 +668,108 @@ fn headers_json(headers: &HeaderMap) -> String {
 
 /// Writes attempt results in batches: whatever has arrived since the last write, in one
 /// transaction. A failed write is retried; if it keeps failing the leases expire and the
-/// deliveries are attempted again (at-least-once).
-async fn record(worker: Arc<Worker>, mut input: mpsc::Receiver<AttemptResult>) {
+/// deliveries are attempted again (at-least-once). Each result's node slot and lease are given
+/// up only after its write.
+async fn record(worker: Arc<Worker>, mut input: mpsc::Receiver<(AttemptResult, Held)>) {
     let disable_after = i64::from(worker.state.config.delivery.disable_after_failures);
-    while let Some(first) = input.recv().await {
-        let mut batch = Vec::with_capacity(RECORD_BATCH);
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    let mut holds = Vec::with_capacity(RECORD_BATCH);
+    while let Some((first, held)) = input.recv().await {
         batch.push(first);
+        holds.push(held);
         while batch.len() < RECORD_BATCH {
             match input.try_recv() {
-                Ok(result) => batch.push(result),
+                Ok((result, held)) => {
+                    batch.push(result);
+                    holds.push(held);
+                }
                 Err(_) => break,
             }
         }
-        let mut backoff = Duration::from_millis(50);
-        for round in 1..=4 {
-            match queue::record_results(&worker.state.store, &batch, disable_after).await {
-                Ok(recorded) => {
-                    remember_disabled(&worker, &recorded);
-                    report(&batch, recorded);
-                    break;
-                }
-                Err(error) if round < 4 => {
-                    tracing::warn!(error = %error, round, "recording attempt results failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 2;
-                }
-                Err(error) => {
-                    // One bad row must not cost the others: write them one at a time.
-                    tracing::warn!(error = %error, "recording a batch failed; writing its results one by one");
-                    for result in &batch {
-                        match queue::record_results(
-                            &worker.state.store,
-                            std::slice::from_ref(result),
-                            disable_after,
-                        )
-                        .await
-                        {
-                            Ok(recorded) => {
-                                remember_disabled(&worker, &recorded);
-                                report(std::slice::from_ref(result), recorded);
-                            }
-                            Err(error) => tracing::error!(
-                                delivery_id = %result.claimed.id,
-                                error = %error,
-                                "attempt result lost; the delivery is retried when its lease expires"
-                            ),
+        write_batch(&worker, &batch, disable_after).await;
+        batch.clear();
+        holds.clear();
+    }
+}
+
+async fn write_batch(worker: &Worker, batch: &[AttemptResult], disable_after: i64) {
+    let mut backoff = Duration::from_millis(50);
+    for round in 1..=4 {
+        match queue::record_results(&worker.state.store, batch, disable_after).await {
+            Ok(recorded) => {
+                remember_disabled(worker, &recorded);
+                report(batch, recorded);
+                return;
+            }
+            Err(error) if round < 4 => {
+                tracing::warn!(error = %error, round, "recording attempt results failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(error) => {
+                // One bad row must not cost the others: write them one at a time.
+                tracing::warn!(error = %error, "recording a batch failed; writing its results one by one");
+                for result in batch {
+                    match queue::record_results(
+                        &worker.state.store,
+                        std::slice::from_ref(result),
+                        disable_after,
+                    )
+                    .await
+                    {
+                        Ok(recorded) => {
+                            remember_disabled(worker, &recorded);
+                            report(std::slice::from_ref(result), recorded);
                         }
+                        Err(error) => tracing::error!(
+                            delivery_id = %result.claimed.id,
+                            error = %error,
+                            "attempt result lost; the delivery is retried when its lease expires"
+                        ),
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Keeps the leases of every delivery this node holds from running out: renewed every third of
+/// a lease, so a missed renewal or two is survived. Ends after shutdown, once nothing is held.
+async fn renew_leases(worker: Arc<Worker>, shutdown: CancellationToken) {
+    let every = Duration::from_millis(u64::try_from(worker.lease_ms / 3).unwrap_or(1_000).max(100));
+    let mut last_renewal = tokio::time::Instant::now();
+    loop {
+        if shutdown.is_cancelled() {
+            // Attempts still in flight finish and are recorded: keep their leases until then.
+            tokio::time::sleep(Duration::from_millis(50).min(every)).await;
+        } else {
+            tokio::select! {
+                () = tokio::time::sleep_until(last_renewal + every) => {}
+                () = shutdown.cancelled() => {}
+            }
+        }
+        let (ids, owners) = {
+            let held = worker.held.lock().expect("held lock");
+            if held.is_empty() && shutdown.is_cancelled() {
+                return;
+            }
+            if last_renewal.elapsed() < every {
+                continue;
+            }
+            let mut owners: Vec<String> = held.values().cloned().collect();
+            owners.sort_unstable();
+            owners.dedup();
+            (held.keys().cloned().collect::<Vec<String>>(), owners)
+        };
+        last_renewal = tokio::time::Instant::now();
+        if ids.is_empty() {
+            continue;
+        }
+        let until = clock::now_ms() + worker.lease_ms;
+        match queue::renew_leases(&worker.state.store, &ids, &owners, until).await {
+            Ok(_) => worker.renewed_until.store(until, Ordering::Release),
+            Err(error) => {
+                tracing::warn!(error = %error, held = ids.len(), "renewing delivery leases failed");
             }
         }
     }

@@ -55,6 +55,8 @@ pub struct Endpoint {
     pub payload_format: Option<String>,
     /// A repository hook temporarily disabled after failures waits until then.
     pub disabled_until: Option<i64>,
+    /// At most this many attempts per second to this endpoint, across every node.
+    pub rate_limit_per_second: Option<i64>,
 }
 
 /// An endpoint registered through the webhooks API.
@@ -84,7 +86,7 @@ macro_rules! endpoint_columns {
     () => {
         "id, tenant_id, url, name, description, event_types, active, secret, previous_secret, \
          previous_secret_until, consecutive_failures, disabled_reason, disabled_at, created_at, \
-         updated_at, kind, repository_key, payload_format, disabled_until"
+         updated_at, kind, repository_key, payload_format, disabled_until, rate_limit_per_second"
     };
 }
 pub(crate) use endpoint_columns;
@@ -275,7 +277,7 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         sqlx::query(concat!(
             "INSERT INTO endpoints (", endpoint_columns!(), ") \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19)"
+             $18, $19, $20)"
         ))
         .bind(&endpoint.id)
         .bind(&endpoint.tenant_id)
@@ -296,6 +298,7 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         .bind(&endpoint.repository_key)
         .bind(&endpoint.payload_format)
         .bind(endpoint.disabled_until)
+        .bind(endpoint.rate_limit_per_second)
         .execute(pool)
         .await?
         .rows_affected()
@@ -303,13 +306,14 @@ pub async fn insert_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
     Ok(())
 }
 
-/// Writes an endpoint's URL, name, description and filter. Secrets are left alone: they change
+/// Writes an endpoint's URL, name, description, filter and rate limit. Secrets are left alone: they change
 /// only through [`rotate_endpoint_secret`], so an edit cannot undo a rotation.
 pub async fn update_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<()> {
     let updated = dispatch_write!(store, pool => {
         sqlx::query(
             "UPDATE endpoints SET url = $3, name = $4, description = $5, event_types = $6, \
-             updated_at = $7, payload_format = $8 WHERE tenant_id = $1 AND id = $2",
+             updated_at = $7, payload_format = $8, rate_limit_per_second = $9 \
+             WHERE tenant_id = $1 AND id = $2",
         )
         .bind(&endpoint.tenant_id)
         .bind(&endpoint.id)
@@ -319,6 +323,7 @@ pub async fn update_endpoint(store: &Store, endpoint: &Endpoint) -> StoreResult<
         .bind(&endpoint.event_types)
         .bind(clock::now_ms())
         .bind(&endpoint.payload_format)
+        .bind(endpoint.rate_limit_per_second)
         .execute(pool)
         .await?
         .rows_affected()
@@ -853,6 +858,70 @@ pub async fn release(
         .await?
         .rows_affected(),
     })
+}
+
+/// Extends the leases of deliveries still held under one of `owners` (a node's claims) to
+/// `until`. Rows claimed since by another node, or already recorded, are left alone.
+pub async fn renew_leases(
+    store: &Store,
+    ids: &[String],
+    owners: &[String],
+    until: i64,
+) -> StoreResult<u64> {
+    Ok(match store {
+        Store::Sqlite(sqlite) => sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $3 \
+             WHERE id IN (SELECT value FROM json_each($1)) \
+             AND lease_owner IN (SELECT value FROM json_each($2)) \
+             AND status = 'pending' AND next_attempt_at < $3",
+        )
+        .bind(serde_json::to_string(ids).expect("strings serialise"))
+        .bind(serde_json::to_string(owners).expect("strings serialise"))
+        .bind(until)
+        .execute(&sqlite.writer)
+        .await?
+        .rows_affected(),
+        Store::Postgres(pool) => sqlx::query(
+            "UPDATE deliveries SET next_attempt_at = $3 \
+             WHERE id = ANY($1) AND lease_owner = ANY($2) \
+             AND status = 'pending' AND next_attempt_at < $3",
+        )
+        .bind(ids)
+        .bind(owners)
+        .bind(until)
+        .execute(pool)
+        .await?
+        .rows_affected(),
+    })
+}
+
+/// Reserves the next sending slot of a rate-limited endpoint: slots are `interval_us` apart and
+/// shared by every node. Returns when the slot begins (µs), or `None` when the next free slot is
+/// more than `max_wait_us` away (nothing is reserved then).
+pub async fn reserve_rate_slot(
+    store: &Store,
+    endpoint_id: &str,
+    now_us: i64,
+    interval_us: i64,
+    max_wait_us: i64,
+) -> StoreResult<Option<i64>> {
+    let next_at: Option<i64> = dispatch_write!(store, pool => {
+        sqlx::query_scalar(
+            "INSERT INTO endpoint_rate_slots (endpoint_id, next_at_us) VALUES ($1, $2 + $3) \
+             ON CONFLICT (endpoint_id) DO UPDATE \
+               SET next_at_us = (CASE WHEN endpoint_rate_slots.next_at_us > $2 \
+                 THEN endpoint_rate_slots.next_at_us ELSE $2 END) + $3 \
+               WHERE endpoint_rate_slots.next_at_us <= $2 + $4 \
+             RETURNING next_at_us",
+        )
+        .bind(endpoint_id)
+        .bind(now_us)
+        .bind(interval_us)
+        .bind(max_wait_us)
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(next_at.map(|next| next - interval_us))
 }
 
 /// How one endpoint's failure count moves with a batch of results.

@@ -104,6 +104,36 @@ async fn tokens_are_shown_once_usable_and_revocable(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), 401, "a revoked token is refused");
+
+    // A token may revoke itself: that answer arrives, later requests are refused.
+    let (status, own) = json_of(
+        app.post_json("/api/tokens", &json!({"name": "script"}))
+            .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{own}");
+    let (own_id, own_secret) = (
+        own["id"].as_str().unwrap().to_owned(),
+        own["token_secret"].as_str().unwrap().to_owned(),
+    );
+    let (status, revoked) = json_of(
+        app.request_as(
+            &own_secret,
+            Method::DELETE,
+            &format!("/api/tokens/{own_id}"),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((status, &revoked["status"]), (200, &json!("revoked")));
+    let response = app
+        .request_as(&own_secret, Method::GET, "/api/tenant")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "a self-revoked token is refused");
 }
 
 async fn another_tenants_objects_answer_404(backend: Backend) {
@@ -264,6 +294,28 @@ async fn bad_input_gets_clear_errors_and_writes_nothing(backend: Backend) {
             message.contains(want_text),
             "`{message}` lacks `{want_text}`"
         );
+    }
+
+    // Answers made by the router and the HTTP layer have the same JSON shape.
+    let long_query = format!("/api/tokens?cursor={}", "a".repeat(10 * 1024));
+    for (path, want_status, want_code) in [
+        ("/api/webhooks/endpoints/wh_%FF%FE", 400, "bad_request"),
+        (long_query.as_str(), 414, "uri_too_long"),
+    ] {
+        let response = app.get(path).await;
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|value| value.to_str().unwrap().to_owned());
+        let (status, body) = json_of(response).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{}: {body}",
+            &path[..path.len().min(60)]
+        );
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        assert!(!body["error"].as_str().unwrap().is_empty());
     }
 
     let oversized = json!({"name": "x".repeat(2048)}).to_string();

@@ -1,5 +1,6 @@
-//! Slow and silent clients: a connection that does not send a whole request head in time, or
-//! stays idle after its last request, is closed, while other requests keep being served.
+//! Slow and silent clients: a connection that does not send a whole request head in time, stays
+//! idle after its last request, or stalls in the middle of its body, is closed, while other
+//! requests keep being served.
 
 use std::time::Duration;
 
@@ -71,4 +72,45 @@ async fn slow_silent_and_idle_connections_are_closed() {
     }
     let healthy = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(healthy.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_answered_408_and_its_connection_closed() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |config| {
+        config.http.body_idle_timeout_ms = 700;
+    })
+    .await;
+    let address = app.base_url.trim_start_matches("http://").to_owned();
+    let token = app.token.clone();
+    let mut stalled = Vec::new();
+    // The API and a webhook receiver alike: 1,000 bytes promised, 2 sent.
+    for path in [
+        "/api/events",
+        "/webhooks/github/svc_0000000000000000000000000000",
+    ] {
+        let mut stream = TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\""
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stalled.push((path, stream));
+    }
+    let healthy = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(healthy.status(), 200);
+    for (path, mut stream) in stalled {
+        let (after, received) = until_closed(&mut stream).await;
+        let text = String::from_utf8_lossy(&received);
+        assert!(
+            after < Duration::from_secs(10),
+            "{path}: the stalled connection stayed open {after:?}"
+        );
+        if path == "/api/events" {
+            assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+            assert!(
+                text.contains("\"code\":\"request_timeout\""),
+                "{path}: {text}"
+            );
+        }
+    }
 }

@@ -14,6 +14,7 @@ mod hooks;
 mod inbound;
 mod migrations;
 mod monitors;
+mod outage;
 mod outbound;
 mod receivers;
 mod record;

@@ -149,6 +149,9 @@ async fn monitor_settings_are_validated(backend: Backend) {
             404,
         ),
         (with("latency_threshold_ms", json!(0)), 422),
+        // The default timeout is 5 s: a check never runs longer, so 5 s or more is never crossed.
+        (with("latency_threshold_ms", json!(5_000)), 422),
+        (with("latency_threshold_ms", json!(86_400_000)), 422),
     ] {
         let (status, answer) = json_of(app.post_json("/api/monitors", &body).await).await;
         assert_eq!(status, expected, "{body}: {answer}");

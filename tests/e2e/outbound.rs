@@ -1262,3 +1262,124 @@ fn hand_result(
         next,
     }
 }
+
+on_both_backends!(a_rate_limit_spaces_deliveries_without_slowing_other_endpoints);
+
+/// SPEC §3.4: at 5 per second, 50 queued deliveries take at least 9 s, none fails, and another
+/// endpoint's 50 are not held up behind them.
+async fn a_rate_limit_spaces_deliveries_without_slowing_other_endpoints(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    create_type(&app, "invoice.paid").await;
+    let limited_receiver = Receiver::start().await;
+    let free_receiver = Receiver::start().await;
+    let (status, limited) = json_of(
+        app.post_json(
+            "/api/webhooks/endpoints",
+            &json!({"url": limited_receiver.url("/slow"), "name": "limited", "rate_limit_per_second": 5}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{limited}");
+    assert_eq!(limited["rate_limit_per_second"], 5);
+    create_endpoint(&app, &free_receiver.url("/fast"), None).await;
+
+    for n in 0..50 {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("in_{n}"), "amount": n}),
+        )
+        .await;
+    }
+    let free = free_receiver.wait_for(50, WAIT).await;
+    let limited_so_far = limited_receiver.received().len();
+    assert!(
+        limited_so_far < 25,
+        "the unlimited endpoint got its 50 while the limited one had {limited_so_far}"
+    );
+    let limited = limited_receiver.wait_for(50, Duration::from_secs(60)).await;
+    let span = limited[49].at - limited[0].at;
+    assert!(
+        span >= Duration::from_secs(9),
+        "50 deliveries at 5/s took {span:?}"
+    );
+    // No burst anywhere: any 11 attempts in a row span about 10 intervals (2 s), give or take
+    // how long each took to leave.
+    let tightest = limited
+        .windows(11)
+        .map(|run| run[10].at - run[0].at)
+        .min()
+        .unwrap();
+    assert!(
+        tightest >= Duration::from_millis(1_700),
+        "11 attempts within {tightest:?} at 5/s"
+    );
+    assert_eq!(free.len(), 50);
+    let limited_id = limited[0].header("x-hookline-delivery").to_owned();
+    let detail = delivery(&app, &limited_id).await;
+    assert_eq!(detail["status"], "succeeded", "{detail}");
+}
+
+on_both_backends!(a_rate_limit_is_checked_changed_and_removed);
+
+async fn a_rate_limit_is_checked_changed_and_removed(backend: Backend) {
+    let app = outbound_app(backend, |_| {}).await;
+    let receiver = Receiver::start().await;
+    for bad in [json!(0), json!(-3), json!(100_001)] {
+        let (status, body) = json_of(
+            app.post_json(
+                "/api/webhooks/endpoints",
+                &json!({"url": receiver.url("/"), "name": "r", "rate_limit_per_second": bad}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .starts_with("rate_limit_per_second must be between 1 and 100000"),
+            "{body}"
+        );
+    }
+    let (id, _) = create_endpoint(&app, &receiver.url("/"), None).await;
+    let path = format!("/api/webhooks/endpoints/{id}");
+    let (status, body) = json_of(app.get(&path).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body["rate_limit_per_second"],
+        Value::Null,
+        "no limit by default"
+    );
+
+    let patch = |value: Value| {
+        let app = &app;
+        let path = path.clone();
+        async move {
+            json_of(
+                app.request(Method::PATCH, &path)
+                    .json(&json!({"rate_limit_per_second": value}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let (status, body) = patch(json!(20)).await;
+    assert_eq!((status, &body["rate_limit_per_second"]), (200, &json!(20)));
+    let (status, body) = patch(json!(0)).await;
+    assert_eq!(status, 422, "{body}");
+    let (_, body) = json_of(app.get(&path).await).await;
+    assert_eq!(
+        body["rate_limit_per_second"], 20,
+        "a refused change keeps the limit"
+    );
+    let (status, body) = patch(Value::Null).await;
+    assert_eq!(
+        (status, &body["rate_limit_per_second"]),
+        (200, &Value::Null)
+    );
+}

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod db;
 pub mod fake_github;
+pub mod own_postgres;
 pub mod process;
 pub mod receiver;
 
