@@ -209,15 +209,40 @@ async fn a_worker_stopped_with_sigterm_mid_drain_repeats_nothing(backend: Backen
     assert!(second.terminate().await.0);
 }
 
+/// Deliveries a worker process counts as succeeded, from its own `/metrics`.
+async fn succeeded_by(worker: &Served) -> u64 {
+    let text = crate::support::http_client()
+        .get(format!("{}/metrics", worker.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with("hookline_deliveries_total") && line.contains("outcome=\"succeeded\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|count| count as u64)
+        .sum()
+}
+
+/// One API node and two worker processes on one PostgreSQL schema drain a backlog: every delivery
+/// exactly once at the receiver and in the results, and both workers did part of it.
 #[tokio::test]
 async fn two_workers_on_one_postgres_deliver_each_delivery_once() {
     let Some(backend) = Backend::postgres_or_skip().await else {
         return;
     };
     let (app, receiver) = queued_deliveries(backend, 50).await;
+    // Slow enough answers that the drain outlasts a worker's start.
+    receiver.delay(Duration::from_millis(100));
     let dir = tempfile::tempdir().unwrap();
-    let first = worker_process(&app, dir.path()).await;
-    let second = worker_process(&app, dir.path()).await;
+    let (first, second) = tokio::join!(
+        worker_process(&app, dir.path()),
+        worker_process(&app, dir.path())
+    );
     queue_is_drained(&app).await;
     let counts = delivery_counts(&receiver);
     assert_eq!(counts.len(), 500, "every delivery arrived");
@@ -231,6 +256,13 @@ async fn two_workers_on_one_postgres_deliver_each_delivery_once() {
         "delivered more than once: {repeated:?}"
     );
     assert_eq!(receiver.received().len(), 500);
+    let (by_first, by_second) = (succeeded_by(&first).await, succeeded_by(&second).await);
+    eprintln!("first worker delivered {by_first}, second {by_second}");
+    assert_eq!(by_first + by_second, 500, "each result recorded once");
+    assert!(
+        by_first > 0 && by_second > 0,
+        "both workers took part: {by_first} and {by_second}"
+    );
     assert!(first.terminate().await.0);
     assert!(second.terminate().await.0);
 }
