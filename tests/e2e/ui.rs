@@ -212,6 +212,23 @@ async fn endpoints_are_added_tested_and_managed_from_their_pages(backend: Backen
     assert_signed_by(ping, &rotated);
     assert_signed_by(ping, &secret);
 
+    // A rate limit set on the page is the endpoint's, as the API reads it.
+    browser.open(&format!("/org/webhooks/{endpoint_id}")).await;
+    browser.fill("#rate_limit_per_second", "12").await;
+    browser
+        .submit(&format!(
+            "form[method=post][action='/org/webhooks/{endpoint_id}'] button[type=submit]"
+        ))
+        .await;
+    let text = browser.page_text().await;
+    assert!(text.contains("12 per second"), "{text}");
+    let (_, shown) = json_of(
+        app.get(&format!("/api/webhooks/endpoints/{endpoint_id}"))
+            .await,
+    )
+    .await;
+    assert_eq!(shown["rate_limit_per_second"], 12);
+
     // Deactivate, then delete behind its confirmation.
     browser.submit("form[action$='/deactivate'] button").await;
     assert!(browser.page_text().await.contains("Endpoint deactivated"));
