@@ -102,7 +102,7 @@ impl Application {
         let hook_cache = crate::inbound::cache::TtlCache::new(Duration::from_millis(
             config.inbound.service_cache_ms,
         ));
-        let openapi_json = serde_json::to_vec_pretty(&http::openapi())
+        let openapi_json = serde_json::to_vec_pretty(&http::openapi::document())
             .context("serialising the OpenAPI document")?;
         let listener = TcpListener::bind(config.listen)
             .await

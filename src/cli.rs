@@ -193,6 +193,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A saved request's headers (name, value) and its body.
+pub type SavedRequest<'a> = (Vec<(String, String)>, &'a [u8]);
+
+/// A saved HTTP request (`curl -v` output, a capture): its headers, and the body after the first
+/// blank line (CRLF or LF).
+pub fn read_saved_request(raw: &[u8]) -> Result<SavedRequest<'_>, &'static str> {
+    let (at, gap) = raw
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .map(|at| (at, 4))
+        .or_else(|| {
+            raw.windows(2)
+                .position(|window| window == b"\n\n")
+                .map(|at| (at, 2))
+        })
+        .ok_or("the request has no blank line between headers and body")?;
+    let head = String::from_utf8_lossy(&raw[..at]);
+    Ok((parse_header_lines(&head), &raw[at + gap..]))
+}
+
 /// Splits `Name: value` lines into headers, skipping a request or status line.
 fn parse_header_lines(text: &str) -> Vec<(String, String)> {
     text.lines()
@@ -218,18 +238,8 @@ fn verify(args: &VerifyArgs) -> anyhow::Result<()> {
     };
     let (mut headers, body) = if let Some(path) = &args.request {
         let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        let split = raw
-            .windows(4)
-            .position(|window| window == b"\r\n\r\n")
-            .map(|at| (at, 4))
-            .or_else(|| {
-                raw.windows(2)
-                    .position(|window| window == b"\n\n")
-                    .map(|at| (at, 2))
-            })
-            .context("the request has no blank line between headers and body")?;
-        let head = String::from_utf8_lossy(&raw[..split.0]).into_owned();
-        (parse_header_lines(&head), raw[split.0 + split.1..].to_vec())
+        let (headers, body) = read_saved_request(&raw).map_err(anyhow::Error::msg)?;
+        (headers, body.to_vec())
     } else {
         let path = args.body.as_ref().context("give --request or --body")?;
         let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

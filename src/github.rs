@@ -369,6 +369,18 @@ pub fn check_repository(repository: &str) -> Result<(), String> {
     }
 }
 
+/// A GitHub token as given: 1 to 1000 visible ASCII characters (`ghp_…`, `github_pat_…`), nothing
+/// around it. `field` names it in the error.
+pub fn check_token(field: &str, token: &str) -> Result<(), String> {
+    if (1..=1_000).contains(&token.len()) && token.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{field} must be 1 to 1000 visible ASCII characters, without spaces or line breaks"
+        ))
+    }
+}
+
 /// reqwest's errors name the URL; keep the message to the cause.
 fn without_url(error: &reqwest::Error) -> String {
     let mut message = error.to_string();

@@ -97,9 +97,11 @@ async fn analyze_commit(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RangeRequest {
-    /// The commit the range starts after (not included).
+    /// The commit the range starts after (not included): its SHA, or a prefix of 7+ hex digits.
+    #[schema(min_length = 7, max_length = 64, pattern = r"^[0-9a-fA-F]{7,64}$")]
     pub base: String,
-    /// The last commit of the range (included).
+    /// The last commit of the range (included): its SHA, or a prefix of 7+ hex digits.
+    #[schema(min_length = 7, max_length = 64, pattern = r"^[0-9a-fA-F]{7,64}$")]
     pub head: String,
 }
 

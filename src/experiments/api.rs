@@ -74,20 +74,43 @@ pub struct ExperimentPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateExperiment {
+    /// 1 to 100 letters, digits, `.`, `-` and `_`.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9._-]{1,100}$")]
     pub key: String,
+    /// 1 to 200 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
+    /// At most 5000 characters, no control characters other than tab and newline.
     #[serde(default)]
+    #[schema(max_length = 5000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: String,
-    /// Default `active`.
+    /// `draft`, `active`, `paused`, `completed` or `archived`; default `active`.
+    #[schema(pattern = r"^(?:draft|active|paused|completed|archived)$")]
     pub status: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateExperiment {
+    /// 1 to 100 letters, digits, `.`, `-` and `_`.
+    #[schema(min_length = 1, max_length = 100, pattern = r"^[A-Za-z0-9._-]{1,100}$")]
     pub key: Option<String>,
+    /// 1 to 200 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    /// At most 5000 characters, no control characters other than tab and newline.
+    #[schema(max_length = 5000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub description: Option<String>,
+    /// `draft`, `active`, `paused`, `completed` or `archived`.
+    #[schema(pattern = r"^(?:draft|active|paused|completed|archived)$")]
     pub status: Option<String>,
 }
 
@@ -257,13 +280,34 @@ async fn experiment_activity(
 #[serde(deny_unknown_fields)]
 pub struct CreateGithubIssue {
     /// The integration whose token creates the issue (`int_…`).
+    #[schema(pattern = r"^int_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
     pub integration_id: String,
-    /// `owner/name`.
+    /// `owner/name` of a GitHub repository.
+    #[schema(
+        min_length = 3,
+        max_length = 140,
+        pattern = r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
+    )]
     pub repository: String,
+    /// 1 to 256 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub title: String,
+    /// At most 65536 characters, no control characters other than tab and newline.
     #[serde(default)]
+    #[schema(max_length = 65536, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub body: String,
+    /// Each label 1 to 50 characters, not blank, no control characters other than tab and
+    /// newline.
     #[serde(default)]
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub labels: Vec<String>,
 }
 

@@ -90,18 +90,39 @@ impl From<FixProposal> for FixOut {
 #[serde(deny_unknown_fields)]
 pub struct CreateFix {
     /// `revert` or `ai_fix`.
+    #[schema(pattern = r"^(?:revert|ai_fix)$")]
     pub fix_type: String,
-    /// revert: the commit to revert.
+    /// revert (required): the commit to revert, 7 to 64 hex digits.
+    #[schema(min_length = 7, max_length = 64, pattern = r"^[0-9a-fA-F]{7,64}$")]
     pub commit_sha: Option<String>,
-    /// The branch the pull request targets (default `main`).
+    /// The branch the pull request targets (default `main`): letters, digits, `/`, `-`, `_`
+    /// and `.`, never `..`.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[A-Za-z0-9/_-]*(?:\.[A-Za-z0-9/_-]+)*\.?$"
+    )]
     pub base_branch: Option<String>,
-    /// ai_fix: what the fix does.
+    /// ai_fix (required): what the fix does; 1 to 2000 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 2000,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub summary: Option<String>,
-    /// ai_fix: a unified diff.
+    /// ai_fix (required): a unified diff of at most 1 MiB (documented here as one file patch
+    /// with one hunk).
+    #[schema(
+        min_length = 1,
+        max_length = 262144,
+        pattern = r"^--- a/[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*\n\+\+\+ b/[A-Za-z0-9_][A-Za-z0-9._-]*(?:/[A-Za-z0-9_][A-Za-z0-9._-]*)*\n@@ -[0-9]{1,9}(?:,[0-9]{1,9})? \+[0-9]{1,9}(?:,[0-9]{1,9})? @@[^\n\x00]*\n(?:[ +][^\n\x00]*\n)*$"
+    )]
     pub patch: Option<String>,
-    /// ai_fix: 0 to 100.
+    /// ai_fix (required): 0 to 100.
+    #[schema(minimum = 0, maximum = 100)]
     pub confidence_score: Option<i64>,
-    /// ai_fix: `low`, `medium` or `high`.
+    /// ai_fix (required): `low`, `medium` or `high`.
+    #[schema(pattern = r"^(?:low|medium|high)$")]
     pub risk_assessment: Option<String>,
 }
 
@@ -305,9 +326,14 @@ pub struct FixPage {
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct FixQuery {
-    /// Only this incident's proposals.
+    /// Only this incident's proposals (`inc_…`).
+    #[param(pattern = r"^inc_[0-9a-f]{32}$")]
     incident_id: Option<String>,
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page (`fp_…`).
+    #[param(pattern = r"^fp_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
@@ -427,6 +453,8 @@ async fn approve_fix(
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectFix {
+    /// At most 2000 characters, no control characters other than tab and newline.
+    #[schema(max_length = 2000, pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*$")]
     pub reason: Option<String>,
 }
 

@@ -89,12 +89,22 @@ pub struct HookPage {
 #[serde(deny_unknown_fields)]
 pub struct CreateHook {
     /// `http://` or `https://`; the SSRF policy applies at save and at every attempt.
+    #[schema(
+        format = "uri",
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z0-9._~:/?\[\]!$&'()*+,;=%-]+$"
+    )]
     pub url: String,
-    /// Sent as `X-Gitlab-Token` and used for `X-Hub-Signature-256`; stored encrypted.
+    /// Sent as `X-Gitlab-Token` and used for `X-Hub-Signature-256`; stored encrypted. 1 to 255
+    /// visible ASCII characters.
+    #[schema(min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
     pub token: Option<String>,
     /// Default `["push"]`.
+    #[schema(min_items = 1, pattern = r"^(push|merge_request|note|issue|pipeline)$")]
     pub events: Option<Vec<String>>,
     /// `gitlab` (default) or `original`.
+    #[schema(pattern = r"^(gitlab|original)$")]
     pub payload_format: Option<String>,
 }
 
@@ -102,11 +112,23 @@ pub struct CreateHook {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateHook {
+    /// `http://` or `https://`, as on creation.
+    #[schema(
+        format = "uri",
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https?://[A-Za-z0-9._~:/?\[\]!$&'()*+,;=%-]+$"
+    )]
     pub url: Option<String>,
+    /// 1 to 255 visible ASCII characters.
     #[serde(default, deserialize_with = "crate::http::extract::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 255, pattern = r"^[!-~]+$")]
     pub token: Option<Option<String>>,
+    /// At least one of `push`, `merge_request`, `note`, `issue`, `pipeline`.
+    #[schema(min_items = 1, pattern = r"^(push|merge_request|note|issue|pipeline)$")]
     pub events: Option<Vec<String>>,
+    /// `gitlab` or `original`.
+    #[schema(pattern = r"^(gitlab|original)$")]
     pub payload_format: Option<String>,
     pub enabled: Option<bool>,
 }
@@ -136,8 +158,13 @@ pub struct HookDelivery {
 #[into_params(parameter_in = Query)]
 pub struct HookDeliveryQuery {
     /// `pending`, `paused`, `succeeded` or `failed`.
+    #[param(pattern = r"^(pending|paused|succeeded|failed)$")]
     status: Option<String>,
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^dlv_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 

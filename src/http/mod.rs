@@ -4,6 +4,7 @@
 pub mod body_timeout;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod paging;
 pub mod serve;
 mod system;

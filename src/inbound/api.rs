@@ -378,7 +378,7 @@ enum Forge {
 }
 
 #[utoipa::path(post, path = "/api/github/webhook", tag = "inbound",
-    request_body(content = String, description = "The webhook payload exactly as GitHub sends it: \
+    request_body(content = Object, description = "The webhook payload exactly as GitHub sends it: \
         JSON, or form-encoded with a `payload` field", content_type = "application/json"),
     params(
         ("X-Hub-Signature-256" = String, Header, description = "`sha256=<hex HMAC-SHA256(secret, raw body)>`"),
@@ -398,7 +398,7 @@ async fn github_webhook(State(state): State<AppState>, headers: HeaderMap, body:
 }
 
 #[utoipa::path(post, path = "/api/gitlab/webhook", tag = "inbound",
-    request_body(content = String, description = "The webhook payload exactly as GitLab sends it",
+    request_body(content = Object, description = "The webhook payload exactly as GitLab sends it",
         content_type = "application/json"),
     params(
         ("X-Gitlab-Token" = Option<String>, Header, description = "The service's push secret (or sign with X-Hub-Signature-256)"),
@@ -568,7 +568,7 @@ async fn receive_for_services(
         ("X-GitHub-Event" = String, Header, description = "`push`, `pull_request`, `issues`, …"),
         ("X-GitHub-Delivery" = Option<String>, Header, description = "Delivery GUID; a repeat changes nothing"),
     ),
-    request_body(content = String, description = "The webhook payload exactly as GitHub sends it",
+    request_body(content = Object, description = "The webhook payload exactly as GitHub sends it",
         content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"processed\": true}`"),
@@ -754,14 +754,23 @@ pub struct InboundDeliveryPage {
 #[serde(deny_unknown_fields)]
 pub struct InboundQuery {
     /// `github`, `gitlab` or `github_integration`.
+    #[param(pattern = r"^(github|gitlab|github_integration)$")]
     source: Option<String>,
     /// Event name, e.g. `push`.
     event: Option<String>,
     /// `processed`, `ignored` or `failed`.
+    #[param(pattern = r"^(processed|ignored|failed)$")]
     result: Option<String>,
     /// Only deliveries for this service (`svc_…`) or integration (`int_…`).
+    #[param(
+        pattern = r"^(svc_[0-9a-f]{32}|int_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$"
+    )]
     target: Option<String>,
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^ind_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 

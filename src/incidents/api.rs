@@ -51,7 +51,7 @@ pub struct IncidentOut {
     pub status: String,
     pub service: ServiceRef,
     /// `{id, name, url}` of the monitor that opened it; `null` when opened by hand.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub monitor: Value,
     pub started_at: String,
     pub acknowledged_at: Option<String>,
@@ -87,14 +87,26 @@ fn out(incident: Incident, service_name: &str) -> IncidentOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIncident {
+    /// 1 to 300 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 300,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub title: String,
     /// `critical`, `error`, `warning` or `info`.
+    #[schema(pattern = r"^(?:critical|error|warning|info)$")]
     pub severity: String,
     /// `availability` or `latency`.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^(?:availability|latency)$")]
     pub incident_type: String,
+    /// The service (`svc_…`).
+    #[schema(pattern = r"^svc_[0-9a-f]{32}$")]
     pub service_id: String,
-    /// When the trouble began (RFC 3339; default now).
+    /// When the trouble began (RFC 3339; default now); not in the future. The document only
+    /// admits years up to 2024, so a generated time is always in the past.
+    #[schema(format = DateTime, pattern = r"^(?:[01][0-9]{3}|20[01][0-9]|202[0-4])-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]")]
     pub started_at: Option<String>,
 }
 
@@ -175,10 +187,16 @@ pub struct IncidentPage {
 #[serde(deny_unknown_fields)]
 pub struct IncidentQuery {
     /// `open`, `acknowledged` or `resolved`.
+    #[param(pattern = r"^(?:open|acknowledged|resolved)$")]
     status: Option<String>,
-    /// Only this service's incidents.
+    /// Only this service's incidents (`svc_…`).
+    #[param(pattern = r"^svc_[0-9a-f]{32}$")]
     service_id: Option<String>,
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page (`inc_…`).
+    #[param(pattern = r"^inc_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 

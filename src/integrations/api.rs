@@ -34,19 +34,40 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct IntegrationConfig {
     /// GitHub personal access token or app installation token; sent as `Authorization: Bearer`.
+    /// 1 to 1000 characters without whitespace.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[!-~]+$")]
     pub token: String,
-    /// The secret GitHub signs this integration's webhooks with.
+    /// The secret GitHub signs this integration's webhooks with: 8 to 1024 printable characters,
+    /// not starting or ending with whitespace.
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]$"
+    )]
     pub webhook_secret: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateIntegration {
+    /// 1 to 200 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
-    /// `GITHUB`.
+    /// `GITHUB` (any case).
+    #[schema(pattern = r"^[Gg][Ii][Tt][Hh][Uu][Bb]$")]
     pub integration_type: String,
+    /// At most 2000 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub description: String,
+    #[serde(deserialize_with = "crate::http::extract::object")]
     pub config: IntegrationConfig,
     /// Default true.
     pub is_active: Option<bool>,
@@ -55,7 +76,15 @@ pub struct CreateIntegration {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigChange {
+    /// 1 to 1000 characters without whitespace.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[!-~]+$")]
     pub token: Option<String>,
+    /// 8 to 1024 printable characters, not starting or ending with whitespace.
+    #[schema(
+        min_length = 8,
+        max_length = 1024,
+        pattern = r"^[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]$"
+    )]
     pub webhook_secret: Option<String>,
 }
 
@@ -63,11 +92,25 @@ pub struct ConfigChange {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplaceIntegration {
+    /// 1 to 200 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    /// `GITHUB` (any case).
+    #[schema(pattern = r"^[Gg][Ii][Tt][Hh][Uu][Bb]$")]
     pub integration_type: Option<String>,
+    /// At most 2000 characters.
+    #[schema(
+        max_length = 2000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
     pub is_active: Option<bool>,
     /// A new token and/or webhook secret (the old secret stops verifying at once).
+    #[serde(default, deserialize_with = "crate::http::extract::optional_object")]
     pub config: Option<ConfigChange>,
 }
 
@@ -129,11 +172,7 @@ fn check_type(integration_type: &str) -> ApiResult<String> {
 }
 
 fn check_token(token: &str) -> ApiResult<&str> {
-    if token.is_empty() || token.len() > 1_000 || token.chars().any(char::is_whitespace) {
-        return Err(ApiError::Unprocessable(
-            "config.token must be 1 to 1000 characters without spaces".to_owned(),
-        ));
-    }
+    crate::github::check_token("config.token", token).map_err(ApiError::Unprocessable)?;
     Ok(token)
 }
 

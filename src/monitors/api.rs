@@ -76,18 +76,40 @@ impl From<Monitor> for MonitorOut {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMonitor {
+    /// The service (`svc_…`).
+    #[schema(pattern = r"^svc_[0-9a-f]{32}$")]
     pub service_id: String,
+    /// 1 to 200 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
+    /// An absolute `https://` URL (at most 2048 characters, no credentials, no fragment) that
+    /// the SSRF guard admits.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        format = "uri",
+        pattern = r"^https://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:[/?][!$-~]*)?$"
+    )]
     pub url: String,
-    /// Default `GET`.
+    /// `GET` or `HEAD` (any case); default `GET`.
+    #[schema(pattern = r"^(?:[Gg][Ee][Tt]|[Hh][Ee][Aa][Dd])$")]
     pub method: Option<String>,
-    /// At least 10.
+    /// 10 (the server's `monitors.min_interval_seconds`) to 86400.
+    #[schema(minimum = 10, maximum = 86400)]
     pub interval_seconds: i64,
-    /// Default 5000; less than the interval.
+    /// Default 5000; at least 1 and less than the interval (in milliseconds).
+    #[schema(minimum = 1, maximum = 86399999)]
     pub timeout_ms: Option<i64>,
-    /// Default 200.
+    /// An HTTP status, 100 to 599; default 200.
+    #[schema(minimum = 100, maximum = 599)]
     pub expected_status: Option<i64>,
-    /// A passing status slower than this is a latency failure; shorter than `timeout_ms`.
+    /// A passing status slower than this is a latency failure; at least 1 and shorter than
+    /// `timeout_ms`.
+    #[schema(minimum = 1, maximum = 86399998)]
     pub latency_threshold_ms: Option<i64>,
     /// Default true.
     pub active: Option<bool>,
@@ -96,15 +118,37 @@ pub struct CreateMonitor {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateMonitor {
+    /// 1 to 200 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    /// An absolute `https://` URL (at most 2048 characters, no credentials, no fragment) that
+    /// the SSRF guard admits.
+    #[schema(
+        min_length = 1,
+        max_length = 2048,
+        format = "uri",
+        pattern = r"^https://(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(?:-[A-Za-z0-9]+)*(?::(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?(?:[/?][!$-~]*)?$"
+    )]
     pub url: Option<String>,
+    /// `GET` or `HEAD` (any case).
+    #[schema(pattern = r"^(?:[Gg][Ee][Tt]|[Hh][Ee][Aa][Dd])$")]
     pub method: Option<String>,
+    /// 10 (the server's `monitors.min_interval_seconds`) to 86400.
+    #[schema(minimum = 10, maximum = 86400)]
     pub interval_seconds: Option<i64>,
+    /// At least 1 and less than the interval (in milliseconds).
+    #[schema(minimum = 1, maximum = 86399999)]
     pub timeout_ms: Option<i64>,
+    /// An HTTP status, 100 to 599.
+    #[schema(minimum = 100, maximum = 599)]
     pub expected_status: Option<i64>,
-    /// A threshold, or `null` to remove it.
+    /// A threshold (at least 1 and shorter than `timeout_ms`), or `null` to remove it.
     #[serde(default, deserialize_with = "crate::http::extract::present")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 86399998)]
     pub latency_threshold_ms: Option<Option<i64>>,
     pub active: Option<bool>,
 }

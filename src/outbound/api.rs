@@ -65,10 +65,21 @@ pub struct EventTypeList {
 #[serde(deny_unknown_fields)]
 pub struct CreateEventType {
     /// Dot-separated lowercase segments, e.g. `invoice.paid`.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$"
+    )]
     pub name: String,
+    /// At most 1000 characters, no control characters other than tab and newline.
     #[serde(default)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub description: String,
     /// JSON Schema for `data` (default: any object).
+    #[schema(value_type = Option<Object>)]
     pub schema: Option<Value>,
 }
 
@@ -202,7 +213,13 @@ async fn validate_event(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PublishEvent {
+    /// A built-in event type or one registered with `POST /api/event-types`.
     #[serde(rename = "type")]
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$"
+    )]
     pub event_type: String,
     pub data: Value,
 }
@@ -380,11 +397,37 @@ pub struct CreatedEndpoint {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateEndpoint {
+    /// An absolute `https://` URL (at most 2048 characters, no credentials, no `#fragment`) whose
+    /// host resolves to an address the SSRF policy allows.
+    #[schema(
+        format = "uri",
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https://[A-Za-z0-9._~:/?\[\]!$&'()*+,;=%-]+$"
+    )]
     pub url: String,
+    /// 1 to 200 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
+    /// At most 1000 characters.
     #[serde(default)]
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub description: String,
-    /// Event types to receive; omitted or `null` means every type.
+    /// Event types to receive (at least one, each built in or registered); omitted or `null`
+    /// means every type.
+    #[schema(
+        min_items = 1,
+        min_length = 1,
+        max_length = 128,
+        pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$"
+    )]
     pub event_types: Option<Vec<String>>,
     /// At most this many attempts per second (1–100000), across every node; deliveries above
     /// it wait. Omitted or `null`: no limit.
@@ -396,11 +439,30 @@ pub struct CreateEndpoint {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateEndpoint {
+    /// An absolute `https://` URL, as on creation.
+    #[schema(
+        format = "uri",
+        min_length = 1,
+        max_length = 2048,
+        pattern = r"^https://[A-Za-z0-9._~:/?\[\]!$&'()*+,;=%-]+$"
+    )]
     pub url: Option<String>,
+    /// 1 to 200 characters, not blank.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    /// At most 1000 characters.
+    #[schema(
+        max_length = 1000,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub description: Option<String>,
+    /// At least one type, each built in or registered.
     #[serde(default, deserialize_with = "crate::http::extract::present")]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1, min_length = 1, max_length = 128, pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")]
     pub event_types: Option<Option<Vec<String>>>,
     pub active: Option<bool>,
     /// 1–100000 attempts per second; `null` removes the limit.
@@ -710,14 +772,19 @@ pub struct DeliveryPage {
 #[into_params(parameter_in = Query)]
 pub struct DeliveryQuery {
     /// `pending`, `paused`, `succeeded` or `failed`.
+    #[param(pattern = r"^(pending|paused|succeeded|failed)$")]
     status: Option<String>,
     /// Only this event type.
+    #[param(max_length = 128, pattern = r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*$")]
     event_type: Option<String>,
     /// Only deliveries created at or after this RFC 3339 time.
+    #[param(format = DateTime)]
     since: Option<String>,
     /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^dlv_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 
@@ -725,6 +792,7 @@ pub struct DeliveryQuery {
 #[serde(deny_unknown_fields)]
 pub struct RecoverRequest {
     /// Re-queue failed deliveries created at or after this RFC 3339 time.
+    #[schema(format = DateTime)]
     pub since: String,
 }
 

@@ -229,7 +229,7 @@ fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 
 /// Checks that a schema compiles (for custom types, at creation).
 pub fn check_schema(schema: &Value) -> Result<(), String> {
-    if !schema.is_object() && !schema.is_boolean() {
+    if !schema.is_object() {
         return Err("schema must be a JSON Schema object".to_owned());
     }
     compile(schema).map(drop)

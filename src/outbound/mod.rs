@@ -179,6 +179,18 @@ pub async fn validate_endpoint_url(
     allow_http: bool,
     policy: &ssrf::Policy,
 ) -> Result<Url, String> {
+    let url = endpoint_url_shape(raw, allow_http)?;
+    policy
+        .check_url(&url)
+        .await
+        .map_err(|why| format!("url: {why}"))?;
+    Ok(url)
+}
+
+/// What an endpoint URL must look like before anything is resolved: at most 2048 characters,
+/// `https://` (or `http://` when allowed), no credentials, no fragment, not port 0. Returns the
+/// URL normalised by the WHATWG rules.
+pub fn endpoint_url_shape(raw: &str, allow_http: bool) -> Result<Url, String> {
     let raw = raw.trim();
     if raw.len() > 2_048 {
         return Err("url must be at most 2048 characters".to_owned());
@@ -203,10 +215,6 @@ pub async fn validate_endpoint_url(
     if url.port() == Some(0) {
         return Err("url must not use port 0".to_owned());
     }
-    policy
-        .check_url(&url)
-        .await
-        .map_err(|why| format!("url: {why}"))?;
     Ok(url)
 }
 

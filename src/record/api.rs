@@ -88,10 +88,22 @@ pub struct ServicePage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateService {
+    /// 1 to 200 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// `owner/name` (GitLab: `group/project`, subgroups allowed).
+    #[schema(
+        min_length = 3,
+        max_length = 255,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}(?:/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}){1,5}$"
+    )]
     pub repository: String,
     /// A GitHub token for commit details; stored encrypted, never returned.
+    #[schema(min_length = 1, max_length = 1000, pattern = r"^[!-~]+$")]
     pub github_token: Option<String>,
     /// Default false.
     #[serde(default)]
@@ -101,11 +113,23 @@ pub struct CreateService {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateService {
+    /// 1 to 200 characters, not blank, no control characters other than tab and newline.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x08\x0B-\x1F\x7F-\x9F]*[^\x00-\x20\x7F-\xA0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\x00-\x08\x0B-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
+    /// `owner/name` (GitLab: `group/project`, subgroups allowed).
+    #[schema(
+        min_length = 3,
+        max_length = 255,
+        pattern = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}(?:/[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}){1,5}$"
+    )]
     pub repository: Option<String>,
     /// A new token, or `null` to remove the stored one.
     #[serde(default, deserialize_with = "crate::http::extract::present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 1000, pattern = r"^[!-~]+$")]
     pub github_token: Option<Option<String>>,
     pub auto_analyze: Option<bool>,
 }
@@ -246,6 +270,7 @@ pub struct RotateSecret {
     /// How long the replaced secret keeps verifying, in seconds (default 0: it stops at once;
     /// at most one week).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 604800)]
     pub grace_seconds: u64,
 }
 
@@ -367,12 +392,19 @@ pub struct CommitQuery {
     /// Author name or email (exact, case-insensitive).
     author: Option<String>,
     /// Commit time at or after (RFC 3339).
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]")]
     since: Option<String>,
     /// Commit time at or before (RFC 3339).
+    #[param(format = DateTime, pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-5][0-9]")]
     until: Option<String>,
     /// Risk level once analysed: `low`, `medium`, `high` or `critical`.
+    #[param(pattern = r"^(?:low|medium|high|critical)$")]
     risk: Option<String>,
+    /// Items per page, 1 to 250 (default 50).
+    #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
+    /// The `next_cursor` of the previous page (`cmt_…`).
+    #[param(pattern = r"^cmt_[0-9a-f]{32}$")]
     cursor: Option<String>,
 }
 

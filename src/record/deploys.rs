@@ -37,11 +37,29 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateDeploy {
+    /// `svc_…`
+    #[schema(pattern = r"^svc_[0-9a-f]{32}$")]
     pub service_id: String,
     /// The deployed commit: 7 to 64 hex digits.
+    #[schema(min_length = 7, max_length = 64, pattern = r"^[0-9a-fA-F]{7,64}$")]
     pub commit_sha: String,
+    /// At most 200 characters; empty means none.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub branch: Option<String>,
+    /// At most 200 characters; empty means none.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub environment: Option<String>,
+    /// At most 200 characters; empty means none.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+    )]
     pub deployed_by: Option<String>,
 }
 

@@ -41,12 +41,7 @@ pub struct IssuedSecret {
 }
 
 fn seal_token(state: &AppState, service_id: &str, token: &str) -> ApiResult<Vec<u8>> {
-    let token = token.trim();
-    if token.is_empty() || token.len() > 1_000 || token.chars().any(char::is_whitespace) {
-        return Err(ApiError::Unprocessable(
-            "github_token must be 1 to 1000 characters without spaces".to_owned(),
-        ));
-    }
+    crate::github::check_token("github_token", token).map_err(ApiError::Unprocessable)?;
     Ok(state.cipher.seal_str(&token_context(service_id), token))
 }
 
