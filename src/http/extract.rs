@@ -402,7 +402,8 @@ mod tests {
 
     #[test]
     fn a_nested_struct_takes_only_an_object() {
-        assert!(serde_json::from_str::<Nested>(r#"{"inner": {"rate": 1}}"#).is_ok());
+        let nested: Nested = serde_json::from_str(r#"{"inner": {"rate": 1}}"#).unwrap();
+        assert_eq!(nested.inner.rate, Some(1));
         assert!(serde_json::from_str::<Nested>(r#"{"inner": [1, 2]}"#).is_err());
     }
 }
