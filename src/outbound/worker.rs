@@ -435,18 +435,17 @@ async fn wait_for_rate_slot(worker: &Worker, job: &Job, shutdown: &CancellationT
     };
     let interval_us = (1_000_000 / limit).max(1);
     loop {
-        let now_us = clock::now_us();
         let pause = match queue::reserve_rate_slot(
             &worker.state.store,
             &job.endpoint.id,
-            now_us,
             interval_us,
             RATE_SLOT_HORIZON_US,
         )
         .await
         {
             Ok(Some(slot_us)) => {
-                let wait = u64::try_from(slot_us - now_us).unwrap_or(0);
+                // The slot is on the database's clock; nodes keep theirs in step (NTP).
+                let wait = u64::try_from(slot_us - clock::now_us()).unwrap_or(0);
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_micros(wait)) => return true,
                     () = shutdown.cancelled() => return false,

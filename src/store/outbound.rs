@@ -896,31 +896,53 @@ pub async fn renew_leases(
 }
 
 /// Reserves the next sending slot of a rate-limited endpoint: slots are `interval_us` apart and
-/// shared by every node. Returns when the slot begins (µs), or `None` when the next free slot is
-/// more than `max_wait_us` away (nothing is reserved then).
+/// shared by every node, and "now" is the database's clock when the statement runs (one clock
+/// for every node, and no stale reading when the round trip is slow). Returns when the slot
+/// begins (µs since the epoch), or `None` when the next free slot is more than `max_wait_us`
+/// away (nothing is reserved then).
 pub async fn reserve_rate_slot(
     store: &Store,
     endpoint_id: &str,
-    now_us: i64,
     interval_us: i64,
     max_wait_us: i64,
 ) -> StoreResult<Option<i64>> {
-    let next_at: Option<i64> = dispatch_write!(store, pool => {
-        sqlx::query_scalar(
-            "INSERT INTO endpoint_rate_slots (endpoint_id, next_at_us) VALUES ($1, $2 + $3) \
-             ON CONFLICT (endpoint_id) DO UPDATE \
-               SET next_at_us = (CASE WHEN endpoint_rate_slots.next_at_us > $2 \
-                 THEN endpoint_rate_slots.next_at_us ELSE $2 END) + $3 \
-               WHERE endpoint_rate_slots.next_at_us <= $2 + $4 \
-             RETURNING next_at_us",
-        )
-        .bind(endpoint_id)
-        .bind(now_us)
-        .bind(interval_us)
-        .bind(max_wait_us)
-        .fetch_optional(pool)
-        .await?
-    });
+    let next_at: Option<i64> = match store {
+        Store::Sqlite(sqlite) => {
+            sqlx::query_scalar(
+                "INSERT INTO endpoint_rate_slots (endpoint_id, next_at_us) \
+                 SELECT $1, now.us + $2 FROM (SELECT CAST((julianday('now') - 2440587.5) \
+                   * 86400000000.0 AS INTEGER) AS us) AS now WHERE true \
+                 ON CONFLICT (endpoint_id) DO UPDATE \
+                   SET next_at_us = max(endpoint_rate_slots.next_at_us, \
+                     CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)) + $2 \
+                   WHERE endpoint_rate_slots.next_at_us <= \
+                     CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER) + $3 \
+                 RETURNING next_at_us",
+            )
+            .bind(endpoint_id)
+            .bind(interval_us)
+            .bind(max_wait_us)
+            .fetch_optional(&sqlite.writer)
+            .await?
+        }
+        Store::Postgres(pool) => {
+            sqlx::query_scalar(
+                "INSERT INTO endpoint_rate_slots AS slots (endpoint_id, next_at_us) \
+                 VALUES ($1, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::int8 + $2) \
+                 ON CONFLICT (endpoint_id) DO UPDATE \
+                   SET next_at_us = GREATEST(slots.next_at_us, \
+                     (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::int8) + $2 \
+                   WHERE slots.next_at_us <= \
+                     (EXTRACT(EPOCH FROM clock_timestamp()) * 1000000)::int8 + $3 \
+                 RETURNING next_at_us",
+            )
+            .bind(endpoint_id)
+            .bind(interval_us)
+            .bind(max_wait_us)
+            .fetch_optional(pool)
+            .await?
+        }
+    };
     Ok(next_at.map(|next| next - interval_us))
 }
 
