@@ -349,16 +349,7 @@ async fn a_server_killed_mid_publish_delivers_every_accepted_event(backend: Back
 
     let successor = server(&db).await;
     let delivered = eventually(DRAIN, "every accepted event delivered", || async {
-        let delivered: BTreeSet<String> = receiver
-            .received()
-            .iter()
-            .map(|request| {
-                request.json()["data"]["invoice_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
+        let delivered = receiver.invoice_ids();
         accepted.is_subset(&delivered).then_some(delivered)
     })
     .await;

@@ -127,6 +127,19 @@ impl Receiver {
         self.inner.max_in_flight.load(Ordering::SeqCst)
     }
 
+    /// The `data.invoice_id` of every event received so far (the test events carry one).
+    pub fn invoice_ids(&self) -> std::collections::BTreeSet<String> {
+        self.received()
+            .iter()
+            .map(|request| {
+                request.json()["data"]["invoice_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.inner.received.lock().unwrap().clone()
     }
