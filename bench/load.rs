@@ -66,6 +66,11 @@ struct Args {
     /// Requests per page with --pages.
     #[arg(long, default_value_t = 200)]
     page_rounds: usize,
+    /// Print what each delivery cost: CPU of Hookline, of the load tool and of PostgreSQL's
+    /// processes, and on PostgreSQL the WAL, transactions, rows and (where pg_stat_statements is
+    /// loaded) statements per delivery.
+    #[arg(long)]
+    costs: bool,
     /// Internal: run the bare handler and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -413,6 +418,191 @@ fn written_bytes(pid: u32) -> Option<u64> {
         .and_then(|value| value.trim().parse().ok())
 }
 
+/// CPU seconds of every PostgreSQL process on this machine, by pid.
+fn postgres_cpu() -> std::collections::HashMap<u32, f64> {
+    let mut cpu = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return cpu;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_postgres = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim() == "postgres");
+        if is_postgres && let Some(seconds) = cpu_seconds(pid) {
+            cpu.insert(pid, seconds);
+        }
+    }
+    cpu
+}
+
+/// Counters read before and after a measured run.
+#[derive(Default)]
+struct CostSnapshot {
+    hookline_cpu: f64,
+    own_cpu: f64,
+    hookline_written: u64,
+    postgres_cpu: std::collections::HashMap<u32, f64>,
+    /// Named PostgreSQL counters (WAL, transactions, rows per table).
+    counters: std::collections::BTreeMap<String, f64>,
+    /// pg_stat_statements: calls, total time (ms) and WAL bytes per statement text.
+    statements: std::collections::HashMap<String, (f64, f64, f64)>,
+}
+
+async fn cost_snapshot(
+    hookline_pid: u32,
+    postgres: Option<(&str, &str)>,
+    with_postgres_cpu: bool,
+) -> CostSnapshot {
+    let mut snapshot = CostSnapshot {
+        hookline_cpu: cpu_seconds(hookline_pid).unwrap_or(0.0),
+        own_cpu: cpu_seconds(std::process::id()).unwrap_or(0.0),
+        hookline_written: written_bytes(hookline_pid).unwrap_or(0),
+        ..CostSnapshot::default()
+    };
+    if with_postgres_cpu {
+        snapshot.postgres_cpu = postgres_cpu();
+    }
+    let Some((url, schema)) = postgres else {
+        return snapshot;
+    };
+    let Ok(mut admin) = sqlx::PgConnection::connect(url).await else {
+        return snapshot;
+    };
+    let wal: Option<(i64, i64, f64)> =
+        sqlx::query_as("SELECT wal_records, wal_fpi, wal_bytes::float8 FROM pg_stat_wal")
+            .fetch_optional(&mut admin)
+            .await
+            .ok()
+            .flatten();
+    if let Some((records, fpi, bytes)) = wal {
+        snapshot
+            .counters
+            .insert("wal_records".into(), records as f64);
+        snapshot
+            .counters
+            .insert("wal_full_page_images".into(), fpi as f64);
+        snapshot.counters.insert("wal_bytes".into(), bytes);
+    }
+    if let Ok((commits,)) = sqlx::query_as::<_, (i64,)>(
+        "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut admin)
+    .await
+    {
+        snapshot
+            .counters
+            .insert("transactions".into(), commits as f64);
+    }
+    let tables: Vec<(String, i64, i64, i64, i64)> = sqlx::query_as(
+        "SELECT relname::text, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del \
+         FROM pg_stat_user_tables WHERE schemaname = $1",
+    )
+    .bind(schema)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_default();
+    for (table, inserted, updated, hot, deleted) in tables {
+        for (what, value) in [
+            ("inserted", inserted),
+            ("updated", updated),
+            ("hot_updated", hot),
+            ("deleted", deleted),
+        ] {
+            if value > 0 {
+                snapshot
+                    .counters
+                    .insert(format!("rows_{what}.{table}"), value as f64);
+            }
+        }
+    }
+    let statements: Vec<(String, i64, f64, f64)> = sqlx::query_as(
+        "SELECT CASE WHEN toplevel THEN '' ELSE '(nested) ' END || query, calls, \
+           total_exec_time + total_plan_time, wal_bytes::float8 FROM pg_stat_statements \
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap_or_default();
+    for (query, calls, time, wal) in statements {
+        let entry = snapshot.statements.entry(query).or_default();
+        entry.0 += calls as f64;
+        entry.1 += time;
+        entry.2 += wal;
+    }
+    snapshot
+}
+
+/// Prints what one delivery cost between two snapshots.
+fn print_costs(before: &CostSnapshot, after: &CostSnapshot, deliveries: u64) {
+    let per = |value: f64| value / deliveries.max(1) as f64;
+    let postgres_cpu: f64 = after
+        .postgres_cpu
+        .iter()
+        .map(|(pid, seconds)| seconds - before.postgres_cpu.get(pid).copied().unwrap_or(0.0))
+        .sum();
+    println!(
+        "costs per delivery: hookline_cpu={:.1}us load_tool_cpu={:.1}us postgres_cpu={:.1}us hookline_written={:.0}B",
+        per(after.hookline_cpu - before.hookline_cpu) * 1e6,
+        per(after.own_cpu - before.own_cpu) * 1e6,
+        per(postgres_cpu) * 1e6,
+        per(after
+            .hookline_written
+            .saturating_sub(before.hookline_written) as f64),
+    );
+    for (name, value) in &after.counters {
+        let delta = value - before.counters.get(name).copied().unwrap_or(0.0);
+        if delta > 0.0 {
+            println!("  {name}: {:.3} per delivery", per(delta));
+        }
+    }
+    if after.statements.is_empty() {
+        return;
+    }
+    let mut rows: Vec<(&String, f64, f64, f64)> = after
+        .statements
+        .iter()
+        .map(|(query, (calls, time, wal))| {
+            let (calls_before, time_before, wal_before) =
+                before.statements.get(query).copied().unwrap_or_default();
+            (
+                query,
+                calls - calls_before,
+                time - time_before,
+                wal - wal_before,
+            )
+        })
+        .filter(|(_, calls, _, _)| *calls > 0.0)
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let top_level = || rows.iter().filter(|row| !row.0.starts_with("(nested)"));
+    let total_calls: f64 = top_level().map(|row| row.1).sum();
+    let total_time: f64 = top_level().map(|row| row.2).sum();
+    println!(
+        "  statements sent (round trips): {:.3} per delivery, {:.1}us of planning and execution per delivery",
+        per(total_calls),
+        per(total_time) * 1e3
+    );
+    println!(
+        "    calls      time       WAL   (per delivery; time: planning and execution, with nested statements and lock waits)"
+    );
+    for (query, calls, time, wal) in rows.iter().take(20) {
+        let text: String = query.split_whitespace().collect::<Vec<_>>().join(" ");
+        let text: String = text.chars().take(100).collect();
+        println!(
+            "    {:>6.3} {:>7.1}us {:>7.0}B  {text}",
+            per(*calls),
+            per(*time) * 1e3,
+            per(*wal)
+        );
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -738,6 +928,14 @@ async fn main() {
     }
 
     let endpoints = args.endpoints as u64;
+    let postgres_stats = schema
+        .as_deref()
+        .map(|schema| (args.postgres_url.as_str(), schema));
+    let mut costs_before = if args.costs && args.backlog.is_none() {
+        Some(cost_snapshot(server.child.id().unwrap(), postgres_stats, true).await)
+    } else {
+        None
+    };
     let (published, started) = if let Some(rate) = args.rate {
         let total = rate * args.seconds;
         let started = Instant::now();
@@ -800,6 +998,10 @@ async fn main() {
         received.latencies_us.lock().unwrap().clear();
         let worker = start_server(&args, &database_url, "all", &master_key).await;
         server = worker;
+        if args.costs {
+            costs_before =
+                Some(cost_snapshot(server.child.id().unwrap(), postgres_stats, true).await);
+        }
         Instant::now()
     } else {
         started
@@ -854,14 +1056,30 @@ async fn main() {
     if args.pages && delivered == expected {
         measure_pages(&server, args.page_rounds).await;
     }
+    // CPU is read while the processes live; PostgreSQL's counters once the server's connections
+    // closed (a backend reports its statistics when it ends).
+    let costs_cpu = match costs_before {
+        Some(_) => Some(cost_snapshot(pid, None, true).await),
+        None => None,
+    };
     let _ = server.child.start_kill();
     let _ = server.child.wait().await;
-    if let Some(schema) = schema
+    if let (Some(before), Some(mut after)) = (costs_before, costs_cpu) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let database = cost_snapshot(pid, postgres_stats, false).await;
+        after.counters = database.counters;
+        after.statements = database.statements;
+        print_costs(&before, &after, delivered);
+    }
+    if let Some(schema) = &schema
+        && std::env::var("BENCH_KEEP_DB").is_err()
         && let Ok(mut admin) = sqlx::PgConnection::connect(&args.postgres_url).await
     {
         let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
             .execute(&mut admin)
             .await;
+    } else if let Some(schema) = schema {
+        eprintln!("kept the PostgreSQL schema {schema}");
     }
     if delivered < expected {
         eprintln!("only {delivered} of {expected} deliveries arrived within the time limit");

@@ -171,6 +171,7 @@ impl Application {
         let config = &state.config;
         let workers = TaskTracker::new();
         spawn_maintenance(&state, &workers, &shutdown);
+        outbound::worker::spawn_announcer(&state, &workers, &shutdown);
         if config.role.runs_workers() {
             outbound::worker::spawn(&state, &workers, &shutdown);
             crate::analysis::worker::spawn(&state, state.analyzer.clone(), &workers, &shutdown);

@@ -391,7 +391,6 @@ async fn queue_for(
         })
         .collect();
     queue::insert_deliveries(tx, tenant_id, &event_id, object_kind, &deliveries, now).await?;
-    queue::notify_queued(tx).await?;
     Ok(ids)
 }
 

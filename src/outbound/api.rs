@@ -248,13 +248,23 @@ async fn publish_event(
 ) -> ApiResult<Response> {
     let tenant_id = &principal.tenant_id;
     validate_event(&state, tenant_id, &input.event_type, &input.data).await?;
-    let key = idempotency_key(&headers)?;
+    let Some(key) = idempotency_key(&headers)? else {
+        // Nothing else to write with it: the event goes in on its own, in fewer round trips.
+        let published =
+            super::publish(&state.store, tenant_id, &input.event_type, &input.data).await?;
+        state.outbound.wake();
+        let out = PublishedOut {
+            id: published.event_id,
+            event_type: input.event_type,
+            deliveries: published.delivery_ids.len(),
+        };
+        return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    };
     let request_hash =
         crate::crypto::sha256_hex(&json!([input.event_type, input.data]).to_string());
     let not_before = clock::now_ms() - IDEMPOTENCY_WINDOW_MS;
-    if let Some(key) = &key
-        && let Some(answer) =
-            queue::idempotent_answer(&state.store, tenant_id, key, not_before).await?
+    if let Some(answer) =
+        queue::idempotent_answer(&state.store, tenant_id, &key, not_before).await?
     {
         return replay(answer, &request_hash);
     }
@@ -273,24 +283,22 @@ async fn publish_event(
         event_type: input.event_type,
         deliveries: published.delivery_ids.len(),
     };
-    if let Some(key) = &key {
-        let answer = IdempotentAnswer {
-            request_hash: request_hash.clone(),
-            response_status: 202,
-            response_body: serde_json::to_string(&out).expect("serialises"),
-        };
-        match queue::save_idempotent_answer(&mut tx, tenant_id, key, &answer, not_before).await {
-            Ok(()) => {}
-            Err(StoreError::Conflict(_)) => {
-                // A concurrent request with the same key won; answer as it did.
-                drop(tx);
-                let stored = queue::idempotent_answer(&state.store, tenant_id, key, not_before)
-                    .await?
-                    .ok_or_else(|| ApiError::Conflict("Idempotency-Key is in use".to_owned()))?;
-                return replay(stored, &request_hash);
-            }
-            Err(other) => return Err(other.into()),
+    let answer = IdempotentAnswer {
+        request_hash: request_hash.clone(),
+        response_status: 202,
+        response_body: serde_json::to_string(&out).expect("serialises"),
+    };
+    match queue::save_idempotent_answer(&mut tx, tenant_id, &key, &answer, not_before).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            // A concurrent request with the same key won; answer as it did.
+            drop(tx);
+            let stored = queue::idempotent_answer(&state.store, tenant_id, &key, not_before)
+                .await?
+                .ok_or_else(|| ApiError::Conflict("Idempotency-Key is in use".to_owned()))?;
+            return replay(stored, &request_hash);
         }
+        Err(other) => return Err(other.into()),
     }
     tx.commit().await?;
     state.outbound.wake();

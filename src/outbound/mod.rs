@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::crypto::Cipher;
 use crate::ids::{self, Kind};
 use crate::store::outbound::{self as queue, Endpoint};
-use crate::store::{StoreResult, Tx};
+use crate::store::{Store, StoreError, StoreResult, Tx};
 
 /// The envelope version every delivery carries.
 pub const ENVELOPE_VERSION: &str = "1";
@@ -35,6 +35,8 @@ pub const ENVELOPE_VERSION: &str = "1";
 /// What the API and the workers share about outbound delivery.
 pub struct Outbound {
     wake: Arc<Notify>,
+    /// Asks this node's announcer to tell the other nodes (PostgreSQL NOTIFY).
+    announce: Arc<Notify>,
     pub policy: Arc<ssrf::Policy>,
     pub client: reqwest::Client,
     pub retry: retry::RetryPolicy,
@@ -49,6 +51,7 @@ impl Outbound {
         );
         Ok(Outbound {
             wake: Arc::new(Notify::new()),
+            announce: Arc::new(Notify::new()),
             client: client::build(&config.delivery, policy.clone())?,
             policy,
             retry: retry::RetryPolicy::new(
@@ -59,13 +62,19 @@ impl Outbound {
         })
     }
 
-    /// Tells this node's delivery worker that new work was committed.
+    /// Tells this node's delivery worker, and through the announcer the other nodes', that new
+    /// work was committed. Call it after the commit.
     pub fn wake(&self) {
         self.wake.notify_one();
+        self.announce.notify_one();
     }
 
     pub(crate) fn wake_handle(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    pub(crate) fn announce_handle(&self) -> Arc<Notify> {
+        self.announce.clone()
     }
 }
 
@@ -97,6 +106,61 @@ pub enum Audience<'a> {
     Endpoint(&'a str),
 }
 
+/// An event ready to be stored: its id, its envelope as sent, and when it was made.
+struct NewEvent {
+    id: String,
+    payload: String,
+    created_at: i64,
+}
+
+fn new_event(tenant_id: &str, event_type: &str, data: &Value) -> NewEvent {
+    let created_at = clock::now_ms();
+    let id = format!("evt_{}", uuid::Uuid::now_v7().hyphenated());
+    let envelope = Envelope {
+        id: &id,
+        event_type,
+        version: ENVELOPE_VERSION,
+        created_at: clock::rfc3339_ms(created_at),
+        tenant_id,
+        data,
+    };
+    let payload = serde_json::to_string(&envelope).expect("an envelope serialises");
+    NewEvent {
+        id,
+        payload,
+        created_at,
+    }
+}
+
+/// The subscribers among a tenant's webhook endpoints: those whose filter wants `event_type`.
+fn subscribers(endpoints: Vec<Endpoint>, event_type: &str) -> Vec<Endpoint> {
+    endpoints
+        .into_iter()
+        .filter(|endpoint| endpoint.wants(event_type))
+        .collect()
+}
+
+/// Fresh delivery ids for `targets`, in their order.
+fn delivery_ids_for(targets: &[Endpoint]) -> Vec<String> {
+    targets.iter().map(|_| ids::new(Kind::Delivery)).collect()
+}
+
+/// The deliveries to queue: one per target, held (paused) for an inactive endpoint.
+fn new_deliveries<'a>(
+    targets: &'a [Endpoint],
+    delivery_ids: &'a [String],
+) -> Vec<queue::NewDelivery<'a>> {
+    targets
+        .iter()
+        .zip(delivery_ids)
+        .map(|(endpoint, id)| queue::NewDelivery {
+            id,
+            endpoint_id: &endpoint.id,
+            paused: !endpoint.active,
+        })
+        .collect()
+}
+
 /// Writes an event and its deliveries inside the caller's transaction (the outbox). `data` must
 /// already be valid for its type.
 pub async fn enqueue(
@@ -106,44 +170,84 @@ pub async fn enqueue(
     data: &Value,
     audience: Audience<'_>,
 ) -> StoreResult<Published> {
-    let now = clock::now_ms();
-    let event_id = format!("evt_{}", uuid::Uuid::now_v7().hyphenated());
-    let envelope = Envelope {
-        id: &event_id,
-        event_type,
-        version: ENVELOPE_VERSION,
-        created_at: clock::rfc3339_ms(now),
+    let event = new_event(tenant_id, event_type, data);
+    queue::insert_event(
+        tx,
+        &event.id,
         tenant_id,
-        data,
-    };
-    let payload = serde_json::to_string(&envelope).expect("an envelope serialises");
-    queue::insert_event(tx, &event_id, tenant_id, event_type, &payload, now).await?;
+        event_type,
+        &event.payload,
+        event.created_at,
+    )
+    .await?;
     let targets: Vec<Endpoint> = match audience {
-        Audience::Subscribers => queue::webhook_endpoints_in(tx, tenant_id)
-            .await?
-            .into_iter()
-            .filter(|endpoint| endpoint.wants(event_type))
-            .collect(),
+        Audience::Subscribers => subscribers(
+            queue::webhook_endpoints_in(tx, tenant_id).await?,
+            event_type,
+        ),
         Audience::Endpoint(id) => vec![queue::endpoint_in(tx, tenant_id, id).await?],
     };
-    let delivery_ids: Vec<String> = targets.iter().map(|_| ids::new(Kind::Delivery)).collect();
-    let deliveries: Vec<queue::NewDelivery<'_>> = targets
-        .iter()
-        .zip(&delivery_ids)
-        .map(|(endpoint, id)| queue::NewDelivery {
-            id,
-            endpoint_id: &endpoint.id,
-            paused: !endpoint.active,
-        })
-        .collect();
-    queue::insert_deliveries(tx, tenant_id, &event_id, event_type, &deliveries, now).await?;
-    if !delivery_ids.is_empty() {
-        queue::notify_queued(tx).await?;
-    }
+    let delivery_ids = delivery_ids_for(&targets);
+    let deliveries = new_deliveries(&targets, &delivery_ids);
+    queue::insert_deliveries(
+        tx,
+        tenant_id,
+        &event.id,
+        event_type,
+        &deliveries,
+        event.created_at,
+    )
+    .await?;
     Ok(Published {
-        event_id,
+        event_id: event.id,
         delivery_ids,
     })
+}
+
+/// Publishes an event to its subscribers on its own, with no transaction of the caller's: the
+/// subscribers are read first, then the event and its deliveries are written together (on
+/// PostgreSQL in one statement). Fewer round trips than [`enqueue`]; an endpoint deleted in
+/// between fails the write, which is then planned again without it. Call
+/// [`Outbound::wake`] after it.
+pub async fn publish(
+    store: &Store,
+    tenant_id: &str,
+    event_type: &str,
+    data: &Value,
+) -> StoreResult<Published> {
+    let event = new_event(tenant_id, event_type, data);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let targets = subscribers(
+            queue::webhook_endpoints(store, tenant_id).await?,
+            event_type,
+        );
+        let delivery_ids = delivery_ids_for(&targets);
+        let deliveries = new_deliveries(&targets, &delivery_ids);
+        let written = queue::insert_event_with_deliveries(
+            store,
+            &event.id,
+            tenant_id,
+            event_type,
+            &event.payload,
+            &deliveries,
+            event.created_at,
+        )
+        .await;
+        match written {
+            Ok(()) => {
+                return Ok(Published {
+                    event_id: event.id,
+                    delivery_ids,
+                });
+            }
+            Err(StoreError::Conflict(_)) if tries < 3 => {
+                tracing::debug!(event_id = %event.id, "an endpoint went away while publishing; planning again");
+            }
+            Err(error) => return Err(error),
+        }
+    }
 }
 
 /// Where an endpoint's sealed secrets live, bound into their encryption.

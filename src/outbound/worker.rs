@@ -235,7 +235,6 @@ async fn claim_loop(
             // One claim may fill a batch for a single endpoint: fewer, larger claims keep the
             // single SQLite writer free for publishes. Attempts still run `endpoint_concurrency`
             // at a time, and a job whose lease would end first goes back to the queue.
-            oldest_per_endpoint: delivery.batch_size,
             per_endpoint: delivery.endpoint_concurrency.saturating_mul(2),
             window: delivery.batch_size.saturating_mul(8),
         };
@@ -812,6 +811,38 @@ fn count_outcomes(batch: &[AttemptResult]) {
             Next::Failed { .. } => "failed",
         };
         metrics::counter!("hookline_deliveries_total", "outcome" => outcome).increment(1);
+    }
+}
+
+/// Starts the announcer on PostgreSQL: every node runs it, whatever its role, so workers on other
+/// nodes hear of work queued here.
+pub fn spawn_announcer(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationToken) {
+    if matches!(state.store, Store::Postgres(_)) {
+        tracker.spawn(announce(
+            state.clone(),
+            state.outbound.announce_handle(),
+            shutdown.clone(),
+        ));
+    }
+}
+
+/// The least time between two announcements: requests in between are answered by one NOTIFY.
+const ANNOUNCE_SPACING: Duration = Duration::from_millis(2);
+
+/// Tells other nodes that deliveries were queued, outside the queuing transactions: a NOTIFY
+/// inside them would serialise their commits on PostgreSQL's notification lock, and one per
+/// publish is wasted on workers that are already awake. A request arriving while one is sent
+/// is folded into the next, at most one per [`ANNOUNCE_SPACING`]; a lone request goes at once.
+async fn announce(state: AppState, requests: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = requests.notified() => {}
+            () = shutdown.cancelled() => return,
+        }
+        if let Err(error) = queue::announce_queued(&state.store).await {
+            tracing::debug!(error = %error, "announcing queued deliveries failed");
+        }
+        tokio::time::sleep(ANNOUNCE_SPACING).await;
     }
 }
 

@@ -5,6 +5,8 @@
 //! its lease and stamps it with the claimer's `lease_owner`; a result is written only where that
 //! stamp is still in place, and a lease that runs out simply makes the row due again.
 
+use std::sync::LazyLock;
+
 use sqlx::FromRow;
 
 use super::{Store, StoreError, StoreResult, Tx, dispatch, dispatch_tx, dispatch_write};
@@ -485,14 +487,28 @@ pub async fn set_endpoint_active(
     get_endpoint(store, tenant_id, id).await
 }
 
-/// The active endpoints of a tenant, for fan-out inside a publishing transaction.
-/// The tenant's webhook endpoints, active or not: an inactive one holds its deliveries paused.
+const WEBHOOK_ENDPOINTS: &str = concat!(
+    "SELECT ",
+    endpoint_columns!(),
+    " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook'"
+);
+
+/// A tenant's webhook endpoints, active or not, read outside any transaction (see
+/// [`webhook_endpoints_in`]).
+pub async fn webhook_endpoints(store: &Store, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, Endpoint>(WEBHOOK_ENDPOINTS)
+        .bind(tenant_id)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// The tenant's webhook endpoints, for fan-out inside a publishing transaction: active or not,
+/// as an inactive one holds its deliveries paused.
 pub async fn webhook_endpoints_in(tx: &mut Tx<'_>, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
     Ok(dispatch_tx!(tx, conn => {
-        sqlx::query_as::<_, Endpoint>(concat!(
-            "SELECT ", endpoint_columns!(),
-            " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook'"
-        ))
+        sqlx::query_as::<_, Endpoint>(WEBHOOK_ENDPOINTS)
         .bind(tenant_id)
         .fetch_all(conn)
         .await?
@@ -639,11 +655,79 @@ pub async fn insert_deliveries(
     Ok(())
 }
 
-/// Tells other nodes that work was queued; PostgreSQL delivers it when the transaction commits.
-pub async fn notify_queued(tx: &mut Tx<'_>) -> StoreResult<()> {
-    if let Tx::Postgres(tx) = tx {
+/// Writes an event and its deliveries together, outside any caller transaction: on PostgreSQL
+/// in one statement (one round trip, no explicit transaction), on SQLite in one transaction of
+/// the writer. A delivery whose endpoint was deleted meanwhile fails its foreign key: nothing is
+/// written and the answer is [`StoreError::Conflict`], so the caller can plan again.
+pub async fn insert_event_with_deliveries(
+    store: &Store,
+    event_id: &str,
+    tenant_id: &str,
+    event_type: &str,
+    payload: &str,
+    deliveries: &[NewDelivery<'_>],
+    now: i64,
+) -> StoreResult<()> {
+    let written = match store {
+        Store::Postgres(pool) => sqlx::query(
+            "WITH event AS (INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
+               VALUES ($1, $2, $3, $4, $5)) \
+             INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
+               attempt_count, round_attempts, next_attempt_at, created_at, updated_at) \
+             SELECT d.id, $2, d.endpoint_id, $1, $3, d.status, 0, 0, $5, $5, $5 \
+             FROM UNNEST($6::text[], $7::text[], $8::text[]) AS d(id, endpoint_id, status)",
+        )
+        .bind(event_id)
+        .bind(tenant_id)
+        .bind(event_type)
+        .bind(payload)
+        .bind(now)
+        .bind(deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
+        .bind(deliveries.iter().map(|d| d.endpoint_id).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| {
+                    if d.paused {
+                        status::PAUSED
+                    } else {
+                        status::PENDING
+                    }
+                })
+                .collect::<Vec<_>>(),
+        )
+        .execute(pool)
+        .await
+        .map(|_| ()),
+        Store::Sqlite(_) => {
+            let mut tx = store.begin().await?;
+            insert_event(&mut tx, event_id, tenant_id, event_type, payload, now).await?;
+            match insert_deliveries(&mut tx, tenant_id, event_id, event_type, deliveries, now).await
+            {
+                Err(StoreError::Database(sqlx::Error::Database(db)))
+                    if db.is_foreign_key_violation() =>
+                {
+                    return Err(StoreError::Conflict("an endpoint was deleted".to_owned()));
+                }
+                other => other?,
+            }
+            return tx.commit().await;
+        }
+    };
+    match written {
+        Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
+            Err(StoreError::Conflict("an endpoint was deleted".to_owned()))
+        }
+        other => other.map_err(StoreError::from),
+    }
+}
+
+/// Tells every node listening that deliveries were queued (PostgreSQL; nothing on SQLite, whose
+/// one node wakes in-process).
+pub async fn announce_queued(store: &Store) -> StoreResult<()> {
+    if let Store::Postgres(pool) = store {
         sqlx::query("SELECT pg_notify('hookline_deliveries', '')")
-            .execute(&mut **tx)
+            .execute(pool)
             .await?;
     }
     Ok(())
@@ -678,9 +762,8 @@ pub struct Claim<'a> {
     pub now: i64,
     pub lease_until: i64,
     pub owner: &'a str,
+    /// The most to claim; the oldest-first pass may fill it for a single endpoint.
     pub limit: u32,
-    /// The most the oldest-first pass takes for one endpoint.
-    pub oldest_per_endpoint: u32,
     /// The most the endpoint-by-endpoint pass takes for one endpoint.
     pub per_endpoint: u32,
     /// How many of the oldest due deliveries the first pass looks at.
@@ -718,12 +801,10 @@ async fn claim_oldest(
         Store::Sqlite(sqlite) => {
             sqlx::query_as::<_, Claimed>(
                 "UPDATE deliveries SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
-                 WHERE id IN (SELECT id FROM (SELECT id, endpoint_id, next_attempt_at, \
-                       ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank \
-                     FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
-                       WHERE status = 'pending' AND next_attempt_at <= $1 \
-                       ORDER BY next_attempt_at LIMIT $6)) \
-                   WHERE rank <= $7 AND endpoint_id NOT IN (SELECT value FROM json_each($5)) \
+                 WHERE id IN (SELECT id FROM (SELECT id, endpoint_id, next_attempt_at \
+                     FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                     ORDER BY next_attempt_at LIMIT $6) \
+                   WHERE endpoint_id NOT IN (SELECT value FROM json_each($5)) \
                    AND endpoint_id IN (SELECT id FROM endpoints WHERE active) \
                    ORDER BY next_attempt_at LIMIT $4) \
                  RETURNING id, tenant_id, endpoint_id, event_id, event_type, attempt_count, \
@@ -735,7 +816,6 @@ async fn claim_oldest(
             .bind(i64::from(claim.limit))
             .bind(serde_json::to_string(excluded).expect("strings serialise"))
             .bind(i64::from(claim.window))
-            .bind(i64::from(claim.oldest_per_endpoint))
             .fetch_all(&sqlite.writer)
             .await?
         }
@@ -744,12 +824,10 @@ async fn claim_oldest(
                 // The candidate ids come from an InitPlan array, so the rows are then fetched and
                 // locked by primary key: the planner cannot turn this into a queue-wide scan.
                 "WITH due AS (SELECT id FROM deliveries WHERE id = ANY(ARRAY( \
-                     SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at, \
-                         ROW_NUMBER() OVER (PARTITION BY endpoint_id ORDER BY next_attempt_at) AS rank \
-                       FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
+                     SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
                          WHERE status = 'pending' AND next_attempt_at <= $1 \
-                         ORDER BY next_attempt_at LIMIT $6) w) c \
-                     WHERE c.rank <= $7 AND NOT (c.endpoint_id = ANY($5)) \
+                         ORDER BY next_attempt_at LIMIT $6) c \
+                     WHERE NOT (c.endpoint_id = ANY($5)) \
                      AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = c.endpoint_id AND e.active) \
                      ORDER BY c.next_attempt_at LIMIT $4)) \
                    AND status = 'pending' AND next_attempt_at <= $1 \
@@ -765,7 +843,6 @@ async fn claim_oldest(
             .bind(i64::from(claim.limit))
             .bind(excluded)
             .bind(i64::from(claim.window))
-            .bind(i64::from(claim.oldest_per_endpoint))
             .fetch_all(pool)
             .await?
         }
@@ -960,144 +1037,13 @@ struct EndpointTally {
     gone: bool,
 }
 
-/// The columns of a delivery after an attempt, as written in bulk.
-#[derive(Debug, serde::Serialize)]
-struct DeliveryUpdate<'a> {
-    id: &'a str,
-    owner: &'a str,
-    status: &'static str,
-    next_at: Option<i64>,
-    code: Option<i64>,
-    kind: Option<&'a str>,
-    completed_at: Option<i64>,
-}
-
-/// Parks claimed deliveries whose endpoint was disabled meanwhile: they wait (`paused`) for
-/// the endpoint to be activated again.
-pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreResult<()> {
-    let now = clock::now_ms();
-    for id in ids {
-        dispatch_write!(store, pool => {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, updated_at = $3 \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(now)
-            .execute(pool)
-            .await?
-            .rows_affected()
-        });
-    }
-    Ok(())
-}
-
-/// Writes a batch of attempt results in one transaction with a few bulk statements, each result
-/// only where its lease still holds. Failed deliveries count against their endpoint; at
-/// `disable_after` in a row (or on 410 Gone) the endpoint is disabled and its pending deliveries
-/// paused.
-pub async fn record_results(
-    store: &Store,
-    results: &[AttemptResult],
-    disable_after: i64,
-) -> StoreResult<Recorded> {
-    let now = clock::now_ms();
-    let updates: Vec<DeliveryUpdate<'_>> = results
-        .iter()
-        .map(|result| {
-            let (status, next_at, completed_at) = match result.next {
-                Next::Succeeded => (status::SUCCEEDED, None, Some(now)),
-                Next::RetryAt(at) => (status::PENDING, Some(at), None),
-                Next::Failed { .. } => (status::FAILED, None, Some(now)),
-            };
-            DeliveryUpdate {
-                id: &result.claimed.id,
-                owner: &result.lease_owner,
-                status,
-                next_at,
-                code: result.attempt.response_status,
-                kind: result.attempt.error_kind.as_deref(),
-                completed_at,
-            }
-        })
-        .collect();
-
-    let mut tx = store.begin().await?;
-    if let Tx::Postgres(tx) = &mut tx {
-        // Endpoints first, in id order, as deactivation does: no lock-order deadlock with it or
-        // with another node's recorder.
-        let mut endpoint_ids: Vec<&str> = results
-            .iter()
-            .map(|r| r.claimed.endpoint_id.as_str())
-            .collect();
-        endpoint_ids.sort_unstable();
-        endpoint_ids.dedup();
-        sqlx::query("SELECT id FROM endpoints WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE")
-            .bind(&endpoint_ids)
-            .execute(&mut **tx)
-            .await?;
-    }
-    // A retry of a delivery whose endpoint was deactivated meanwhile waits paused.
-    let written: std::collections::HashSet<String> = match &mut tx {
-        Tx::Sqlite(tx) => sqlx::query_scalar::<_, String>(
-            "UPDATE deliveries SET \
-               status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints \
-                 WHERE endpoints.id = deliveries.endpoint_id) THEN 'paused' ELSE v.status END, \
-               attempt_count = attempt_count + 1, round_attempts = round_attempts + 1, \
-               next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
-               last_error_kind = v.kind, updated_at = $2, completed_at = v.completed_at \
-             FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.owner') AS owner, \
-                     json_extract(value, '$.status') AS status, json_extract(value, '$.next_at') AS next_at, \
-                     json_extract(value, '$.code') AS code, json_extract(value, '$.kind') AS kind, \
-                     json_extract(value, '$.completed_at') AS completed_at \
-                   FROM json_each($1)) AS v \
-             WHERE deliveries.id = v.id AND deliveries.lease_owner = v.owner \
-               AND deliveries.status = 'pending' \
-             RETURNING deliveries.id",
-        )
-        .bind(serde_json::to_string(&updates).expect("updates serialise"))
-        .bind(now)
-        .fetch_all(&mut **tx)
-        .await?,
-        Tx::Postgres(tx) => sqlx::query_scalar::<_, String>(
-            "UPDATE deliveries d SET \
-               status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints e \
-                 WHERE e.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
-               attempt_count = d.attempt_count + 1, round_attempts = d.round_attempts + 1, \
-               next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
-               last_error_kind = v.kind, updated_at = $8, completed_at = v.completed_at \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], $5::int8[], $6::text[], \
-                         $7::int8[]) AS v(id, owner, status, next_at, code, kind, completed_at) \
-             WHERE d.id = ANY($1) AND d.id = v.id AND d.lease_owner = v.owner \
-               AND d.status = 'pending' \
-             RETURNING d.id",
-        )
-        .bind(updates.iter().map(|u| u.id).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.owner).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.status).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.next_at).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.code).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.kind).collect::<Vec<_>>())
-        .bind(updates.iter().map(|u| u.completed_at).collect::<Vec<_>>())
-        .bind(now)
-        .fetch_all(&mut **tx)
-        .await?,
-    }
-    .into_iter()
-    .collect();
-
-    let mut recorded = Recorded {
-        written: written.len(),
-        lease_lost: results.len() - written.len(),
-        disabled: Vec::new(),
-    };
-    let kept: Vec<&AttemptResult> = results
-        .iter()
-        .filter(|result| written.contains(&result.claimed.id))
-        .collect();
+/// The failure tallies of a batch's results, by endpoint, in endpoint id order (the order every
+/// writer locks endpoints in).
+fn tallies_of<'a>(
+    results: impl Iterator<Item = &'a AttemptResult>,
+) -> Vec<(&'a str, EndpointTally)> {
     let mut tallies: Vec<(&str, EndpointTally)> = Vec::new();
-    for result in &kept {
+    for result in results {
         let endpoint_id = result.claimed.endpoint_id.as_str();
         let at = match tallies.iter().position(|(id, _)| *id == endpoint_id) {
             Some(at) => at,
@@ -1133,136 +1079,599 @@ pub async fn record_results(
             tally.client_error = Some(status);
         }
     }
-
     tallies.sort_by(|a, b| a.0.cmp(b.0));
-    dispatch_tx!(&mut tx, conn => {
-        for chunk in kept.chunks(200) {
-            let mut insert = sqlx::QueryBuilder::new(concat!(
-                "INSERT INTO delivery_attempts (", attempt_columns!(), ") "
-            ));
-            insert.push_values(chunk, |mut row, result| {
-                let attempt = &result.attempt;
-                row.push_bind(&attempt.id)
-                    .push_bind(&attempt.delivery_id)
-                    .push_bind(attempt.attempt_number)
-                    .push_bind(attempt.started_at)
-                    .push_bind(attempt.duration_ms)
-                    .push_bind(&attempt.url)
-                    .push_bind(&attempt.request_headers)
-                    .push_bind(attempt.response_status)
-                    .push_bind(&attempt.response_headers)
-                    .push_bind(&attempt.response_body)
-                    .push_bind(&attempt.error_kind)
-                    .push_bind(&attempt.error_message)
-                    .push_bind(attempt.succeeded);
-            });
-            insert.build().execute(&mut *conn).await?;
-        }
+    tallies
+}
 
-        for (endpoint_id, tally) in &tallies {
-            // Webhooks count failed deliveries; repository hooks count failed attempts, and a
-            // success also ends a hook's temporary disable.
-            let counted: Option<(i64, bool, String)> = if tally.reset {
-                sqlx::query_as(
-                    "UPDATE endpoints SET consecutive_failures = CASE WHEN kind = 'repository_hook' \
-                       THEN $3 ELSE $2 END, disabled_until = NULL, \
-                       disabled_reason = CASE WHEN kind = 'repository_hook' AND active THEN NULL \
-                         ELSE disabled_reason END, \
-                       disabled_at = CASE WHEN kind = 'repository_hook' AND active THEN NULL \
-                         ELSE disabled_at END \
-                     WHERE id = $1 AND (consecutive_failures <> CASE WHEN kind = 'repository_hook' \
-                       THEN $3 ELSE $2 END OR disabled_until IS NOT NULL) \
-                     RETURNING consecutive_failures, active, kind",
-                )
+/// How an endpoint's failure count moves with its tally: `{reset}`, `{failures}`, `{attempts}`
+/// and `{limit}` stand for the tally's values and `disable_after`. Webhooks count failed
+/// deliveries, up to the limit that disables them and no further; repository hooks count failed
+/// attempts, and one already temporarily disabled counts one more per batch (its attempts in
+/// flight and held deliveries fail together, and each should not double the wait again). A
+/// success resets the count and ends a hook's temporary disable. Nothing counts once disabled.
+/// Returns the endpoint's new count, whether it is active, and its kind.
+const TALLY_UPDATE: &str = "UPDATE endpoints SET consecutive_failures = CASE \
+       WHEN {reset} THEN CASE WHEN kind = 'repository_hook' THEN {attempts} ELSE {failures} END \
+       WHEN kind = 'repository_hook' AND consecutive_failures >= 4 THEN consecutive_failures + 1 \
+       WHEN kind = 'repository_hook' THEN consecutive_failures + {attempts} \
+       WHEN consecutive_failures + {failures} > {limit} THEN {limit} \
+       ELSE consecutive_failures + {failures} END, \
+     disabled_until = CASE WHEN {reset} THEN NULL ELSE disabled_until END, \
+     disabled_reason = CASE WHEN {reset} AND kind = 'repository_hook' AND active THEN NULL \
+       ELSE disabled_reason END, \
+     disabled_at = CASE WHEN {reset} AND kind = 'repository_hook' AND active THEN NULL \
+       ELSE disabled_at END \
+   {from} WHERE {matches} AND CASE WHEN {reset} \
+     THEN (consecutive_failures <> CASE WHEN kind = 'repository_hook' THEN {attempts} \
+       ELSE {failures} END OR disabled_until IS NOT NULL) \
+     ELSE (active AND CASE WHEN kind = 'repository_hook' THEN {attempts} ELSE {failures} END > 0) \
+     END \
+   RETURNING endpoints.id, consecutive_failures, active, kind";
+
+fn tally_update(
+    reset: &str,
+    failures: &str,
+    attempts: &str,
+    limit: &str,
+    from: &str,
+    matches: &str,
+) -> String {
+    TALLY_UPDATE
+        .replace("{reset}", reset)
+        .replace("{failures}", failures)
+        .replace("{attempts}", attempts)
+        .replace("{limit}", limit)
+        .replace("{from}", from)
+        .replace("{matches}", matches)
+}
+
+/// One endpoint's tally applied on SQLite.
+static SQLITE_TALLY_UPDATE: LazyLock<String> =
+    LazyLock::new(|| tally_update("$2", "$3", "$4", "$5", "", "endpoints.id = $1"));
+
+/// A batch's tallies applied on PostgreSQL, in one statement (`$1`–`$4`: the tallies' arrays,
+/// `$5`: `disable_after`).
+static POSTGRES_TALLY_UPDATE: LazyLock<String> = LazyLock::new(|| {
+    tally_update(
+        "t.reset",
+        "t.failures",
+        "t.attempts",
+        "$5",
+        "FROM UNNEST($1::text[], $2::bool[], $3::int8[], $4::int8[]) \
+           AS t(endpoint_id, reset, failures, attempts)",
+        "endpoints.id = t.endpoint_id",
+    )
+});
+
+/// A batch of results recorded on PostgreSQL in one statement, so one round trip and no
+/// explicit transaction: the endpoints are locked first, in id order as deactivation does (no
+/// lock-order deadlock with it or another node's recorder); the deliveries whose lease still
+/// holds are updated (a retry whose endpoint was deactivated meanwhile waits paused), their
+/// attempts inserted, and, when every result was written, the endpoints' tallies applied
+/// (`$18`–`$21`, `$22`: `disable_after`, `$23`: how many results). Returns the written ids and
+/// the tallied endpoints.
+static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
+    let tallies = tally_update(
+        "t.reset",
+        "t.failures",
+        "t.attempts",
+        "$22",
+        "FROM UNNEST($18::text[], $19::bool[], $20::int8[], $21::int8[]) \
+           AS t(endpoint_id, reset, failures, attempts)",
+        "endpoints.id = t.endpoint_id AND (SELECT count(*) FROM written) = $23",
+    );
+    format!(
+        "WITH locked AS MATERIALIZED (SELECT id FROM endpoints \
+             WHERE id = ANY($18) ORDER BY id FOR NO KEY UPDATE), \
+         v AS MATERIALIZED (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], \
+             $5::int8[], $6::text[], $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
+             $12::text[], $13::text[], $14::text[], $15::text[], $16::text[], $17::bool[]) \
+           AS v(id, owner, status, next_at, code, kind, completed_at, attempt_id, attempt_number, \
+             started_at, duration_ms, url, request_headers, response_headers, response_body, \
+             error_message, succeeded)), \
+         written AS (UPDATE deliveries d SET \
+               status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints e \
+                 WHERE e.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
+               attempt_count = d.attempt_count + 1, round_attempts = d.round_attempts + 1, \
+               next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
+               last_error_kind = v.kind, updated_at = $24, completed_at = v.completed_at \
+             FROM v WHERE (SELECT count(*) FROM locked) >= 0 AND d.id = ANY($1) AND d.id = v.id \
+               AND d.lease_owner = v.owner AND d.status = 'pending' \
+             RETURNING d.id), \
+         attempts AS (INSERT INTO delivery_attempts ({columns}) \
+             SELECT v.attempt_id, v.id, v.attempt_number, v.started_at, v.duration_ms, v.url, \
+               v.request_headers, v.code, v.response_headers, v.response_body, v.kind, \
+               v.error_message, v.succeeded \
+             FROM v WHERE v.id IN (SELECT id FROM written)), \
+         counted AS ({tallies}) \
+         SELECT (SELECT array_agg(id) FROM written), c.id, c.consecutive_failures, c.active, \
+           c.kind FROM (SELECT 1) AS one LEFT JOIN counted c ON true",
+        columns = attempt_columns!(),
+    )
+});
+
+/// An endpoint's failure count after a batch: (endpoint id, count, active, kind).
+type Counted = (String, i64, bool, String);
+
+/// A row of [`POSTGRES_RECORD`]: the written delivery ids (on every row), then one tallied
+/// endpoint's [`Counted`] columns, or none.
+type RecordedRow = (
+    Option<Vec<String>>,
+    Option<String>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+);
+
+/// Writes a batch of attempt results, each only where its lease still holds: the deliveries, their
+/// attempts and their endpoints' failure counts together. Failed deliveries count against their
+/// endpoint; at `disable_after` in a row (or on 410 Gone) the endpoint is disabled and its
+/// pending deliveries paused.
+pub async fn record_results(
+    store: &Store,
+    results: &[AttemptResult],
+    disable_after: i64,
+) -> StoreResult<Recorded> {
+    let now = clock::now_ms();
+    let (written, counted, tallies) = match store {
+        Store::Postgres(pool) => record_on_postgres(pool, results, disable_after, now).await?,
+        Store::Sqlite(_) => {
+            let mut tx = store.begin().await?;
+            let (written, counted, tallies) =
+                record_on_sqlite(&mut tx, results, disable_after, now).await?;
+            let mut recorded = Recorded::default();
+            apply_health(
+                &mut tx,
+                &counted,
+                &tallies,
+                disable_after,
+                now,
+                &mut recorded,
+            )
+            .await?;
+            tx.commit().await?;
+            recorded.written = written;
+            recorded.lease_lost = results.len() - written;
+            return Ok(recorded);
+        }
+    };
+    let mut recorded = Recorded {
+        written,
+        lease_lost: results.len() - written,
+        disabled: Vec::new(),
+    };
+    if needs_health_change(&counted, &tallies, disable_after, now) {
+        let mut tx = store.begin().await?;
+        apply_health(
+            &mut tx,
+            &counted,
+            &tallies,
+            disable_after,
+            now,
+            &mut recorded,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(recorded)
+}
+
+/// The one-statement write on PostgreSQL (see [`POSTGRES_RECORD`]); when some results lost
+/// their lease, the tallies of the written ones follow in a second statement.
+async fn record_on_postgres<'a>(
+    pool: &sqlx::PgPool,
+    results: &'a [AttemptResult],
+    disable_after: i64,
+    now: i64,
+) -> StoreResult<(usize, Vec<Counted>, Vec<(&'a str, EndpointTally)>)> {
+    let tallies = tallies_of(results.iter());
+    let column = |f: fn(&AttemptResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
+    let rows: Vec<RecordedRow> = sqlx::query_as(sqlx::AssertSqlSafe(POSTGRES_RECORD.as_str()))
+        .bind(
+            results
+                .iter()
+                .map(|r| r.claimed.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.lease_owner.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| next_status(r.next))
+                .collect::<Vec<_>>(),
+        )
+        .bind(column(|r| match r.next {
+            Next::RetryAt(at) => Some(at),
+            _ => None,
+        }))
+        .bind(column(|r| r.attempt.response_status))
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.error_kind.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| completed_at(r.next, now))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.attempt_number)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.started_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.duration_ms)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.url.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.request_headers.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.response_headers.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.response_body.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.error_message.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            results
+                .iter()
+                .map(|r| r.attempt.succeeded)
+                .collect::<Vec<_>>(),
+        )
+        .bind(tallies.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(tallies.iter().map(|(_, t)| t.reset).collect::<Vec<_>>())
+        .bind(
+            tallies
+                .iter()
+                .map(|(_, t)| t.failures_after_last_success)
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            tallies
+                .iter()
+                .map(|(_, t)| t.failed_attempts_after_last_success)
+                .collect::<Vec<_>>(),
+        )
+        .bind(disable_after)
+        .bind(i64::try_from(results.len()).unwrap_or(i64::MAX))
+        .bind(now)
+        .fetch_all(pool)
+        .await?;
+    let written: std::collections::HashSet<String> = rows
+        .first()
+        .and_then(|row| row.0.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let mut counted: Vec<Counted> = rows
+        .into_iter()
+        .filter_map(|(_, id, failures, active, kind)| Some((id?, failures?, active?, kind?)))
+        .collect();
+    if written.len() == results.len() {
+        return Ok((written.len(), counted, tallies));
+    }
+    // Rare: some leases passed to another claim. Count only what was written.
+    let tallies = tallies_of(results.iter().filter(|r| written.contains(&r.claimed.id)));
+    if !tallies.is_empty() {
+        counted = sqlx::query_as(sqlx::AssertSqlSafe(POSTGRES_TALLY_UPDATE.as_str()))
+            .bind(tallies.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .bind(tallies.iter().map(|(_, t)| t.reset).collect::<Vec<_>>())
+            .bind(
+                tallies
+                    .iter()
+                    .map(|(_, t)| t.failures_after_last_success)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                tallies
+                    .iter()
+                    .map(|(_, t)| t.failed_attempts_after_last_success)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(disable_after)
+            .fetch_all(pool)
+            .await?;
+    }
+    Ok((written.len(), counted, tallies))
+}
+
+fn next_status(next: Next) -> &'static str {
+    match next {
+        Next::Succeeded => status::SUCCEEDED,
+        Next::RetryAt(_) => status::PENDING,
+        Next::Failed { .. } => status::FAILED,
+    }
+}
+
+fn completed_at(next: Next, now: i64) -> Option<i64> {
+    match next {
+        Next::RetryAt(_) => None,
+        Next::Succeeded | Next::Failed { .. } => Some(now),
+    }
+}
+
+/// The columns of a delivery after an attempt, as SQLite reads them from JSON.
+#[derive(Debug, serde::Serialize)]
+struct DeliveryUpdate<'a> {
+    id: &'a str,
+    owner: &'a str,
+    status: &'static str,
+    next_at: Option<i64>,
+    code: Option<i64>,
+    kind: Option<&'a str>,
+    completed_at: Option<i64>,
+}
+
+/// The write on SQLite, inside the caller's transaction (the one writer: no lock order to keep).
+async fn record_on_sqlite<'a>(
+    tx: &mut Tx<'_>,
+    results: &'a [AttemptResult],
+    disable_after: i64,
+    now: i64,
+) -> StoreResult<(usize, Vec<Counted>, Vec<(&'a str, EndpointTally)>)> {
+    let Tx::Sqlite(tx) = tx else {
+        unreachable!("record_on_sqlite runs in a SQLite transaction");
+    };
+    let updates: Vec<DeliveryUpdate<'_>> = results
+        .iter()
+        .map(|result| DeliveryUpdate {
+            id: &result.claimed.id,
+            owner: &result.lease_owner,
+            status: next_status(result.next),
+            next_at: match result.next {
+                Next::RetryAt(at) => Some(at),
+                _ => None,
+            },
+            code: result.attempt.response_status,
+            kind: result.attempt.error_kind.as_deref(),
+            completed_at: completed_at(result.next, now),
+        })
+        .collect();
+    // A retry of a delivery whose endpoint was deactivated meanwhile waits paused.
+    let written: std::collections::HashSet<String> = sqlx::query_scalar::<_, String>(
+        "UPDATE deliveries SET \
+           status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints \
+             WHERE endpoints.id = deliveries.endpoint_id) THEN 'paused' ELSE v.status END, \
+           attempt_count = attempt_count + 1, round_attempts = round_attempts + 1, \
+           next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
+           last_error_kind = v.kind, updated_at = $2, completed_at = v.completed_at \
+         FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.owner') AS owner, \
+                 json_extract(value, '$.status') AS status, json_extract(value, '$.next_at') AS next_at, \
+                 json_extract(value, '$.code') AS code, json_extract(value, '$.kind') AS kind, \
+                 json_extract(value, '$.completed_at') AS completed_at \
+               FROM json_each($1)) AS v \
+         WHERE deliveries.id = v.id AND deliveries.lease_owner = v.owner \
+           AND deliveries.status = 'pending' \
+         RETURNING deliveries.id",
+    )
+    .bind(serde_json::to_string(&updates).expect("updates serialise"))
+    .bind(now)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .collect();
+
+    let kept: Vec<&AttemptResult> = results
+        .iter()
+        .filter(|result| written.contains(&result.claimed.id))
+        .collect();
+    for chunk in kept.chunks(200) {
+        let mut insert = sqlx::QueryBuilder::new(concat!(
+            "INSERT INTO delivery_attempts (",
+            attempt_columns!(),
+            ") "
+        ));
+        insert.push_values(chunk, |mut row, result| {
+            let attempt = &result.attempt;
+            row.push_bind(&attempt.id)
+                .push_bind(&attempt.delivery_id)
+                .push_bind(attempt.attempt_number)
+                .push_bind(attempt.started_at)
+                .push_bind(attempt.duration_ms)
+                .push_bind(&attempt.url)
+                .push_bind(&attempt.request_headers)
+                .push_bind(attempt.response_status)
+                .push_bind(&attempt.response_headers)
+                .push_bind(&attempt.response_body)
+                .push_bind(&attempt.error_kind)
+                .push_bind(&attempt.error_message)
+                .push_bind(attempt.succeeded);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    let tallies = tallies_of(kept.into_iter());
+    let mut counted = Vec::new();
+    for (endpoint_id, tally) in &tallies {
+        let row: Option<Counted> =
+            sqlx::query_as(sqlx::AssertSqlSafe(SQLITE_TALLY_UPDATE.as_str()))
                 .bind(endpoint_id)
-                .bind(tally.failures_after_last_success)
-                .bind(tally.failed_attempts_after_last_success)
-                .fetch_optional(&mut *conn)
-                .await?
-            } else if tally.failed_attempts_after_last_success > 0 {
-                sqlx::query_as(
-                    // A hook already temporarily disabled counts one more failure per batch:
-                    // its attempts in flight and held deliveries fail together, and each of
-                    // them should not double the wait again. A webhook counts up to the limit
-                    // that disables it, exactly. Nothing counts once disabled.
-                    "UPDATE endpoints SET consecutive_failures = CASE \
-                       WHEN kind = 'repository_hook' AND consecutive_failures >= 4 \
-                         THEN consecutive_failures + 1 \
-                       WHEN kind = 'repository_hook' THEN consecutive_failures + $3 \
-                       WHEN consecutive_failures + $2 > $4 THEN $4 \
-                       ELSE consecutive_failures + $2 END \
-                     WHERE id = $1 AND active \
-                       AND CASE WHEN kind = 'repository_hook' THEN $3 ELSE $2 END > 0 \
-                     RETURNING consecutive_failures, active, kind",
-                )
-                .bind(endpoint_id)
+                .bind(tally.reset)
                 .bind(tally.failures_after_last_success)
                 .bind(tally.failed_attempts_after_last_success)
                 .bind(disable_after)
-                .fetch_optional(&mut *conn)
-                .await?
-            } else {
-                None
-            };
-            let reason = match &counted {
-                Some((failures, true, kind)) if kind == KIND_REPOSITORY_HOOK => {
-                    match crate::hooks::health_after(*failures, tally.client_error, now) {
-                        crate::hooks::Health::Healthy => None,
-                        crate::hooks::Health::Disabled { reason } => Some(reason),
-                        crate::hooks::Health::TemporarilyDisabled { until, reason } => {
-                            sqlx::query(
-                                "UPDATE endpoints SET disabled_until = $2, disabled_reason = $3, \
-                                 disabled_at = $4 WHERE id = $1",
-                            )
-                            .bind(endpoint_id)
-                            .bind(until)
-                            .bind(&reason)
-                            .bind(now)
-                            .execute(&mut *conn)
-                            .await?;
-                            None
-                        }
-                    }
+                .fetch_optional(&mut **tx)
+                .await?;
+        counted.extend(row);
+    }
+    Ok((written.len(), counted, tallies))
+}
+
+/// What a tallied endpoint's health becomes: disabled (with the reason), temporarily disabled
+/// until a time (repository hooks), or unchanged.
+enum HealthChange {
+    Disable(String),
+    DisableUntil(i64, String),
+}
+
+fn health_change(
+    counted: Option<&Counted>,
+    tally: &EndpointTally,
+    disable_after: i64,
+    now: i64,
+) -> Option<HealthChange> {
+    match counted {
+        Some((_, failures, true, kind)) if kind == KIND_REPOSITORY_HOOK => {
+            match crate::hooks::health_after(*failures, tally.client_error, now) {
+                crate::hooks::Health::Healthy => None,
+                crate::hooks::Health::Disabled { reason } => Some(HealthChange::Disable(reason)),
+                crate::hooks::Health::TemporarilyDisabled { until, reason } => {
+                    Some(HealthChange::DisableUntil(until, reason))
                 }
-                _ if tally.gone => Some("the receiver answered 410 Gone".to_owned()),
-                Some((failures, true, _)) if *failures >= disable_after => {
-                    Some(format!("{disable_after} consecutive deliveries failed"))
-                }
-                _ => None,
-            };
-            let Some(reason) = reason else {
+            }
+        }
+        _ if tally.gone => Some(HealthChange::Disable(
+            "the receiver answered 410 Gone".to_owned(),
+        )),
+        Some((_, failures, true, _)) if *failures >= disable_after => Some(HealthChange::Disable(
+            format!("{disable_after} consecutive deliveries failed"),
+        )),
+        _ => None,
+    }
+}
+
+fn counted_for<'c>(counted: &'c [Counted], endpoint_id: &str) -> Option<&'c Counted> {
+    counted.iter().find(|row| row.0 == endpoint_id)
+}
+
+fn needs_health_change(
+    counted: &[Counted],
+    tallies: &[(&str, EndpointTally)],
+    disable_after: i64,
+    now: i64,
+) -> bool {
+    tallies.iter().any(|(endpoint_id, tally)| {
+        health_change(counted_for(counted, endpoint_id), tally, disable_after, now).is_some()
+    })
+}
+
+/// Disables (or temporarily disables) the endpoints their tallies call for, pausing a disabled
+/// endpoint's pending deliveries, and notes them in `recorded`.
+async fn apply_health(
+    tx: &mut Tx<'_>,
+    counted: &[Counted],
+    tallies: &[(&str, EndpointTally)],
+    disable_after: i64,
+    now: i64,
+    recorded: &mut Recorded,
+) -> StoreResult<()> {
+    for (endpoint_id, tally) in tallies {
+        let change = health_change(counted_for(counted, endpoint_id), tally, disable_after, now);
+        let reason = match change {
+            None => continue,
+            Some(HealthChange::DisableUntil(until, reason)) => {
+                dispatch_tx!(&mut *tx, conn => {
+                    sqlx::query(
+                        "UPDATE endpoints SET disabled_until = $2, disabled_reason = $3, \
+                         disabled_at = $4 WHERE id = $1",
+                    )
+                    .bind(endpoint_id)
+                    .bind(until)
+                    .bind(&reason)
+                    .bind(now)
+                    .execute(conn)
+                    .await?;
+                });
                 continue;
-            };
-            let disabled = sqlx::query(
+            }
+            Some(HealthChange::Disable(reason)) => reason,
+        };
+        let disabled = dispatch_tx!(&mut *tx, conn => {
+            sqlx::query(
                 "UPDATE endpoints SET active = FALSE, disabled_reason = $2, disabled_at = $3, \
                  updated_at = $3 WHERE id = $1 AND active",
             )
             .bind(endpoint_id)
             .bind(&reason)
             .bind(now)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?
-            .rows_affected();
-            if disabled == 0 {
-                continue;
-            }
+            .rows_affected()
+        });
+        if disabled == 0 {
+            continue;
+        }
+        dispatch_tx!(&mut *tx, conn => {
             sqlx::query(
                 "UPDATE deliveries SET status = 'paused', updated_at = $2 \
                  WHERE endpoint_id = $1 AND status = 'pending' AND lease_owner IS NULL",
             )
             .bind(endpoint_id)
             .bind(now)
-            .execute(&mut *conn)
+            .execute(conn)
             .await?;
-            recorded.disabled.push(Disabled {
-                endpoint_id: (*endpoint_id).to_owned(),
-                tenant_id: tally.tenant_id.clone(),
-                reason,
-            });
-        }
-    });
-    tx.commit().await?;
-    Ok(recorded)
+        });
+        recorded.disabled.push(Disabled {
+            endpoint_id: (*endpoint_id).to_owned(),
+            tenant_id: tally.tenant_id.clone(),
+            reason,
+        });
+    }
+    Ok(())
+}
+
+/// Parks claimed deliveries whose endpoint was disabled meanwhile: they wait (`paused`) for
+/// the endpoint to be activated again.
+pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreResult<()> {
+    let now = clock::now_ms();
+    for id in ids {
+        dispatch_write!(store, pool => {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, updated_at = $3 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+        });
+    }
+    Ok(())
 }
 
 /// Filters of a delivery listing.

@@ -1224,7 +1224,6 @@ async fn claimed_by_hand(
         lease_until: now + 60_000,
         owner: "test-owner",
         limit: count + 5,
-        oldest_per_endpoint: count + 5,
         per_endpoint: count + 5,
         window: 100,
     };
