@@ -250,9 +250,20 @@ async fn publish_event(
     validate_event(&state, tenant_id, &input.event_type, &input.data).await?;
     let Some(key) = idempotency_key(&headers)? else {
         // Nothing else to write with it: the event goes in on its own, in fewer round trips.
-        let published =
-            super::publish(&state.store, tenant_id, &input.event_type, &input.data).await?;
-        state.outbound.wake();
+        let announce = state.outbound.take_announcement();
+        let published = super::publish(
+            &state.store,
+            tenant_id,
+            &input.event_type,
+            &input.data,
+            announce,
+        )
+        .await?;
+        if announce {
+            state.outbound.wake_local();
+        } else {
+            state.outbound.wake();
+        }
         let out = PublishedOut {
             id: published.event_id,
             event_type: input.event_type,

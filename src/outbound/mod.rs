@@ -16,6 +16,7 @@ pub mod ssrf;
 pub mod worker;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -32,11 +33,17 @@ use crate::store::{Store, StoreError, StoreResult, Tx};
 /// The envelope version every delivery carries.
 pub const ENVELOPE_VERSION: &str = "1";
 
+/// The least time between two announcements of queued work to the other nodes (a NOTIFY each):
+/// work queued in between is covered by the next one.
+pub const ANNOUNCE_SPACING_MS: i64 = 2;
+
 /// What the API and the workers share about outbound delivery.
 pub struct Outbound {
     wake: Arc<Notify>,
     /// Asks this node's announcer to tell the other nodes (PostgreSQL NOTIFY).
     announce: Arc<Notify>,
+    /// When this node last told the other nodes about work it queued (ms since the epoch).
+    announced_at: AtomicI64,
     pub policy: Arc<ssrf::Policy>,
     pub client: reqwest::Client,
     pub retry: retry::RetryPolicy,
@@ -52,6 +59,7 @@ impl Outbound {
         Ok(Outbound {
             wake: Arc::new(Notify::new()),
             announce: Arc::new(Notify::new()),
+            announced_at: AtomicI64::new(0),
             client: client::build(&config.delivery, policy.clone())?,
             policy,
             retry: retry::RetryPolicy::new(
@@ -75,6 +83,35 @@ impl Outbound {
 
     pub(crate) fn announce_handle(&self) -> Arc<Notify> {
         self.announce.clone()
+    }
+
+    /// Tells only this node's delivery worker; for work whose announcement to the other nodes
+    /// went with its own commit.
+    pub fn wake_local(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether a publish about to be written may carry the announcement itself (a NOTIFY in its
+    /// own statement, so no transaction of its own): at most one every [`ANNOUNCE_SPACING_MS`]. A
+    /// publish that may not calls [`Outbound::wake`] after its commit, and the announcer follows
+    /// up unless another announcement was made after it.
+    pub fn take_announcement(&self) -> bool {
+        let now = clock::now_ms();
+        let last = self.announced_at.load(Ordering::Acquire);
+        now - last >= ANNOUNCE_SPACING_MS
+            && self
+                .announced_at
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// When the last announcement was made or taken (ms since the epoch).
+    pub(crate) fn announced_at(&self) -> i64 {
+        self.announced_at.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_announced(&self, at: i64) {
+        self.announced_at.fetch_max(at, Ordering::AcqRel);
     }
 }
 
@@ -206,14 +243,16 @@ pub async fn enqueue(
 
 /// Publishes an event to its subscribers on its own, with no transaction of the caller's: the
 /// subscribers are read first, then the event and its deliveries are written together (on
-/// PostgreSQL in one statement). Fewer round trips than [`enqueue`]; an endpoint deleted in
-/// between fails the write, which is then planned again without it. Call
-/// [`Outbound::wake`] after it.
+/// PostgreSQL in one statement, with the NOTIFY to other nodes when `announce`). Fewer round
+/// trips than [`enqueue`]; an endpoint deleted in between fails the write, which is then planned
+/// again without it. Call [`Outbound::wake_local`] after it when it announced, else
+/// [`Outbound::wake`].
 pub async fn publish(
     store: &Store,
     tenant_id: &str,
     event_type: &str,
     data: &Value,
+    announce: bool,
 ) -> StoreResult<Published> {
     let event = new_event(tenant_id, event_type, data);
     let mut tries = 0;
@@ -225,16 +264,14 @@ pub async fn publish(
         );
         let delivery_ids = delivery_ids_for(&targets);
         let deliveries = new_deliveries(&targets, &delivery_ids);
-        let written = queue::insert_event_with_deliveries(
-            store,
-            &event.id,
+        let row = queue::NewEvent {
+            id: &event.id,
             tenant_id,
             event_type,
-            &event.payload,
-            &deliveries,
-            event.created_at,
-        )
-        .await;
+            payload: &event.payload,
+            created_at: event.created_at,
+        };
+        let written = queue::insert_event_with_deliveries(store, &row, &deliveries, announce).await;
         match written {
             Ok(()) => {
                 return Ok(Published {

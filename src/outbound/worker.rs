@@ -826,23 +826,28 @@ pub fn spawn_announcer(state: &AppState, tracker: &TaskTracker, shutdown: &Cance
     }
 }
 
-/// The least time between two announcements: requests in between are answered by one NOTIFY.
-const ANNOUNCE_SPACING: Duration = Duration::from_millis(2);
-
-/// Tells other nodes that deliveries were queued, outside the queuing transactions: a NOTIFY
-/// inside them would serialise their commits on PostgreSQL's notification lock, and one per
-/// publish is wasted on workers that are already awake. A request arriving while one is sent
-/// is folded into the next, at most one per [`ANNOUNCE_SPACING`]; a lone request goes at once.
+/// Tells other nodes that deliveries were queued, after the queuing transaction committed: a
+/// NOTIFY inside every such transaction would make their commits wait for each other on
+/// PostgreSQL's notification lock, and one per publish is wasted on workers that are already
+/// awake. A request waits out [`super::ANNOUNCE_SPACING_MS`], so requests in between are folded
+/// into one NOTIFY, and is dropped when a publish carried an announcement in its own statement
+/// meanwhile ([`super::Outbound::take_announcement`]).
 async fn announce(state: AppState, requests: Arc<Notify>, shutdown: CancellationToken) {
+    let spacing = Duration::from_millis(super::ANNOUNCE_SPACING_MS.unsigned_abs());
     loop {
         tokio::select! {
             () = requests.notified() => {}
             () = shutdown.cancelled() => return,
         }
+        let requested_at = clock::now_ms();
+        tokio::time::sleep(spacing).await;
+        if state.outbound.announced_at() > requested_at {
+            continue;
+        }
+        state.outbound.mark_announced(clock::now_ms());
         if let Err(error) = queue::announce_queued(&state.store).await {
             tracing::debug!(error = %error, "announcing queued deliveries failed");
         }
-        tokio::time::sleep(ANNOUNCE_SPACING).await;
     }
 }
 

@@ -610,6 +610,16 @@ pub async fn insert_event_once(
     Ok(inserted == 1)
 }
 
+/// An event to store: its id, tenant, type, envelope as sent, and when it was made.
+#[derive(Debug, Clone, Copy)]
+pub struct NewEvent<'a> {
+    pub id: &'a str,
+    pub tenant_id: &'a str,
+    pub event_type: &'a str,
+    pub payload: &'a str,
+    pub created_at: i64,
+}
+
 /// A delivery to queue: its id and endpoint.
 pub struct NewDelivery<'a> {
     pub id: &'a str,
@@ -656,26 +666,34 @@ pub async fn insert_deliveries(
 }
 
 /// Writes an event and its deliveries together, outside any caller transaction: on PostgreSQL
-/// in one statement (one round trip, no explicit transaction), on SQLite in one transaction of
-/// the writer. A delivery whose endpoint was deleted meanwhile fails its foreign key: nothing is
+/// in one statement (one round trip, no explicit transaction; with `announce`, it also notifies
+/// the other nodes), on SQLite in one transaction of the writer. A delivery whose endpoint was deleted meanwhile fails its foreign key: nothing is
 /// written and the answer is [`StoreError::Conflict`], so the caller can plan again.
 pub async fn insert_event_with_deliveries(
     store: &Store,
-    event_id: &str,
-    tenant_id: &str,
-    event_type: &str,
-    payload: &str,
+    event: &NewEvent<'_>,
     deliveries: &[NewDelivery<'_>],
-    now: i64,
+    announce: bool,
 ) -> StoreResult<()> {
+    let NewEvent {
+        id: event_id,
+        tenant_id,
+        event_type,
+        payload,
+        created_at: now,
+    } = *event;
     let written = match store {
         Store::Postgres(pool) => sqlx::query(
+            // The NOTIFY, when asked for, is evaluated once before any row (a one-time filter)
+            // and delivered with this statement's commit.
             "WITH event AS (INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
-               VALUES ($1, $2, $3, $4, $5)) \
+               VALUES ($1, $2, $3, $4, $5)), \
+             announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') WHERE $9) \
              INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
                attempt_count, round_attempts, next_attempt_at, created_at, updated_at) \
              SELECT d.id, $2, d.endpoint_id, $1, $3, d.status, 0, 0, $5, $5, $5 \
-             FROM UNNEST($6::text[], $7::text[], $8::text[]) AS d(id, endpoint_id, status)",
+             FROM UNNEST($6::text[], $7::text[], $8::text[]) AS d(id, endpoint_id, status) \
+             WHERE (SELECT count(*) FROM announced) >= 0",
         )
         .bind(event_id)
         .bind(tenant_id)
@@ -696,6 +714,7 @@ pub async fn insert_event_with_deliveries(
                 })
                 .collect::<Vec<_>>(),
         )
+        .bind(announce)
         .execute(pool)
         .await
         .map(|_| ()),
@@ -959,9 +978,11 @@ pub async fn renew_leases(
         .await?
         .rows_affected(),
         Store::Postgres(pool) => sqlx::query(
+            // Rows locked right now are skipped: the recorder is writing them (their lease ends
+            // with that), and waiting for them while holding others deadlocked with it.
             "UPDATE deliveries SET next_attempt_at = $3 \
-             WHERE id = ANY($1) AND lease_owner = ANY($2) \
-             AND status = 'pending' AND next_attempt_at < $3",
+             WHERE id IN (SELECT id FROM deliveries WHERE id = ANY($1) AND lease_owner = ANY($2) \
+               AND status = 'pending' AND next_attempt_at < $3 FOR UPDATE SKIP LOCKED)",
         )
         .bind(ids)
         .bind(owners)
