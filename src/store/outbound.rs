@@ -1286,117 +1286,32 @@ async fn record_on_postgres<'a>(
     now: i64,
 ) -> StoreResult<(usize, Vec<Counted>, Vec<(&'a str, EndpointTally)>)> {
     let tallies = tallies_of(results.iter());
-    let column = |f: fn(&AttemptResult) -> Option<i64>| results.iter().map(f).collect::<Vec<_>>();
+    let columns = TallyColumns::of(&tallies);
     let rows: Vec<RecordedRow> = sqlx::query_as(sqlx::AssertSqlSafe(POSTGRES_RECORD.as_str()))
-        .bind(
-            results
-                .iter()
-                .map(|r| r.claimed.id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.lease_owner.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| next_status(r.next))
-                .collect::<Vec<_>>(),
-        )
-        .bind(column(|r| match r.next {
+        .bind(each(results, |r| r.claimed.id.as_str()))
+        .bind(each(results, |r| r.lease_owner.as_str()))
+        .bind(each(results, |r| next_status(r.next)))
+        .bind(each(results, |r| match r.next {
             Next::RetryAt(at) => Some(at),
             _ => None,
         }))
-        .bind(column(|r| r.attempt.response_status))
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.error_kind.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| completed_at(r.next, now))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.attempt_number)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.started_at)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.duration_ms)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.url.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.request_headers.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.response_headers.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.response_body.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.error_message.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            results
-                .iter()
-                .map(|r| r.attempt.succeeded)
-                .collect::<Vec<_>>(),
-        )
-        .bind(tallies.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(tallies.iter().map(|(_, t)| t.reset).collect::<Vec<_>>())
-        .bind(
-            tallies
-                .iter()
-                .map(|(_, t)| t.failures_after_last_success)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            tallies
-                .iter()
-                .map(|(_, t)| t.failed_attempts_after_last_success)
-                .collect::<Vec<_>>(),
-        )
+        .bind(each(results, |r| r.attempt.response_status))
+        .bind(each(results, |r| r.attempt.error_kind.as_deref()))
+        .bind(each(results, |r| completed_at(r.next, now)))
+        .bind(each(results, |r| r.attempt.id.as_str()))
+        .bind(each(results, |r| r.attempt.attempt_number))
+        .bind(each(results, |r| r.attempt.started_at))
+        .bind(each(results, |r| r.attempt.duration_ms))
+        .bind(each(results, |r| r.attempt.url.as_str()))
+        .bind(each(results, |r| r.attempt.request_headers.as_str()))
+        .bind(each(results, |r| r.attempt.response_headers.as_deref()))
+        .bind(each(results, |r| r.attempt.response_body.as_deref()))
+        .bind(each(results, |r| r.attempt.error_message.as_deref()))
+        .bind(each(results, |r| r.attempt.succeeded))
+        .bind(columns.ids)
+        .bind(columns.reset)
+        .bind(columns.failures)
+        .bind(columns.attempts)
         .bind(disable_after)
         .bind(i64::try_from(results.len()).unwrap_or(i64::MAX))
         .bind(now)
@@ -1418,26 +1333,47 @@ async fn record_on_postgres<'a>(
     // Rare: some leases passed to another claim. Count only what was written.
     let tallies = tallies_of(results.iter().filter(|r| written.contains(&r.claimed.id)));
     if !tallies.is_empty() {
+        let columns = TallyColumns::of(&tallies);
         counted = sqlx::query_as(sqlx::AssertSqlSafe(POSTGRES_TALLY_UPDATE.as_str()))
-            .bind(tallies.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .bind(tallies.iter().map(|(_, t)| t.reset).collect::<Vec<_>>())
-            .bind(
-                tallies
-                    .iter()
-                    .map(|(_, t)| t.failures_after_last_success)
-                    .collect::<Vec<_>>(),
-            )
-            .bind(
-                tallies
-                    .iter()
-                    .map(|(_, t)| t.failed_attempts_after_last_success)
-                    .collect::<Vec<_>>(),
-            )
+            .bind(columns.ids)
+            .bind(columns.reset)
+            .bind(columns.failures)
+            .bind(columns.attempts)
             .bind(disable_after)
             .fetch_all(pool)
             .await?;
     }
     Ok((written.len(), counted, tallies))
+}
+
+/// One value per result, in order: a column of the arrays PostgreSQL unnests.
+fn each<'a, T>(results: &'a [AttemptResult], value: impl Fn(&'a AttemptResult) -> T) -> Vec<T> {
+    results.iter().map(value).collect()
+}
+
+/// A batch's tallies as the arrays [`TALLY_UPDATE`] reads on PostgreSQL.
+struct TallyColumns<'a> {
+    ids: Vec<&'a str>,
+    reset: Vec<bool>,
+    failures: Vec<i64>,
+    attempts: Vec<i64>,
+}
+
+impl<'a> TallyColumns<'a> {
+    fn of(tallies: &[(&'a str, EndpointTally)]) -> TallyColumns<'a> {
+        TallyColumns {
+            ids: tallies.iter().map(|(id, _)| *id).collect(),
+            reset: tallies.iter().map(|(_, t)| t.reset).collect(),
+            failures: tallies
+                .iter()
+                .map(|(_, t)| t.failures_after_last_success)
+                .collect(),
+            attempts: tallies
+                .iter()
+                .map(|(_, t)| t.failed_attempts_after_last_success)
+                .collect(),
+        }
+    }
 }
 
 fn next_status(next: Next) -> &'static str {
