@@ -1167,7 +1167,9 @@ static POSTGRES_TALLY_UPDATE: LazyLock<String> = LazyLock::new(|| {
 /// A batch of results recorded on PostgreSQL in one statement, so one round trip and no
 /// explicit transaction: the endpoints are locked first, in id order as deactivation does (no
 /// lock-order deadlock with it or another node's recorder); the deliveries whose lease still
-/// holds are updated (a retry whose endpoint was deactivated meanwhile waits paused), their
+/// holds are updated (a retry whose endpoint was deactivated meanwhile waits paused: `active` is
+/// read from the locked rows, the latest committed versions, not from the statement's snapshot,
+/// which predates a deactivation that committed while the statement waited for the lock), their
 /// attempts inserted, and, when every result was written, the endpoints' tallies applied
 /// (`$18`–`$21`, `$22`: `disable_after`, `$23`: how many results). Returns the written ids and
 /// the tallied endpoints.
@@ -1182,7 +1184,7 @@ static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
         "endpoints.id = t.endpoint_id AND (SELECT count(*) FROM written) = $23",
     );
     format!(
-        "WITH locked AS MATERIALIZED (SELECT id FROM endpoints \
+        "WITH locked AS MATERIALIZED (SELECT id, active FROM endpoints \
              WHERE id = ANY($18) ORDER BY id FOR NO KEY UPDATE), \
          v AS MATERIALIZED (SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int8[], \
              $5::int8[], $6::text[], $7::int8[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
@@ -1191,8 +1193,8 @@ static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
              started_at, duration_ms, url, request_headers, response_headers, response_body, \
              error_message, succeeded)), \
          written AS (UPDATE deliveries d SET \
-               status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints e \
-                 WHERE e.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
+               status = CASE WHEN v.status = 'pending' AND NOT (SELECT l.active FROM locked l \
+                 WHERE l.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
                attempt_count = d.attempt_count + 1, round_attempts = d.round_attempts + 1, \
                next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
                last_error_kind = v.kind, updated_at = $24, completed_at = v.completed_at \

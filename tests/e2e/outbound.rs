@@ -1262,6 +1262,89 @@ fn hand_result(
     }
 }
 
+/// A retry recorded while its endpoint is being deactivated waits paused, not pending (which no
+/// claim would ever take while the endpoint is inactive). On PostgreSQL the recorder's statement
+/// can start before the deactivation commits and then wait for the endpoint's lock: what it reads
+/// of the endpoint must be the committed deactivation, not its own older snapshot. The order is
+/// forced with a third transaction that holds the endpoint's row until both are queued behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_recorded_while_its_endpoint_is_deactivated_waits_paused() {
+    let Some(backend) = Backend::postgres_or_skip().await else {
+        return;
+    };
+    let (app, endpoint_id, claimed, now) = claimed_by_hand(backend, 1).await;
+    let hookline::store::Store::Postgres(pool) = &app.store else {
+        unreachable!("a PostgreSQL test")
+    };
+    let mut holder = pool.begin().await.unwrap();
+    let holder_xid: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(&mut *holder)
+        .await
+        .unwrap();
+    sqlx::query("SELECT 1 FROM endpoints WHERE id = $1 FOR UPDATE")
+        .bind(&endpoint_id)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+
+    let deactivation = tokio::spawn({
+        let (store, tenant_id, id) = (
+            app.store.clone(),
+            app.tenant_id.clone(),
+            endpoint_id.clone(),
+        );
+        async move { queue::set_endpoint_active(&store, &tenant_id, &id, false).await }
+    });
+    let waiting_for_the_holder = "SELECT count(*) FROM pg_locks WHERE locktype = 'transactionid' \
+         AND NOT granted AND transactionid::text = $1";
+    eventually(WAIT, "the deactivation to wait for the row", || async {
+        let waiting: i64 = sqlx::query_scalar(waiting_for_the_holder)
+            .bind(&holder_xid)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        (waiting == 1).then_some(())
+    })
+    .await;
+    let recording = tokio::spawn({
+        let store = app.store.clone();
+        let retry = hand_result(&claimed[0], 500, queue::Next::RetryAt(now + 60_000), now);
+        async move { queue::record_results(&store, &[retry], 10).await }
+    });
+    eventually(
+        WAIT,
+        "the recorder to queue behind the deactivation",
+        || async {
+            let queued: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'tuple' AND NOT granted \
+             AND relation = 'endpoints'::regclass",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (queued == 1).then_some(())
+        },
+    )
+    .await;
+    holder.commit().await.unwrap();
+
+    assert!(!deactivation.await.unwrap().unwrap().active);
+    let recorded = recording.await.unwrap().unwrap();
+    assert_eq!(recorded.written, 1, "{recorded:?}");
+    let delivery = queue::get_delivery(&app.store, &app.tenant_id, &claimed[0].id)
+        .await
+        .unwrap();
+    assert_eq!(delivery.status, "paused", "{delivery:?}");
+    assert_eq!(delivery.attempt_count, 1);
+    assert_eq!(
+        deliveries_of(&app, &endpoint_id, "?status=paused")
+            .await
+            .len(),
+        1,
+        "listed as held"
+    );
+}
+
 on_both_backends!(a_rate_limit_spaces_deliveries_without_slowing_other_endpoints);
 
 /// SPEC §3.4: at 5 per second, 50 queued deliveries take at least 9 s, none fails, and another
