@@ -71,6 +71,15 @@ struct Args {
     /// loaded) statements per delivery.
     #[arg(long)]
     costs: bool,
+    /// Drive a running Svix server (its API base URL, e.g. `http://127.0.0.1:8071`) instead of
+    /// Hookline, with the same receivers, publishers and measurements, for a side-by-side
+    /// comparison: one application, `--endpoints` endpoints, messages of type `bench.event`.
+    /// The server must allow loopback endpoints (`whitelist_subnets`).
+    #[arg(long)]
+    svix_url: Option<String>,
+    /// The Svix API token (a JWT from `svix-server jwt generate`); default: `$SVIX_TOKEN`.
+    #[arg(long, env = "SVIX_TOKEN", hide_env_values = true)]
+    svix_token: Option<String>,
     /// Internal: run the bare handler and print its address.
     #[arg(long, hide = true)]
     bare_server: bool,
@@ -611,11 +620,27 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[index] as f64 / 1000.0
 }
 
-async fn publish_one(client: &reqwest::Client, server_url: &str, token: &str, n: u64) {
-    let body = json!({"type": "bench.event", "data": {"sent_at_us": micros_now(), "n": n}});
-    let response = client
-        .post(format!("{server_url}/api/events"))
-        .bearer_auth(token)
+/// Where events are published: Hookline's API, or a Svix server's for comparison.
+#[derive(Clone)]
+struct Publisher {
+    client: reqwest::Client,
+    /// The full URL a publish is POSTed to.
+    url: String,
+    token: String,
+    svix: bool,
+}
+
+async fn publish_one(publisher: &Publisher, n: u64) {
+    let data = json!({"sent_at_us": micros_now(), "n": n});
+    let body = if publisher.svix {
+        json!({"eventType": "bench.event", "payload": data})
+    } else {
+        json!({"type": "bench.event", "data": data})
+    };
+    let response = publisher
+        .client
+        .post(&publisher.url)
+        .bearer_auth(&publisher.token)
         .json(&body)
         .send()
         .await
@@ -626,6 +651,142 @@ async fn publish_one(client: &reqwest::Client, server_url: &str, token: &str, n:
         "{}",
         response.text().await.unwrap_or_default()
     );
+}
+
+/// Publishes `--rate` events per second for `--seconds`, or `--backlog`/`--events` as fast as
+/// `--publishers` concurrent publishers go; returns how many and when publishing started.
+async fn publish_all(args: &Args, publisher: &Publisher) -> (u64, Instant) {
+    if let Some(rate) = args.rate {
+        let total = rate * args.seconds;
+        let started = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / rate as f64);
+        let mut tasks = Vec::with_capacity(total as usize);
+        for n in 0..total {
+            let due = started + interval.mul_f64(n as f64);
+            tokio::time::sleep_until(due.into()).await;
+            let publisher = publisher.clone();
+            tasks.push(tokio::spawn(
+                async move { publish_one(&publisher, n).await },
+            ));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        return (total, started);
+    }
+    let total = args.backlog.unwrap_or(args.events);
+    let next = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let publishers: Vec<_> = (0..args.publishers)
+        .map(|_| {
+            let (publisher, next) = (publisher.clone(), next.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    publish_one(&publisher, n).await;
+                }
+            })
+        })
+        .collect();
+    for publisher in publishers {
+        publisher.await.unwrap();
+    }
+    (total, started)
+}
+
+/// The same measurement against a Svix server (`--svix-url`): an application, one endpoint per
+/// receiver, then messages published and received exactly as Hookline's events are.
+async fn run_svix(args: &Args, svix_url: &str, receiver_urls: &[String], received: &Received) {
+    let token = args
+        .svix_token
+        .clone()
+        .expect("--svix-token or SVIX_TOKEN (svix-server jwt generate)");
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let create = |path: String, body: serde_json::Value| {
+        let request = client
+            .post(format!("{svix_url}{path}"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("Svix answers");
+            let status = response.status();
+            let created: serde_json::Value = response.json().await.unwrap_or_default();
+            assert!(status.is_success(), "Svix {path}: {status} {created}");
+            created
+        }
+    };
+    let app = create(
+        "/api/v1/app/".to_owned(),
+        json!({"name": format!("bench-{}", uuid::Uuid::new_v4().simple())}),
+    )
+    .await;
+    let app_id = app["id"].as_str().expect("an application id").to_owned();
+    for url in receiver_urls {
+        create(
+            format!("/api/v1/app/{app_id}/endpoint/"),
+            json!({"url": url, "version": 1}),
+        )
+        .await;
+    }
+    let publisher = Publisher {
+        client: client.clone(),
+        url: format!("{svix_url}/api/v1/app/{app_id}/msg/"),
+        token: token.clone(),
+        svix: true,
+    };
+    let (published, started) = publish_all(args, &publisher).await;
+    let expected = published * args.endpoints as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while received.count.load(Ordering::Relaxed) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    if report(args, "svix", published, received, expected, elapsed, 0) < expected {
+        std::process::exit(1);
+    }
+}
+
+/// The result line every run prints (`bench/compare-outbound` reads `deliveries/s=`); returns
+/// how many deliveries arrived.
+fn report(
+    args: &Args,
+    backend: &str,
+    published: u64,
+    received: &Received,
+    expected: u64,
+    elapsed: f64,
+    rss_kib: u64,
+) -> u64 {
+    let delivered = received.count.load(Ordering::Relaxed);
+    let mut latencies = received.latencies_us.lock().unwrap().clone();
+    latencies.sort_unstable();
+    println!(
+        "backend={} endpoints={} mode={} events={} delivered={}/{} elapsed={:.2}s deliveries/s={:.0} \
+         p50={:.1}ms p95={:.1}ms p99={:.1}ms peak_rss={}MiB",
+        backend,
+        args.endpoints,
+        match (args.rate, args.backlog) {
+            (Some(rate), _) => format!("rate{rate}/s"),
+            (_, Some(_)) => "backlog-drain".to_owned(),
+            _ => "max".to_owned(),
+        },
+        published,
+        delivered,
+        expected,
+        elapsed,
+        delivered as f64 / elapsed,
+        percentile(&latencies, 0.50),
+        percentile(&latencies, 0.95),
+        percentile(&latencies, 0.99),
+        rss_kib / 1024,
+    );
+    if delivered < expected {
+        eprintln!("only {delivered} of {expected} deliveries arrived within the time limit");
+    }
+    delivered
 }
 
 /// The bare ceiling: an axum handler that reads the body and answers 200.
@@ -902,6 +1063,11 @@ async fn main() {
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
 
+    if let Some(svix_url) = &args.svix_url {
+        assert!(args.backlog.is_none(), "--backlog is Hookline's alone");
+        run_svix(&args, svix_url, &receiver_urls, &received).await;
+        return;
+    }
     let first_role = if args.backlog.is_some() { "api" } else { "all" };
     let mut server = start_server(&args, &database_url, first_role, &master_key).await;
     hookline::outbound::client::install_crypto_provider();
@@ -936,55 +1102,13 @@ async fn main() {
     } else {
         None
     };
-    let (published, started) = if let Some(rate) = args.rate {
-        let total = rate * args.seconds;
-        let started = Instant::now();
-        let interval = Duration::from_secs_f64(1.0 / rate as f64);
-        let mut tasks = Vec::with_capacity(total as usize);
-        for n in 0..total {
-            let due = started + interval.mul_f64(n as f64);
-            tokio::time::sleep_until(due.into()).await;
-            let (client, url, token) = (
-                client.clone(),
-                server.base_url.clone(),
-                server.token.clone(),
-            );
-            tasks.push(tokio::spawn(async move {
-                publish_one(&client, &url, &token, n).await
-            }));
-        }
-        for task in tasks {
-            task.await.unwrap();
-        }
-        (total, started)
-    } else {
-        let total = args.backlog.unwrap_or(args.events);
-        let next = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let publishers: Vec<_> = (0..args.publishers)
-            .map(|_| {
-                let (client, url, token, next) = (
-                    client.clone(),
-                    server.base_url.clone(),
-                    server.token.clone(),
-                    next.clone(),
-                );
-                tokio::spawn(async move {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= total {
-                            break;
-                        }
-                        publish_one(&client, &url, &token, n).await;
-                    }
-                })
-            })
-            .collect();
-        for publisher in publishers {
-            publisher.await.unwrap();
-        }
-        (total, started)
+    let publisher = Publisher {
+        client: client.clone(),
+        url: format!("{}/api/events", server.base_url),
+        token: server.token.clone(),
+        svix: false,
     };
+    let (published, started) = publish_all(&args, &publisher).await;
     let publish_secs = started.elapsed().as_secs_f64();
     eprintln!(
         "published {published} events in {publish_secs:.2} s ({:.0}/s)",
@@ -1023,29 +1147,15 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let delivered = received.count.load(Ordering::Relaxed);
-    let mut latencies = received.latencies_us.lock().unwrap().clone();
-    latencies.sort_unstable();
     let rss = peak_rss_kib(pid).unwrap_or(0);
-    println!(
-        "backend={} endpoints={} mode={} events={} delivered={}/{} elapsed={:.2}s deliveries/s={:.0} \
-         p50={:.1}ms p95={:.1}ms p99={:.1}ms peak_rss={}MiB",
-        args.backend,
-        args.endpoints,
-        match (args.rate, args.backlog) {
-            (Some(rate), _) => format!("rate{rate}/s"),
-            (_, Some(_)) => "backlog-drain".to_owned(),
-            _ => "max".to_owned(),
-        },
+    let delivered = report(
+        &args,
+        &args.backend,
         published,
-        delivered,
+        &received,
         expected,
         elapsed,
-        delivered as f64 / elapsed,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.95),
-        percentile(&latencies, 0.99),
-        rss / 1024,
+        rss,
     );
     if !drain_rss.is_empty() {
         println!(
@@ -1082,7 +1192,6 @@ async fn main() {
         eprintln!("kept the PostgreSQL schema {schema}");
     }
     if delivered < expected {
-        eprintln!("only {delivered} of {expected} deliveries arrived within the time limit");
         std::process::exit(1);
     }
 }
