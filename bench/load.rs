@@ -1063,6 +1063,7 @@ async fn main() {
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
 
+    hookline::outbound::client::install_crypto_provider();
     if let Some(svix_url) = &args.svix_url {
         assert!(args.backlog.is_none(), "--backlog is Hookline's alone");
         run_svix(&args, svix_url, &receiver_urls, &received).await;
@@ -1070,7 +1071,6 @@ async fn main() {
     }
     let first_role = if args.backlog.is_some() { "api" } else { "all" };
     let mut server = start_server(&args, &database_url, first_role, &master_key).await;
-    hookline::outbound::client::install_crypto_provider();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let setup = |path: &str, body: serde_json::Value| {
         client

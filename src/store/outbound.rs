@@ -1,9 +1,12 @@
 //! Outbound webhooks in the store: custom event types, endpoints, events, the delivery queue with
 //! leases, attempt history, and idempotency keys.
 //!
-//! The queue is the `deliveries` table. A claim pushes a due row's `next_attempt_at` to the end of
-//! its lease and stamps it with the claimer's `lease_owner`; a result is written only where that
-//! stamp is still in place, and a lease that runs out simply makes the row due again.
+//! The queue is the `deliveries` table. A claim stamps a due row with the claimer's `lease_owner`
+//! and the end of its lease, `lease_until`; a result is written only where that stamp is still in
+//! place, and a lease that runs out simply makes the row due again. The lease lives in columns no
+//! index holds, so on PostgreSQL a claim (and a renewal) rewrites the row in place, a HOT update
+//! that adds no index entries; the price is that a claim's scan of the due index steps over the
+//! rows in flight, whose `next_attempt_at` stays where it was.
 
 use std::sync::LazyLock;
 
@@ -96,7 +99,8 @@ pub(crate) use endpoint_columns;
 macro_rules! delivery_columns {
     () => {
         "id, tenant_id, endpoint_id, event_id, event_type, status, attempt_count, round_attempts, \
-         next_attempt_at, last_status_code, last_error_kind, created_at, updated_at, completed_at"
+         COALESCE(lease_until, next_attempt_at) AS next_attempt_at, last_status_code, \
+         last_error_kind, created_at, updated_at, completed_at"
     };
 }
 
@@ -459,7 +463,8 @@ pub async fn set_endpoint_active(
         if active {
             sqlx::query(
                 "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
-                 lease_owner = NULL, updated_at = $2 WHERE endpoint_id = $1 AND status = 'paused'",
+                 lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                 WHERE endpoint_id = $1 AND status = 'paused'",
             )
             .bind(id)
             .bind(now)
@@ -469,9 +474,9 @@ pub async fn set_endpoint_active(
             // Deliveries in flight (leased) keep their lease: their results are recorded, and a
             // retry of one of them is paused then.
             sqlx::query(
-                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, updated_at = $2 \
-                 WHERE endpoint_id = $1 AND status = 'pending' \
-                 AND (lease_owner IS NULL OR next_attempt_at <= $2)",
+                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
+                 updated_at = $2 WHERE endpoint_id = $1 AND status = 'pending' \
+                 AND (lease_until IS NULL OR lease_until <= $2)",
             )
             .bind(id)
             .bind(now)
@@ -819,9 +824,10 @@ async fn claim_oldest(
     Ok(match store {
         Store::Sqlite(sqlite) => {
             sqlx::query_as::<_, Claimed>(
-                "UPDATE deliveries SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                "UPDATE deliveries SET lease_until = $2, lease_owner = $3, updated_at = $1 \
                  WHERE id IN (SELECT id FROM (SELECT id, endpoint_id, next_attempt_at \
                      FROM deliveries WHERE status = 'pending' AND next_attempt_at <= $1 \
+                     AND (lease_until IS NULL OR lease_until <= $1) \
                      ORDER BY next_attempt_at LIMIT $6) \
                    WHERE endpoint_id NOT IN (SELECT value FROM json_each($5)) \
                    AND endpoint_id IN (SELECT id FROM endpoints WHERE active) \
@@ -845,13 +851,15 @@ async fn claim_oldest(
                 "WITH due AS (SELECT id FROM deliveries WHERE id = ANY(ARRAY( \
                      SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
                          WHERE status = 'pending' AND next_attempt_at <= $1 \
+                         AND (lease_until IS NULL OR lease_until <= $1) \
                          ORDER BY next_attempt_at LIMIT $6) c \
                      WHERE NOT (c.endpoint_id = ANY($5)) \
                      AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = c.endpoint_id AND e.active) \
                      ORDER BY c.next_attempt_at LIMIT $4)) \
                    AND status = 'pending' AND next_attempt_at <= $1 \
+                   AND (lease_until IS NULL OR lease_until <= $1) \
                    FOR UPDATE SKIP LOCKED) \
-                 UPDATE deliveries d SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                 UPDATE deliveries d SET lease_until = $2, lease_owner = $3, updated_at = $1 \
                  FROM due WHERE d.id = due.id \
                  RETURNING d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
                  d.attempt_count, d.round_attempts",
@@ -876,10 +884,11 @@ async fn claim_per_endpoint(
     Ok(match store {
         Store::Sqlite(sqlite) => {
             sqlx::query_as::<_, Claimed>(
-                "UPDATE deliveries SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                "UPDATE deliveries SET lease_until = $2, lease_owner = $3, updated_at = $1 \
                  WHERE id IN (SELECT d.id FROM endpoints e JOIN deliveries d ON d.id IN \
                      (SELECT x.id FROM deliveries x WHERE x.endpoint_id = e.id \
                       AND x.status = 'pending' AND x.next_attempt_at <= $1 \
+                      AND (x.lease_until IS NULL OR x.lease_until <= $1) \
                       ORDER BY x.next_attempt_at LIMIT $6) \
                    WHERE e.active AND e.id NOT IN (SELECT value FROM json_each($5)) LIMIT $4) \
                  RETURNING id, tenant_id, endpoint_id, event_id, event_type, attempt_count, \
@@ -896,14 +905,18 @@ async fn claim_per_endpoint(
         }
         Store::Postgres(pool) => {
             sqlx::query_as::<_, Claimed>(
-                // `status || ''` keeps the planner on the per-endpoint index: the partial
-                // queue-wide index would also match, and walks every due row of other endpoints.
+                // `status || ''` keeps the planner on the per-endpoint index, whose predicate
+                // (`status IN ('pending', 'paused')`) is named as such: the queue-wide index
+                // (`status = 'pending'`) would also match a plain test, and walks every due row
+                // of other endpoints.
                 "WITH due AS (SELECT d.id FROM endpoints e CROSS JOIN LATERAL \
                      (SELECT x.id FROM deliveries x WHERE x.endpoint_id = e.id \
-                      AND x.status || '' = 'pending' AND x.next_attempt_at <= $1 \
+                      AND x.status IN ('pending', 'paused') AND x.status || '' = 'pending' \
+                      AND x.next_attempt_at <= $1 \
+                      AND (x.lease_until IS NULL OR x.lease_until <= $1) \
                       ORDER BY x.next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED) d \
                    WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4) \
-                 UPDATE deliveries dd SET next_attempt_at = $2, lease_owner = $3, updated_at = $1 \
+                 UPDATE deliveries dd SET lease_until = $2, lease_owner = $3, updated_at = $1 \
                  FROM due WHERE dd.id = due.id \
                  RETURNING dd.id, dd.tenant_id, dd.endpoint_id, dd.event_id, dd.event_type, \
                  dd.attempt_count, dd.round_attempts",
@@ -931,7 +944,8 @@ pub async fn release(
     let now = clock::now_ms();
     Ok(match store {
         Store::Sqlite(sqlite) => sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, updated_at = $4 \
+            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $4 \
              WHERE id IN (SELECT value FROM json_each($1)) AND lease_owner = $2 \
              AND status = 'pending'",
         )
@@ -943,7 +957,8 @@ pub async fn release(
         .await?
         .rows_affected(),
         Store::Postgres(pool) => sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, updated_at = $4 \
+            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
+             updated_at = $4 \
              WHERE id = ANY($1) AND lease_owner = $2 AND status = 'pending'",
         )
         .bind(ids)
@@ -966,10 +981,10 @@ pub async fn renew_leases(
 ) -> StoreResult<u64> {
     Ok(match store {
         Store::Sqlite(sqlite) => sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $3 \
+            "UPDATE deliveries SET lease_until = $3 \
              WHERE id IN (SELECT value FROM json_each($1)) \
              AND lease_owner IN (SELECT value FROM json_each($2)) \
-             AND status = 'pending' AND next_attempt_at < $3",
+             AND status = 'pending' AND lease_until < $3",
         )
         .bind(serde_json::to_string(ids).expect("strings serialise"))
         .bind(serde_json::to_string(owners).expect("strings serialise"))
@@ -980,9 +995,9 @@ pub async fn renew_leases(
         Store::Postgres(pool) => sqlx::query(
             // Rows locked right now are skipped: the recorder is writing them (their lease ends
             // with that), and waiting for them while holding others deadlocked with it.
-            "UPDATE deliveries SET next_attempt_at = $3 \
+            "UPDATE deliveries SET lease_until = $3 \
              WHERE id IN (SELECT id FROM deliveries WHERE id = ANY($1) AND lease_owner = ANY($2) \
-               AND status = 'pending' AND next_attempt_at < $3 FOR UPDATE SKIP LOCKED)",
+               AND status = 'pending' AND lease_until < $3 FOR UPDATE SKIP LOCKED)",
         )
         .bind(ids)
         .bind(owners)
@@ -1196,8 +1211,9 @@ static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
                status = CASE WHEN v.status = 'pending' AND NOT (SELECT l.active FROM locked l \
                  WHERE l.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
                attempt_count = d.attempt_count + 1, round_attempts = d.round_attempts + 1, \
-               next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
-               last_error_kind = v.kind, updated_at = $24, completed_at = v.completed_at \
+               next_attempt_at = v.next_at, lease_owner = NULL, lease_until = NULL, \
+               last_status_code = v.code, last_error_kind = v.kind, updated_at = $24, \
+               completed_at = v.completed_at \
              FROM v WHERE (SELECT count(*) FROM locked) >= 0 AND d.id = ANY($1) AND d.id = v.id \
                AND d.lease_owner = v.owner AND d.status = 'pending' \
              RETURNING d.id), \
@@ -1436,8 +1452,9 @@ async fn record_on_sqlite<'a>(
            status = CASE WHEN v.status = 'pending' AND NOT (SELECT active FROM endpoints \
              WHERE endpoints.id = deliveries.endpoint_id) THEN 'paused' ELSE v.status END, \
            attempt_count = attempt_count + 1, round_attempts = round_attempts + 1, \
-           next_attempt_at = v.next_at, lease_owner = NULL, last_status_code = v.code, \
-           last_error_kind = v.kind, updated_at = $2, completed_at = v.completed_at \
+           next_attempt_at = v.next_at, lease_owner = NULL, lease_until = NULL, \
+           last_status_code = v.code, last_error_kind = v.kind, updated_at = $2, \
+           completed_at = v.completed_at \
          FROM (SELECT json_extract(value, '$.id') AS id, json_extract(value, '$.owner') AS owner, \
                  json_extract(value, '$.status') AS status, json_extract(value, '$.next_at') AS next_at, \
                  json_extract(value, '$.code') AS code, json_extract(value, '$.kind') AS kind, \
@@ -1619,8 +1636,8 @@ pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreR
     for id in ids {
         dispatch_write!(store, pool => {
             sqlx::query(
-                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, updated_at = $3 \
-                 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
+                 updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
             )
             .bind(id)
             .bind(owner)
@@ -1713,7 +1730,8 @@ pub async fn redeliver(store: &Store, tenant_id: &str, id: &str) -> StoreResult<
             "UPDATE deliveries SET \
                status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
                  deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
-               round_attempts = 0, next_attempt_at = $3, lease_owner = NULL, updated_at = $3, \
+               round_attempts = 0, next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
+               updated_at = $3, \
                completed_at = NULL \
              WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed')",
         )
@@ -1749,7 +1767,8 @@ pub async fn recover(
             "UPDATE deliveries SET \
                status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
                  deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
-               round_attempts = 0, next_attempt_at = $4, lease_owner = NULL, updated_at = $4, \
+               round_attempts = 0, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, \
+               updated_at = $4, \
                completed_at = NULL \
              WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
         )
@@ -1767,7 +1786,8 @@ pub async fn recover(
 pub async fn queue_stats(store: &Store, now: i64) -> StoreResult<(i64, Option<i64>)> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, (i64, Option<i64>)>(
-            "SELECT COUNT(*), MIN(CASE WHEN next_attempt_at <= $1 THEN next_attempt_at END) \
+            "SELECT COUNT(*), MIN(CASE WHEN COALESCE(lease_until, next_attempt_at) <= $1 \
+               THEN COALESCE(lease_until, next_attempt_at) END) \
              FROM deliveries WHERE status = 'pending'",
         )
         .bind(now)

@@ -48,7 +48,7 @@ async fn leased_deliveries(app: &TestApp) -> BTreeSet<String> {
     let rows: Vec<String> = match &app.store {
         hookline::store::Store::Sqlite(sqlite) => sqlx::query_scalar(
             "SELECT id FROM deliveries WHERE status = 'pending' AND lease_owner IS NOT NULL \
-             AND next_attempt_at > $1",
+             AND lease_until > $1",
         )
         .bind(now)
         .fetch_all(&sqlite.writer)
@@ -56,7 +56,7 @@ async fn leased_deliveries(app: &TestApp) -> BTreeSet<String> {
         .unwrap(),
         hookline::store::Store::Postgres(pool) => sqlx::query_scalar(
             "SELECT id FROM deliveries WHERE status = 'pending' AND lease_owner IS NOT NULL \
-             AND next_attempt_at > $1",
+             AND lease_until > $1",
         )
         .bind(now)
         .fetch_all(pool)
