@@ -193,16 +193,29 @@ async fn validate_event(
     event_type: &str,
     data: &Value,
 ) -> ApiResult<()> {
-    let verdict = match event_types::validate_built_in(event_type, data) {
-        Some(verdict) => verdict,
-        None => {
-            let Some(custom) = queue::get_event_type(&state.store, tenant_id, event_type).await?
-            else {
-                return Err(ApiError::Unprocessable(format!(
-                    "unknown event type `{event_type}`: register it with POST /api/event-types"
-                )));
-            };
+    let registered = match event_types::built_in(event_type) {
+        Some(_) => None,
+        None => queue::get_event_type(&state.store, tenant_id, event_type).await?,
+    };
+    check_event(state, event_type, registered.as_ref(), data)
+}
+
+/// Checks `data` against a built-in `event_type`, or against the tenant's `registered` type.
+fn check_event(
+    state: &AppState,
+    event_type: &str,
+    registered: Option<&queue::EventType>,
+    data: &Value,
+) -> ApiResult<()> {
+    let verdict = match (event_types::validate_built_in(event_type, data), registered) {
+        (Some(verdict), _) => verdict,
+        (None, Some(custom)) => {
             event_types::validate_custom(&state.outbound.schemas, &custom.schema, data)
+        }
+        (None, None) => {
+            return Err(ApiError::Unprocessable(format!(
+                "unknown event type `{event_type}`: register it with POST /api/event-types"
+            )));
         }
     };
     verdict.map_err(|error| ApiError::Unprocessable(error.to_string()))
@@ -247,15 +260,20 @@ async fn publish_event(
     ApiJson(input): ApiJson<PublishEvent>,
 ) -> ApiResult<Response> {
     let tenant_id = &principal.tenant_id;
-    validate_event(&state, tenant_id, &input.event_type, &input.data).await?;
-    let Some(key) = idempotency_key(&headers)? else {
-        // Nothing else to write with it: the event goes in on its own, in fewer round trips.
+    let key = idempotency_key(&headers);
+    if let Ok(None) = key {
+        // Nothing else to write with it: the event goes in on its own, in fewer round trips
+        // (its type and the endpoints read together, then one write).
+        let (registered, endpoints) =
+            queue::publish_plan(&state.store, tenant_id, &input.event_type).await?;
+        check_event(&state, &input.event_type, registered.as_ref(), &input.data)?;
         let announce = state.outbound.take_announcement();
         let published = super::publish(
             &state.store,
             tenant_id,
             &input.event_type,
             &input.data,
+            endpoints,
             announce,
         )
         .await?;
@@ -270,6 +288,10 @@ async fn publish_event(
             deliveries: published.delivery_ids.len(),
         };
         return Ok((StatusCode::ACCEPTED, Json(out)).into_response());
+    }
+    validate_event(&state, tenant_id, &input.event_type, &input.data).await?;
+    let Some(key) = key? else {
+        unreachable!("a request without Idempotency-Key was published above")
     };
     let request_hash =
         crate::crypto::sha256_hex(&json!([input.event_type, input.data]).to_string());

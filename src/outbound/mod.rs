@@ -241,27 +241,31 @@ pub async fn enqueue(
     })
 }
 
-/// Publishes an event to its subscribers on its own, with no transaction of the caller's: the
-/// subscribers are read first, then the event and its deliveries are written together (on
+/// Publishes an event to its subscribers on its own, with no transaction of the caller's:
+/// `endpoints` are the tenant's webhook endpoints as the caller just read them (with the event
+/// type, [`queue::publish_plan`]); the event and its deliveries are written together (on
 /// PostgreSQL in one statement, with the NOTIFY to other nodes when `announce`). Fewer round
-/// trips than [`enqueue`]; an endpoint deleted in between fails the write, which is then planned
-/// again without it. Call [`Outbound::wake_local`] after it when it announced, else
+/// trips than [`enqueue`]; an endpoint deleted since fails the write, which is then planned
+/// again from the endpoints read anew. Call [`Outbound::wake_local`] after it when it announced, else
 /// [`Outbound::wake`].
 pub async fn publish(
     store: &Store,
     tenant_id: &str,
     event_type: &str,
     data: &Value,
+    endpoints: Vec<Endpoint>,
     announce: bool,
 ) -> StoreResult<Published> {
     let event = new_event(tenant_id, event_type, data);
+    let mut endpoints = Some(endpoints);
     let mut tries = 0;
     loop {
         tries += 1;
-        let targets = subscribers(
-            queue::webhook_endpoints(store, tenant_id).await?,
-            event_type,
-        );
+        let endpoints = match endpoints.take() {
+            Some(read) => read,
+            None => queue::webhook_endpoints(store, tenant_id).await?,
+        };
+        let targets = subscribers(endpoints, event_type);
         let delivery_ids = delivery_ids_for(&targets);
         let deliveries = new_deliveries(&targets, &delivery_ids);
         let row = queue::NewEvent {

@@ -498,6 +498,57 @@ const WEBHOOK_ENDPOINTS: &str = concat!(
     " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook'"
 );
 
+/// What a publish reads, in one statement: the tenant's registration of the event type (the
+/// schema only on the first row, so a large schema is not repeated per endpoint), then its webhook
+/// endpoints, active or not, one per row (none: one row without an endpoint).
+const PUBLISH_PLAN: &str = concat!(
+    "SELECT t.name AS type_name, t.description AS type_description, \
+       CASE WHEN ROW_NUMBER() OVER () = 1 THEN t.schema END AS type_schema, \
+       t.created_at AS type_created_at, e.* \
+     FROM (SELECT 1 AS one) AS o \
+     LEFT JOIN event_types t ON t.tenant_id = $1 AND t.name = $2 \
+     LEFT JOIN (SELECT ",
+    endpoint_columns!(),
+    " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook') AS e ON true"
+);
+
+/// What publishing `event_type` for a tenant needs, in one round trip: the tenant's registration
+/// of the type (`None` when it registered none by that name, as for a built-in type) and its
+/// webhook endpoints, active or not.
+pub async fn publish_plan(
+    store: &Store,
+    tenant_id: &str,
+    event_type: &str,
+) -> StoreResult<(Option<EventType>, Vec<Endpoint>)> {
+    use sqlx::Row;
+    Ok(dispatch!(store, pool => {
+        let mut registered = None;
+        let mut endpoints = Vec::new();
+        let rows = sqlx::query(PUBLISH_PLAN)
+            .bind(tenant_id)
+            .bind(event_type)
+            .fetch_all(pool)
+            .await?;
+        for row in &rows {
+            if let (Some(name), Some(schema)) = (
+                row.try_get::<Option<String>, _>("type_name")?,
+                row.try_get::<Option<String>, _>("type_schema")?,
+            ) {
+                registered = Some(EventType {
+                    name,
+                    description: row.try_get("type_description")?,
+                    schema,
+                    created_at: row.try_get("type_created_at")?,
+                });
+            }
+            if row.try_get::<Option<String>, _>("id")?.is_some() {
+                endpoints.push(Endpoint::from_row(row)?);
+            }
+        }
+        (registered, endpoints)
+    }))
+}
+
 /// A tenant's webhook endpoints, active or not, read outside any transaction (see
 /// [`webhook_endpoints_in`]).
 pub async fn webhook_endpoints(store: &Store, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
