@@ -48,6 +48,7 @@ pub fn spawn(state: &AppState, tracker: &TaskTracker, shutdown: &CancellationTok
             state.outbound.wake_handle(),
             shutdown.clone(),
         ));
+        tracker.spawn(refresh_statistics(state.clone(), shutdown.clone()));
     }
     tracker.spawn(report_queue(state.clone(), shutdown.clone()));
     tracker.spawn(prune(state.clone(), shutdown.clone()));
@@ -900,6 +901,28 @@ async fn report_queue(state: AppState, shutdown: CancellationToken) {
         wait = report_pause(started.elapsed());
     }
 }
+
+/// Keeps PostgreSQL's statistics of the queue current. A burst of publishes grows the queue far
+/// faster than autovacuum looks at it (once a minute, and never where it is turned off), and a
+/// claim planned from statistics of a small queue reads all of a large one: 0.4 s per claim with
+/// 870,000 due, a 1,000,000-delivery drain at 1,250/s instead of 10,400/s once analysed.
+async fn refresh_statistics(state: AppState, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(STATISTICS_CHECK_EVERY) => {}
+            () = shutdown.cancelled() => return,
+        }
+        match queue::refresh_queue_statistics(&state.store).await {
+            Ok(true) => tracing::debug!("queue statistics refreshed"),
+            Ok(false) => {}
+            Err(error) => tracing::debug!(error = %error, "refreshing queue statistics failed"),
+        }
+    }
+}
+
+/// How often a worker looks at how much of the queue changed since its statistics were taken
+/// (one cheap read of the table's counters).
+const STATISTICS_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the queue gauges are refreshed while counting is cheap.
 const QUEUE_REPORT_EVERY: Duration = Duration::from_secs(5);

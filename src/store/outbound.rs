@@ -1842,6 +1842,43 @@ pub async fn recover(
     }))
 }
 
+/// Below this many rows changed, the queue's statistics are never refreshed by Hookline.
+const STATISTICS_MIN_CHANGES: i64 = 1_000;
+/// Nodes refreshing the queue's statistics take turns on this advisory lock.
+const STATISTICS_LOCK: i64 = 0x686b_6c5f_7374_6174;
+
+/// On PostgreSQL, analyses the `deliveries` table when at least a fifth of its rows (and at least
+/// [`STATISTICS_MIN_CHANGES`]) changed since its statistics were last taken; one node at a time,
+/// the others skip. Returns whether it analysed. Nothing on SQLite, whose claims follow the queue
+/// index whatever its statistics.
+pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
+    let Store::Postgres(pool) = store else {
+        return Ok(false);
+    };
+    let counts: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables \
+         WHERE relid = 'deliveries'::regclass",
+    )
+    .fetch_optional(pool)
+    .await?;
+    let Some((changed, live)) = counts else {
+        return Ok(false);
+    };
+    if changed < STATISTICS_MIN_CHANGES || changed < live / 5 {
+        return Ok(false);
+    }
+    let mut tx = pool.begin().await?;
+    let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(STATISTICS_LOCK)
+        .fetch_one(&mut *tx)
+        .await?;
+    if ours {
+        sqlx::query("ANALYZE deliveries").execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(ours)
+}
+
 /// Pending deliveries, and the due time of the oldest one that is due.
 pub async fn queue_stats(store: &Store, now: i64) -> StoreResult<(i64, Option<i64>)> {
     Ok(dispatch!(store, pool => {

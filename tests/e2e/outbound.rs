@@ -1345,6 +1345,63 @@ async fn a_retry_recorded_while_its_endpoint_is_deactivated_waits_paused() {
     );
 }
 
+/// A burst of publishes leaves PostgreSQL without statistics of the queue (autovacuum looks once a
+/// minute, or never), and claims planned without them read the whole queue: a worker analyses
+/// the table once a fifth of it changed, and not again until it changes again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_statistics_follow_a_burst_on_postgres() {
+    let Some(backend) = Backend::postgres_or_skip().await else {
+        return;
+    };
+    let app = outbound_app(backend, |config| config.role = hookline::config::Role::Api).await;
+    let hookline::store::Store::Postgres(pool) = &app.store else {
+        unreachable!("a PostgreSQL test")
+    };
+    create_type(&app, "invoice.paid").await;
+    assert!(
+        !queue::refresh_queue_statistics(&app.store).await.unwrap(),
+        "nothing changed yet"
+    );
+    for _ in 0..10 {
+        create_endpoint(&app, "http://127.0.0.1:9/", None).await;
+    }
+    for n in 0..110 {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("in_{n}"), "amount": n}),
+        )
+        .await;
+    }
+    eventually(WAIT, "the burst's statistics to be taken", || async {
+        queue::refresh_queue_statistics(&app.store)
+            .await
+            .unwrap()
+            .then_some(())
+    })
+    .await;
+    let analysed: Option<i64> = sqlx::query_scalar(
+        "SELECT n_mod_since_analyze FROM pg_stat_user_tables \
+         WHERE relid = 'deliveries'::regclass AND last_analyze IS NOT NULL",
+    )
+    .fetch_optional(pool)
+    .await
+    .unwrap();
+    assert!(analysed.is_some(), "deliveries was analysed");
+    let columns: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stats WHERE schemaname = current_schema() \
+         AND tablename = 'deliveries'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(columns > 0, "the planner has statistics of the queue");
+    assert!(
+        !queue::refresh_queue_statistics(&app.store).await.unwrap(),
+        "not again while nothing changed"
+    );
+}
+
 on_both_backends!(a_rate_limit_spaces_deliveries_without_slowing_other_endpoints);
 
 /// SPEC §3.4: at 5 per second, 50 queued deliveries take at least 9 s, none fails, and another
