@@ -1347,7 +1347,7 @@ async fn a_retry_recorded_while_its_endpoint_is_deactivated_waits_paused() {
 
 /// A burst of publishes leaves PostgreSQL without statistics of the queue (autovacuum looks once a
 /// minute, or never), and claims planned without them read the whole queue: a worker analyses
-/// the table once a fifth of it changed, and not again until it changes again.
+/// the table once 10,000 rows (and a quarter of it) changed, and not again until it changes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_statistics_follow_a_burst_on_postgres() {
     let Some(backend) = Backend::postgres_or_skip().await else {
@@ -1362,10 +1362,10 @@ async fn the_queue_statistics_follow_a_burst_on_postgres() {
         !queue::refresh_queue_statistics(&app.store).await.unwrap(),
         "nothing changed yet"
     );
-    for _ in 0..10 {
+    for _ in 0..20 {
         create_endpoint(&app, "http://127.0.0.1:9/", None).await;
     }
-    for n in 0..110 {
+    for n in 0..510 {
         publish(
             &app,
             "invoice.paid",
