@@ -1843,30 +1843,34 @@ pub async fn recover(
 }
 
 /// Below this many rows changed, the queue's statistics are never refreshed by Hookline: each
-/// analysis reads up to 30,000 rows, and at 1,000 deliveries/s (three row changes each) a lower
-/// floor analysed a young table every second or two.
+/// analysis reads up to 30,000 rows (tens of milliseconds of the database's time).
 const STATISTICS_MIN_CHANGES: i64 = 10_000;
 /// Nodes refreshing the queue's statistics take turns on this advisory lock.
 const STATISTICS_LOCK: i64 = 0x686b_6c5f_7374_6174;
 
-/// On PostgreSQL, analyses the `deliveries` table when as many rows as a quarter of it (and at
-/// least [`STATISTICS_MIN_CHANGES`]) changed since its statistics were last taken; one node at a
-/// time, the others skip. Returns whether it analysed. Nothing on SQLite, whose claims follow the queue
+/// On PostgreSQL, analyses the `deliveries` table when the planner's picture of it is far off:
+/// it has grown to twice the rows its statistics describe (plus [`STATISTICS_MIN_CHANGES`]: a
+/// burst of publishes), or more rows changed since they were taken than it holds. One node at a
+/// time; the others skip. Returns whether it analysed. Nothing on SQLite, whose claims follow the queue
 /// index whatever its statistics.
 pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
     let Store::Postgres(pool) = store else {
         return Ok(false);
     };
-    let counts: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT n_mod_since_analyze, n_live_tup FROM pg_stat_user_tables \
-         WHERE relid = 'deliveries'::regclass",
+    let counts: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT s.n_mod_since_analyze, s.n_live_tup, c.reltuples::int8 \
+         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+         WHERE s.relid = 'deliveries'::regclass",
     )
     .fetch_optional(pool)
     .await?;
-    let Some((changed, live)) = counts else {
+    let Some((changed, live, described)) = counts else {
         return Ok(false);
     };
-    if changed < STATISTICS_MIN_CHANGES || changed < live / 4 {
+    // `reltuples` is -1 before the first analysis.
+    let grew = live >= 2 * described.max(0) + STATISTICS_MIN_CHANGES;
+    let churned = changed >= live.max(STATISTICS_MIN_CHANGES);
+    if changed < STATISTICS_MIN_CHANGES || !(grew || churned) {
         return Ok(false);
     }
     let mut tx = pool.begin().await?;

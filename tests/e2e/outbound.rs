@@ -1347,7 +1347,7 @@ async fn a_retry_recorded_while_its_endpoint_is_deactivated_waits_paused() {
 
 /// A burst of publishes leaves PostgreSQL without statistics of the queue (autovacuum looks once a
 /// minute, or never), and claims planned without them read the whole queue: a worker analyses
-/// the table once 10,000 rows (and a quarter of it) changed, and not again until it changes again.
+/// the table once it grew by 10,000 rows, and not again until it grows or changes again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_queue_statistics_follow_a_burst_on_postgres() {
     let Some(backend) = Backend::postgres_or_skip().await else {
