@@ -881,6 +881,8 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationTok
 }
 
 /// Publishes queue depth and the age of the oldest due delivery as gauges.
+/// Refreshes the queue gauges, and pauses what a publish racing a deactivation left pending
+/// ([`queue::pause_for_inactive_endpoints`]).
 async fn report_queue(state: AppState, shutdown: CancellationToken) {
     let mut wait = QUEUE_REPORT_EVERY;
     loop {
@@ -897,6 +899,11 @@ async fn report_queue(state: AppState, shutdown: CancellationToken) {
                 metrics::gauge!("hookline_delivery_oldest_due_age_seconds").set(age);
             }
             Err(error) => tracing::debug!(error = %error, "queue statistics unavailable"),
+        }
+        match queue::pause_for_inactive_endpoints(&state.store).await {
+            Ok(0) => {}
+            Ok(paused) => tracing::info!(paused, "deliveries of inactive endpoints paused"),
+            Err(error) => tracing::warn!(error = %error, "pausing held deliveries failed"),
         }
         wait = report_pause(started.elapsed());
     }

@@ -1710,6 +1710,28 @@ pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreR
     Ok(())
 }
 
+/// Pauses the pending deliveries, not in flight, of endpoints that are inactive. Deactivation
+/// pauses what is pending at that moment, and a result for an inactive endpoint is written
+/// paused, but a publish that read its endpoints just before a deactivation committed still
+/// writes its deliveries pending; no claim takes those while the endpoint is inactive, so without
+/// this they would wait uncounted among the held ones, and be left out when held ones are
+/// discarded. Returns how many were paused.
+pub async fn pause_for_inactive_endpoints(store: &Store) -> StoreResult<u64> {
+    let now = clock::now_ms();
+    Ok(dispatch_write!(store, pool => {
+        sqlx::query(
+            "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
+               updated_at = $1 \
+             WHERE endpoint_id IN (SELECT id FROM endpoints WHERE NOT active) \
+               AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)",
+        )
+        .bind(now)
+        .execute(pool)
+        .await?
+        .rows_affected()
+    }))
+}
+
 /// Filters of a delivery listing.
 #[derive(Debug, Default, Clone)]
 pub struct DeliveryFilter {

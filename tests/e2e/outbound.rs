@@ -1402,6 +1402,67 @@ async fn the_queue_statistics_follow_a_burst_on_postgres() {
     );
 }
 
+on_both_backends!(deliveries_left_pending_for_an_inactive_endpoint_are_paused);
+
+/// A publish that read its endpoints just before a deactivation committed writes its deliveries
+/// pending; the sweep every worker runs with its queue gauges pauses them, so they count as held
+/// and go when held deliveries are discarded. Deliveries of active endpoints are left alone.
+async fn deliveries_left_pending_for_an_inactive_endpoint_are_paused(backend: Backend) {
+    let app = outbound_app(backend, |config| config.role = hookline::config::Role::Api).await;
+    create_type(&app, "invoice.paid").await;
+    let (raced, _) = create_endpoint(&app, "http://127.0.0.1:9/a", None).await;
+    let (active, _) = create_endpoint(&app, "http://127.0.0.1:9/b", None).await;
+    for n in 0..2 {
+        publish(
+            &app,
+            "invoice.paid",
+            json!({"invoice_id": format!("in_{n}"), "amount": n}),
+        )
+        .await;
+    }
+    // The race's outcome: the endpoint inactive, its deliveries still pending.
+    let deactivate = "UPDATE endpoints SET active = false WHERE id = $1";
+    let changed = match &app.store {
+        hookline::store::Store::Sqlite(sqlite) => sqlx::query(deactivate)
+            .bind(&raced)
+            .execute(&sqlite.writer)
+            .await
+            .unwrap()
+            .rows_affected(),
+        hookline::store::Store::Postgres(pool) => sqlx::query(deactivate)
+            .bind(&raced)
+            .execute(pool)
+            .await
+            .unwrap()
+            .rows_affected(),
+    };
+    assert_eq!(changed, 1);
+    assert_eq!(
+        deliveries_of(&app, &raced, "?status=pending").await.len(),
+        2
+    );
+
+    assert_eq!(
+        queue::pause_for_inactive_endpoints(&app.store)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(deliveries_of(&app, &raced, "?status=paused").await.len(), 2);
+    assert_eq!(endpoint(&app, &raced).await["held_deliveries"], 2);
+    assert_eq!(
+        deliveries_of(&app, &active, "?status=pending").await.len(),
+        2,
+        "an active endpoint's deliveries stay pending"
+    );
+    assert_eq!(
+        queue::pause_for_inactive_endpoints(&app.store)
+            .await
+            .unwrap(),
+        0
+    );
+}
+
 on_both_backends!(a_rate_limit_spaces_deliveries_without_slowing_other_endpoints);
 
 /// SPEC §3.4: at 5 per second, 50 queued deliveries take at least 9 s, none fails, and another
