@@ -246,8 +246,8 @@ pub async fn enqueue(
 /// type, [`queue::publish_plan`]); the event and its deliveries are written together (on
 /// PostgreSQL in one statement, with the NOTIFY to other nodes when `announce`). Fewer round
 /// trips than [`enqueue`]; an endpoint deleted since fails the write, which is then planned
-/// again from the endpoints read anew. Call [`Outbound::wake_local`] after it when it announced, else
-/// [`Outbound::wake`].
+/// again from the endpoints read anew. Call [`Outbound::wake_local`] after it when it announced,
+/// else [`Outbound::wake`].
 pub async fn publish(
     store: &Store,
     tenant_id: &str,

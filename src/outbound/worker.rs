@@ -880,9 +880,8 @@ async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, shutdown: CancellationTok
     }
 }
 
-/// Publishes queue depth and the age of the oldest due delivery as gauges.
-/// Refreshes the queue gauges, and pauses what a publish racing a deactivation left pending
-/// ([`queue::pause_for_inactive_endpoints`]).
+/// Publishes queue depth and the age of the oldest due delivery as gauges, and pauses what a
+/// publish racing a deactivation left pending ([`queue::pause_for_inactive_endpoints`]).
 async fn report_queue(state: AppState, shutdown: CancellationToken) {
     let mut wait = QUEUE_REPORT_EVERY;
     loop {

@@ -905,7 +905,7 @@ async fn claim_oldest(
             sqlx::query_as::<_, Claimed>(
                 // The candidate ids come from an InitPlan array, so the rows are then fetched and
                 // locked by primary key: the planner cannot turn this into a queue-wide scan.
-                // The commit does not wait for the WAL flush (see `UNHURRIED`).
+                // The commit does not wait for the WAL flush (see above).
                 "WITH due AS (SELECT id FROM deliveries WHERE id = ANY(ARRAY( \
                      SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
                          WHERE status = 'pending' AND next_attempt_at <= $1 \
@@ -917,7 +917,8 @@ async fn claim_oldest(
                    AND status = 'pending' AND next_attempt_at <= $1 \
                    AND (lease_until IS NULL OR lease_until <= $1) \
                    FOR UPDATE SKIP LOCKED) \
-                 , unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+                 , unhurried AS MATERIALIZED \
+                   (SELECT set_config('synchronous_commit', 'off', true)) \
                  UPDATE deliveries d SET lease_until = $2, lease_owner = $3, updated_at = $1 \
                  FROM due WHERE d.id = due.id AND (SELECT count(*) FROM unhurried) = 1 \
                  RETURNING d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
@@ -975,7 +976,8 @@ async fn claim_per_endpoint(
                       AND (x.lease_until IS NULL OR x.lease_until <= $1) \
                       ORDER BY x.next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED) d \
                    WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4) \
-                 , unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)) \
+                 , unhurried AS MATERIALIZED \
+                   (SELECT set_config('synchronous_commit', 'off', true)) \
                  UPDATE deliveries dd SET lease_until = $2, lease_owner = $3, updated_at = $1 \
                  FROM due WHERE dd.id = due.id AND (SELECT count(*) FROM unhurried) = 1 \
                  RETURNING dd.id, dd.tenant_id, dd.endpoint_id, dd.event_id, dd.event_type, \
@@ -1873,8 +1875,8 @@ const STATISTICS_LOCK: i64 = 0x686b_6c5f_7374_6174;
 /// On PostgreSQL, analyses the `deliveries` table when the planner's picture of it is far off:
 /// it has grown to twice the rows its statistics describe (plus [`STATISTICS_MIN_CHANGES`]: a
 /// burst of publishes), or more rows changed since they were taken than it holds. One node at a
-/// time; the others skip. Returns whether it analysed. Nothing on SQLite, whose claims follow the queue
-/// index whatever its statistics.
+/// time; the others skip. Returns whether it analysed. Nothing on SQLite, whose claims follow the
+/// queue index whatever its statistics.
 pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
     let Store::Postgres(pool) = store else {
         return Ok(false);
