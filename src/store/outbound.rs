@@ -111,6 +111,20 @@ macro_rules! attempt_columns {
     };
 }
 
+/// Pauses the pending deliveries, not in flight (no lease, or one that ran out), of the endpoints
+/// `endpoint_id` followed by the given test selects (`$1`: now). Deactivation, the recorder's
+/// disable and the sweep for inactive endpoints all hold deliveries this one way.
+macro_rules! pause_pending {
+    ($endpoints:literal) => {
+        concat!(
+            "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
+             updated_at = $1 WHERE status = 'pending' \
+             AND (lease_until IS NULL OR lease_until <= $1) AND endpoint_id ",
+            $endpoints
+        )
+    };
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct Delivery {
     pub id: String,
@@ -473,15 +487,11 @@ pub async fn set_endpoint_active(
         } else {
             // Deliveries in flight (leased) keep their lease: their results are recorded, and a
             // retry of one of them is paused then.
-            sqlx::query(
-                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
-                 updated_at = $2 WHERE endpoint_id = $1 AND status = 'pending' \
-                 AND (lease_until IS NULL OR lease_until <= $2)",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query(pause_pending!("= $2"))
+                .bind(now)
+                .bind(id)
+                .execute(&mut *conn)
+                .await?;
         }
         changed
     });
@@ -1314,26 +1324,24 @@ pub async fn record_results(
     disable_after: i64,
 ) -> StoreResult<Recorded> {
     let now = clock::now_ms();
-    let (written, counted, tallies) = match store {
-        Store::Postgres(pool) => record_on_postgres(pool, results, disable_after, now).await?,
+    // On SQLite the health changes go in the results' transaction; on PostgreSQL, whose results
+    // were one statement, in a transaction of their own, and only when there are any.
+    let (health_tx, written, counted, tallies) = match store {
+        Store::Postgres(pool) => {
+            let (written, counted, tallies) =
+                record_on_postgres(pool, results, disable_after, now).await?;
+            let tx = if needs_health_change(&counted, &tallies, disable_after, now) {
+                Some(store.begin().await?)
+            } else {
+                None
+            };
+            (tx, written, counted, tallies)
+        }
         Store::Sqlite(_) => {
             let mut tx = store.begin().await?;
             let (written, counted, tallies) =
                 record_on_sqlite(&mut tx, results, disable_after, now).await?;
-            let mut recorded = Recorded::default();
-            apply_health(
-                &mut tx,
-                &counted,
-                &tallies,
-                disable_after,
-                now,
-                &mut recorded,
-            )
-            .await?;
-            tx.commit().await?;
-            recorded.written = written;
-            recorded.lease_lost = results.len() - written;
-            return Ok(recorded);
+            (Some(tx), written, counted, tallies)
         }
     };
     let mut recorded = Recorded {
@@ -1341,8 +1349,7 @@ pub async fn record_results(
         lease_lost: results.len() - written,
         disabled: Vec::new(),
     };
-    if needs_health_change(&counted, &tallies, disable_after, now) {
-        let mut tx = store.begin().await?;
+    if let Some(mut tx) = health_tx {
         apply_health(
             &mut tx,
             &counted,
@@ -1673,14 +1680,11 @@ async fn apply_health(
             continue;
         }
         dispatch_tx!(&mut *tx, conn => {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'paused', updated_at = $2 \
-                 WHERE endpoint_id = $1 AND status = 'pending' AND lease_owner IS NULL",
-            )
-            .bind(endpoint_id)
-            .bind(now)
-            .execute(conn)
-            .await?;
+            sqlx::query(pause_pending!("= $2"))
+                .bind(now)
+                .bind(endpoint_id)
+                .execute(conn)
+                .await?;
         });
         recorded.disabled.push(Disabled {
             endpoint_id: (*endpoint_id).to_owned(),
@@ -1721,12 +1725,7 @@ pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreR
 pub async fn pause_for_inactive_endpoints(store: &Store) -> StoreResult<u64> {
     let now = clock::now_ms();
     Ok(dispatch_write!(store, pool => {
-        sqlx::query(
-            "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
-               updated_at = $1 \
-             WHERE endpoint_id IN (SELECT id FROM endpoints WHERE NOT active) \
-               AND status = 'pending' AND (lease_until IS NULL OR lease_until <= $1)",
-        )
+        sqlx::query(pause_pending!("IN (SELECT id FROM endpoints WHERE NOT active)"))
         .bind(now)
         .execute(pool)
         .await?
