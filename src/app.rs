@@ -28,9 +28,13 @@ pub struct Shared {
     pub outbound: Outbound,
     pub github: crate::github::GithubClient,
     pub inbound: crate::inbound::writer::InboundWriter,
+    /// Writes published events with others published at the same moment.
+    pub publisher: crate::outbound::publisher::PublishWriter,
     pub service_cache: crate::inbound::cache::ServiceCache,
     /// Whether a tenant's repository has enabled repository hooks, by `tenant/owner/name`.
     pub hook_cache: crate::inbound::cache::TtlCache<bool>,
+    /// API tokens this node authenticated lately.
+    pub token_cache: crate::tenancy::TokenCache,
     pub analyzer: Arc<crate::analysis::Configured>,
     pub metrics: PrometheusHandle,
     pub openapi_json: Bytes,
@@ -95,6 +99,10 @@ impl Application {
         };
         let inbound = crate::inbound::writer::InboundWriter::start(store.clone(), inbound_writers)
             .context("starting the inbound writer thread")?;
+        let publisher = crate::outbound::publisher::PublishWriter::start(store.clone())
+            .context("starting the publish writer thread")?;
+        let token_cache =
+            crate::tenancy::TokenCache::new(Duration::from_millis(config.http.token_cache_ms));
         let analyzer = Arc::new(crate::analysis::Configured::new(&config.analysis)?);
         let service_cache = crate::inbound::cache::ServiceCache::new(Duration::from_millis(
             config.inbound.service_cache_ms,
@@ -115,8 +123,10 @@ impl Application {
             outbound,
             github,
             inbound,
+            publisher,
             service_cache,
             hook_cache,
+            token_cache,
             analyzer,
             metrics: telemetry::metrics_handle(),
             openapi_json: Bytes::from(openapi_json),

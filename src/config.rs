@@ -266,6 +266,10 @@ pub struct HttpConfig {
     /// The longest a whole request body may take, in milliseconds (25 MiB at about 90 KiB/s by
     /// default).
     pub body_read_timeout_ms: u64,
+    /// How long a node reuses its answer for an API token, in milliseconds, instead of reading
+    /// the database for every request. A revocation holds at once on the node that made it, on
+    /// other nodes sharing a PostgreSQL database within this time. 0 reads it for every request.
+    pub token_cache_ms: u64,
 }
 
 impl Default for HttpConfig {
@@ -277,6 +281,7 @@ impl Default for HttpConfig {
             max_connections: 10_000,
             body_idle_timeout_ms: 30_000,
             body_read_timeout_ms: 300_000,
+            token_cache_ms: 1_000,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod crypto;
 pub mod experiments;
 pub mod fixes;
 pub mod github;
+pub mod group_commit;
 pub mod hooks;
 pub mod http;
 pub mod ids;
@@ -25,6 +26,7 @@ pub mod record;
 pub mod store;
 pub mod telemetry;
 pub mod tenancy;
+pub mod ttl_cache;
 pub mod web;
 
 pub use app::Application;

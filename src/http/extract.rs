@@ -248,7 +248,7 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or(ApiError::Unauthorized(
                 "malformed Authorization header: expected Bearer <token>",
             ))?;
-        tenancy::authenticate(&state.store, token)
+        tenancy::authenticate_cached(&state.store, &state.token_cache, token)
             .await?
             .ok_or(ApiError::Unauthorized("invalid or revoked API token"))
     }

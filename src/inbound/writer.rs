@@ -12,13 +12,14 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::forge::ForgeEvent;
 use super::process::apply;
+pub use crate::group_commit::OnItsWay;
+use crate::group_commit::{self, Next, OnTheirWay, Taken, next_batch};
 use crate::store::direct::DirectSqlite;
 use crate::store::inbound::{self as kept, InboundDelivery};
 use crate::store::record::PushRows;
@@ -62,12 +63,6 @@ struct Job {
     on_its_way: Option<OnItsWay>,
 }
 
-/// A job a writer takes from the queue.
-trait Taken {
-    /// Called as the writer takes the job: it is no longer on its way.
-    fn taken(&mut self);
-}
-
 impl Taken for Job {
     fn taken(&mut self) {
         self.on_its_way = None;
@@ -81,58 +76,16 @@ pub struct InboundWriter {
     on_their_way: Arc<OnTheirWay>,
 }
 
-/// Deliveries on their way to the writer: receivers that have a body in hand and are verifying
-/// and reading it, or have queued it and wait for a writer to take it (see [`LINGER_AT_MOST`]).
-#[derive(Default)]
-struct OnTheirWay {
-    count: AtomicUsize,
-    /// Woken when the count falls to zero, so a lingering writer need not wait out its time for
-    /// a request that failed on the way.
-    none_left: Notify,
-}
-
-/// Counts one delivery as on its way to the writer until it is dropped.
-pub struct OnItsWay(Arc<OnTheirWay>);
-
-impl Drop for OnItsWay {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.none_left.notify_waiters();
-        }
-    }
-}
-
 impl InboundWriter {
-    /// Starts `writers` writer tasks (one suits SQLite; PostgreSQL takes several). They end when
-    /// every handle is dropped.
-    ///
-    /// The writers run on a runtime of their own, on their own thread. A batch takes several
-    /// round trips to the database, and on the shared runtime each one waited behind every
-    /// request task for a worker to resume the writer: the one writer all receivers wait for
-    /// sat idle while the machine had cores to spare (bench/README.md).
+    /// Starts `writers` writer tasks (one suits SQLite; PostgreSQL takes several), on a thread of
+    /// their own ([`group_commit`]). They end when every handle is dropped.
     pub fn start(store: Store, writers: usize) -> std::io::Result<InboundWriter> {
         let (sender, receiver) = mpsc::channel::<Job>(MAX_BATCH * 8);
-        let receiver = Arc::new(Mutex::new(receiver));
         let on_their_way = Arc::new(OnTheirWay::default());
         let coming = on_their_way.clone();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        std::thread::Builder::new()
-            .name("inbound-writer".to_owned())
-            .spawn(move || {
-                runtime.block_on(async move {
-                    let loops: Vec<_> = (0..writers.max(1))
-                        .map(|_| {
-                            let (store, receiver) = (store.clone(), receiver.clone());
-                            tokio::spawn(run_writer(store, receiver, coming.clone()))
-                        })
-                        .collect();
-                    for writer in loops {
-                        let _ = writer.await;
-                    }
-                });
-            })?;
+        group_commit::start_writers("inbound-writer", writers, receiver, move |receiver| {
+            run_writer(store.clone(), receiver, coming.clone())
+        })?;
         Ok(InboundWriter {
             sender,
             on_their_way,
@@ -144,8 +97,7 @@ impl InboundWriter {
     /// dropped): a writer that has just written a batch waits a moment for such deliveries
     /// rather than commit a small one.
     pub fn on_its_way(&self) -> OnItsWay {
-        self.on_their_way.count.fetch_add(1, Ordering::AcqRel);
-        OnItsWay(self.on_their_way.clone())
+        self.on_their_way.one_more()
     }
 
     /// Records `work` and answers once it is committed (or found to be a repeat).
@@ -178,12 +130,6 @@ const HOLD_AT_MOST: Duration = Duration::from_millis(25);
 /// receivers answered a moment ago are about to send more.
 const IDLE_BEFORE_RELEASE: Duration = Duration::from_millis(2);
 
-/// The longest a writer that has just written a batch waits for deliveries on their way before
-/// it writes the next. Each commit costs about as much as several deliveries (the log pages of
-/// the tables' and indexes' last pages), and while the machine is busy the receivers behind a
-/// small batch are moments away; waiting for them keeps batches large.
-const LINGER_AT_MOST: Duration = Duration::from_millis(1);
-
 /// One writer: takes a batch, then keeps the writing connection for the batches that follow
 /// close behind it, within [`HOLD_AT_MOST`].
 async fn run_writer(
@@ -198,7 +144,7 @@ async fn run_writer(
             None
         }
     };
-    while let Next::Jobs(batch) = next_batch(&receiver, None, None).await {
+    while let Next::Jobs(batch) = next_batch(&receiver, MAX_BATCH, None, None).await {
         let mut held = match store.hold_writer().await {
             Ok(held) => held,
             Err(error) => {
@@ -211,7 +157,14 @@ async fn run_writer(
         let mut connection = Connection::Held(&mut held, direct.as_mut());
         write(&mut connection, batch).await;
         while since.elapsed() < HOLD_AT_MOST {
-            match next_batch(&receiver, Some(IDLE_BEFORE_RELEASE), Some(&on_their_way)).await {
+            match next_batch(
+                &receiver,
+                MAX_BATCH,
+                Some(IDLE_BEFORE_RELEASE),
+                Some(&on_their_way),
+            )
+            .await
+            {
                 Next::Jobs(batch) => write(&mut connection, batch).await,
                 Next::Idle | Next::Closed => break,
             }
@@ -223,75 +176,6 @@ async fn run_writer(
             direct = None;
         }
     }
-}
-
-enum Next<J = Job> {
-    Jobs(Vec<J>),
-    /// Nothing came within the wait.
-    Idle,
-    /// Every handle is gone: the writer ends.
-    Closed,
-}
-
-/// Waits for one job (at most `wait`, if given), then takes every other job already waiting (up
-/// to the batch size), and, given the deliveries on their way, those that arrive while any are
-/// on their way, within [`LINGER_AT_MOST`].
-async fn next_batch<J: Taken>(
-    receiver: &Mutex<mpsc::Receiver<J>>,
-    wait: Option<Duration>,
-    on_their_way: Option<&OnTheirWay>,
-) -> Next<J> {
-    let mut receiver = receiver.lock().await;
-    let first = match wait {
-        None => receiver.recv().await,
-        Some(wait) => match tokio::time::timeout(wait, receiver.recv()).await {
-            Ok(first) => first,
-            Err(_) => return Next::Idle,
-        },
-    };
-    let Some(first) = first else {
-        return Next::Closed;
-    };
-    let mut batch = Vec::new();
-    let take = |mut job: J, batch: &mut Vec<J>| {
-        job.taken();
-        batch.push(job);
-    };
-    take(first, &mut batch);
-    let take_waiting = |receiver: &mut mpsc::Receiver<J>, batch: &mut Vec<J>| {
-        while batch.len() < MAX_BATCH {
-            match receiver.try_recv() {
-                Ok(job) => take(job, batch),
-                Err(_) => break,
-            }
-        }
-    };
-    take_waiting(&mut receiver, &mut batch);
-    let Some(on_their_way) = on_their_way else {
-        return Next::Jobs(batch);
-    };
-    let until = tokio::time::Instant::now() + LINGER_AT_MOST;
-    while batch.len() < MAX_BATCH {
-        // Registered before the count is read, so a fall to zero in between is not missed.
-        let none_left = on_their_way.none_left.notified();
-        tokio::pin!(none_left);
-        none_left.as_mut().enable();
-        if on_their_way.count.load(Ordering::Acquire) == 0 {
-            break;
-        }
-        tokio::select! {
-            job = receiver.recv() => match job {
-                Some(job) => {
-                    take(job, &mut batch);
-                    take_waiting(&mut receiver, &mut batch);
-                }
-                None => break,
-            },
-            () = &mut none_left => {}
-            () = tokio::time::sleep_until(until) => break,
-        }
-    }
-    Next::Jobs(batch)
 }
 
 /// Where a batch's transaction runs: a connection the writer holds (with, on SQLite, the
@@ -408,131 +292,4 @@ async fn write_batch(
     }
     tx.commit().await?;
     Ok(written)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A job as the queue sees one: a number, and the count it is on its way in.
-    struct TestJob(u32, Option<OnItsWay>);
-
-    impl Taken for TestJob {
-        fn taken(&mut self) {
-            self.1 = None;
-        }
-    }
-
-    fn on_its_way(on_their_way: &Arc<OnTheirWay>) -> OnItsWay {
-        on_their_way.count.fetch_add(1, Ordering::AcqRel);
-        OnItsWay(on_their_way.clone())
-    }
-
-    fn queue(jobs: Vec<TestJob>) -> (mpsc::Sender<TestJob>, Mutex<mpsc::Receiver<TestJob>>) {
-        let (sender, receiver) = mpsc::channel(MAX_BATCH);
-        for job in jobs {
-            assert!(sender.try_send(job).is_ok());
-        }
-        (sender, Mutex::new(receiver))
-    }
-
-    async fn next(
-        receiver: &Mutex<mpsc::Receiver<TestJob>>,
-        on_their_way: Option<&OnTheirWay>,
-    ) -> Vec<u32> {
-        match next_batch(receiver, Some(IDLE_BEFORE_RELEASE), on_their_way).await {
-            Next::Jobs(jobs) => jobs.into_iter().map(|job| job.0).collect(),
-            Next::Idle => panic!("idle"),
-            Next::Closed => panic!("closed"),
-        }
-    }
-
-    fn count(on_their_way: &OnTheirWay) -> usize {
-        on_their_way.count.load(Ordering::Acquire)
-    }
-
-    // Time is paused: it moves only when every task waits, so waits are exact, not slept.
-
-    #[tokio::test(start_paused = true)]
-    async fn a_batch_takes_what_waits_and_waits_for_nothing_when_nothing_is_on_its_way() {
-        let on_their_way = Arc::new(OnTheirWay::default());
-        let (_sender, receiver) = queue(vec![TestJob(1, None), TestJob(2, None)]);
-        let started = tokio::time::Instant::now();
-        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1, 2]);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn queued_deliveries_stop_being_on_their_way_when_taken() {
-        let on_their_way = Arc::new(OnTheirWay::default());
-        let queued = vec![
-            TestJob(1, Some(on_its_way(&on_their_way))),
-            TestJob(2, Some(on_its_way(&on_their_way))),
-        ];
-        let (_sender, receiver) = queue(queued);
-        let started = tokio::time::Instant::now();
-        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1, 2]);
-        assert_eq!(
-            started.elapsed(),
-            Duration::ZERO,
-            "nothing else was on its way"
-        );
-        assert_eq!(count(&on_their_way), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_batch_waits_for_a_delivery_on_its_way() {
-        let on_their_way = Arc::new(OnTheirWay::default());
-        let (sender, receiver) = queue(vec![TestJob(1, None)]);
-        let coming = on_its_way(&on_their_way);
-        // The receiver still verifying finishes after the writer has begun to wait.
-        tokio::spawn(async move {
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            assert!(sender.send(TestJob(2, Some(coming))).await.is_ok());
-        });
-        let started = tokio::time::Instant::now();
-        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1, 2]);
-        assert!(
-            started.elapsed() < LINGER_AT_MOST,
-            "it came before the linger ended"
-        );
-        assert_eq!(count(&on_their_way), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_delivery_that_fails_on_its_way_ends_the_wait_at_once() {
-        let on_their_way = Arc::new(OnTheirWay::default());
-        let (_sender, receiver) = queue(vec![TestJob(1, None)]);
-        let failing = on_its_way(&on_their_way);
-        tokio::spawn(async move {
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-            drop(failing);
-        });
-        let started = tokio::time::Instant::now();
-        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1]);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_delivery_that_never_arrives_delays_a_batch_at_most_the_linger() {
-        let on_their_way = Arc::new(OnTheirWay::default());
-        let (_sender, receiver) = queue(vec![TestJob(1, None)]);
-        let _stuck = on_its_way(&on_their_way);
-        let started = tokio::time::Instant::now();
-        assert_eq!(next(&receiver, Some(&on_their_way)).await, vec![1]);
-        assert!(
-            started.elapsed() <= LINGER_AT_MOST,
-            "{:?}",
-            started.elapsed()
-        );
-        // Without a count (a writer's first batch), nothing is waited for.
-        let (_sender, receiver) = queue(vec![TestJob(1, None)]);
-        let started = tokio::time::Instant::now();
-        assert_eq!(next(&receiver, None).await, vec![1]);
-        assert_eq!(started.elapsed(), Duration::ZERO);
-    }
 }

@@ -270,6 +270,7 @@ async fn publish_event(
         let announce = state.outbound.take_announcement();
         let published = super::publish(
             &state.store,
+            &state.publisher,
             tenant_id,
             &input.event_type,
             &input.data,

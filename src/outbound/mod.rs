@@ -10,6 +10,7 @@ pub mod client;
 pub mod endpoints;
 pub mod event_types;
 pub mod pages;
+pub mod publisher;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;
@@ -29,6 +30,7 @@ use crate::crypto::Cipher;
 use crate::ids::{self, Kind};
 use crate::store::outbound::{self as queue, Endpoint};
 use crate::store::{Store, StoreError, StoreResult, Tx};
+use publisher::PublishWriter;
 
 /// The envelope version every delivery carries.
 pub const ENVELOPE_VERSION: &str = "1";
@@ -243,13 +245,14 @@ pub async fn enqueue(
 
 /// Publishes an event to its subscribers on its own, with no transaction of the caller's:
 /// `endpoints` are the tenant's webhook endpoints as the caller just read them (with the event
-/// type, [`queue::publish_plan`]); the event and its deliveries are written together (on
-/// PostgreSQL in one statement, with the NOTIFY to other nodes when `announce`). Fewer round
-/// trips than [`enqueue`]; an endpoint deleted since fails the write, which is then planned
-/// again from the endpoints read anew. Call [`Outbound::wake_local`] after it when it announced,
-/// else [`Outbound::wake`].
+/// type, [`queue::publish_plan`]); the event and its deliveries are written together by the
+/// publish writer, with other events published at the same moment ([`publisher`]; with the
+/// NOTIFY to other nodes when `announce`). Fewer round trips than [`enqueue`]; an endpoint deleted
+/// since fails the write, which is then planned again from the endpoints read anew. Call
+/// [`Outbound::wake_local`] after it when it announced, else [`Outbound::wake`].
 pub async fn publish(
     store: &Store,
+    writer: &PublishWriter,
     tenant_id: &str,
     event_type: &str,
     data: &Value,
@@ -267,16 +270,23 @@ pub async fn publish(
         };
         let targets = subscribers(endpoints, event_type);
         let delivery_ids = delivery_ids_for(&targets);
-        let deliveries = new_deliveries(&targets, &delivery_ids);
-        let row = queue::NewEvent {
-            id: &event.id,
-            tenant_id,
-            event_type,
-            payload: &event.payload,
+        let row = queue::EventToPublish {
+            id: event.id.clone(),
+            tenant_id: tenant_id.to_owned(),
+            event_type: event_type.to_owned(),
+            payload: event.payload.clone(),
             created_at: event.created_at,
+            deliveries: targets
+                .iter()
+                .zip(&delivery_ids)
+                .map(|(endpoint, id)| queue::DeliveryToQueue {
+                    id: id.clone(),
+                    endpoint_id: endpoint.id.clone(),
+                    paused: !endpoint.active,
+                })
+                .collect(),
         };
-        let written = queue::insert_event_with_deliveries(store, &row, &deliveries, announce).await;
-        match written {
+        match writer.write(row, announce).await {
             Ok(()) => {
                 return Ok(Published {
                     event_id: event.id,

@@ -676,16 +676,6 @@ pub async fn insert_event_once(
     Ok(inserted == 1)
 }
 
-/// An event to store: its id, tenant, type, envelope as sent, and when it was made.
-#[derive(Debug, Clone, Copy)]
-pub struct NewEvent<'a> {
-    pub id: &'a str,
-    pub tenant_id: &'a str,
-    pub event_type: &'a str,
-    pub payload: &'a str,
-    pub created_at: i64,
-}
-
 /// A delivery to queue: its id and endpoint.
 pub struct NewDelivery<'a> {
     pub id: &'a str,
@@ -731,70 +721,124 @@ pub async fn insert_deliveries(
     Ok(())
 }
 
-/// Writes an event and its deliveries together, outside any caller transaction: on PostgreSQL
+/// An event with its deliveries, to be written on its own (not in a caller's transaction) by
+/// [`insert_events_with_deliveries`].
+#[derive(Debug, Clone)]
+pub struct EventToPublish {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    /// The envelope as it will be sent.
+    pub payload: String,
+    pub created_at: i64,
+    pub deliveries: Vec<DeliveryToQueue>,
+}
+
+/// A delivery of an [`EventToPublish`], due at once.
+#[derive(Debug, Clone)]
+pub struct DeliveryToQueue {
+    pub id: String,
+    pub endpoint_id: String,
+    /// Held (paused) until its inactive endpoint is activated again.
+    pub paused: bool,
+}
+
+/// Writes events and their deliveries together, outside any caller transaction: on PostgreSQL
 /// in one statement (one round trip, no explicit transaction; with `announce`, it also notifies
-/// the other nodes), on SQLite in one transaction of the writer. A delivery whose endpoint was deleted meanwhile fails its foreign key: nothing is
-/// written and the answer is [`StoreError::Conflict`], so the caller can plan again.
-pub async fn insert_event_with_deliveries(
+/// the other nodes), on SQLite in one transaction of the writer. A delivery whose endpoint was
+/// deleted meanwhile fails its foreign key: nothing is written and the answer is
+/// [`StoreError::Conflict`], so the caller can plan again.
+pub async fn insert_events_with_deliveries(
     store: &Store,
-    event: &NewEvent<'_>,
-    deliveries: &[NewDelivery<'_>],
+    events: &[&EventToPublish],
     announce: bool,
 ) -> StoreResult<()> {
-    let NewEvent {
-        id: event_id,
-        tenant_id,
-        event_type,
-        payload,
-        created_at: now,
-    } = *event;
     let written = match store {
-        Store::Postgres(pool) => sqlx::query(
-            // The NOTIFY, when asked for, is evaluated once before any row (a one-time filter)
-            // and delivered with this statement's commit.
-            "WITH event AS (INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
-               VALUES ($1, $2, $3, $4, $5)), \
-             announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') WHERE $9) \
-             INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
-               attempt_count, round_attempts, next_attempt_at, created_at, updated_at) \
-             SELECT d.id, $2, d.endpoint_id, $1, $3, d.status, 0, 0, $5, $5, $5 \
-             FROM UNNEST($6::text[], $7::text[], $8::text[]) AS d(id, endpoint_id, status) \
-             WHERE (SELECT count(*) FROM announced) >= 0",
-        )
-        .bind(event_id)
-        .bind(tenant_id)
-        .bind(event_type)
-        .bind(payload)
-        .bind(now)
-        .bind(deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
-        .bind(deliveries.iter().map(|d| d.endpoint_id).collect::<Vec<_>>())
-        .bind(
-            deliveries
-                .iter()
-                .map(|d| {
-                    if d.paused {
-                        status::PAUSED
-                    } else {
-                        status::PENDING
-                    }
+        Store::Postgres(pool) => {
+            let deliveries = || {
+                events.iter().enumerate().flat_map(|(n, event)| {
+                    event
+                        .deliveries
+                        .iter()
+                        .map(move |delivery| (n as i64 + 1, delivery))
                 })
-                .collect::<Vec<_>>(),
-        )
-        .bind(announce)
-        .execute(pool)
-        .await
-        .map(|_| ()),
+            };
+            sqlx::query(
+                // The NOTIFY, when asked for, is evaluated once before any row (a one-time
+                // filter) and delivered with this statement's commit. A delivery names its
+                // event by its place in the arrays (from 1).
+                "WITH event AS (INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
+                   SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])), \
+                 announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') WHERE $10) \
+                 INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
+                   attempt_count, round_attempts, next_attempt_at, created_at, updated_at) \
+                 SELECT d.id, e.tenant_id, d.endpoint_id, e.id, e.event_type, d.status, 0, 0, \
+                   e.created_at, e.created_at, e.created_at \
+                 FROM UNNEST($6::bigint[], $7::text[], $8::text[], $9::text[]) \
+                   AS d(event_no, id, endpoint_id, status) \
+                 JOIN UNNEST($1::text[], $2::text[], $3::text[], $5::bigint[]) WITH ORDINALITY \
+                   AS e(id, tenant_id, event_type, created_at, no) ON e.no = d.event_no \
+                 WHERE (SELECT count(*) FROM announced) >= 0",
+            )
+            .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.tenant_id.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>())
+            .bind(events.iter().map(|e| e.created_at).collect::<Vec<_>>())
+            .bind(deliveries().map(|(n, _)| n).collect::<Vec<_>>())
+            .bind(deliveries().map(|(_, d)| d.id.as_str()).collect::<Vec<_>>())
+            .bind(deliveries().map(|(_, d)| d.endpoint_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                deliveries()
+                    .map(|(_, d)| match d.paused {
+                        true => status::PAUSED,
+                        false => status::PENDING,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .bind(announce)
+            .execute(pool)
+            .await
+            .map(|_| ())
+        }
         Store::Sqlite(_) => {
             let mut tx = store.begin().await?;
-            insert_event(&mut tx, event_id, tenant_id, event_type, payload, now).await?;
-            match insert_deliveries(&mut tx, tenant_id, event_id, event_type, deliveries, now).await
-            {
-                Err(StoreError::Database(sqlx::Error::Database(db)))
-                    if db.is_foreign_key_violation() =>
-                {
-                    return Err(StoreError::Conflict("an endpoint was deleted".to_owned()));
+            for event in events {
+                insert_event(
+                    &mut tx,
+                    &event.id,
+                    &event.tenant_id,
+                    &event.event_type,
+                    &event.payload,
+                    event.created_at,
+                )
+                .await?;
+                let deliveries: Vec<NewDelivery<'_>> = event
+                    .deliveries
+                    .iter()
+                    .map(|d| NewDelivery {
+                        id: &d.id,
+                        endpoint_id: &d.endpoint_id,
+                        paused: d.paused,
+                    })
+                    .collect();
+                let inserted = insert_deliveries(
+                    &mut tx,
+                    &event.tenant_id,
+                    &event.id,
+                    &event.event_type,
+                    &deliveries,
+                    event.created_at,
+                )
+                .await;
+                match inserted {
+                    Err(StoreError::Database(sqlx::Error::Database(db)))
+                        if db.is_foreign_key_violation() =>
+                    {
+                        return Err(StoreError::Conflict("an endpoint was deleted".to_owned()));
+                    }
+                    other => other?,
                 }
-                other => other?,
             }
             return tx.commit().await;
         }

@@ -206,7 +206,8 @@ async fn revoke_token(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TokenOut>> {
-    let token = super::revoke_token(&state.store, &principal.tenant_id, &id).await?;
+    let token =
+        super::revoke_token(&state.store, &state.token_cache, &principal.tenant_id, &id).await?;
     Ok(Json(token.into()))
 }
 

@@ -8,6 +8,7 @@ use crate::clock;
 use crate::crypto;
 use crate::store::tenants::{self, NewToken, Tenant, Token};
 use crate::store::{Store, StoreResult, Tx};
+use crate::ttl_cache::TtlCache;
 
 /// Every API token starts with this, so secret scanners and people can recognise one.
 pub const TOKEN_PREFIX: &str = "hkl_";
@@ -122,6 +123,7 @@ pub async fn list_tokens(
 /// Revokes a token of the tenant (revoking again changes nothing); requests with it get 401.
 pub async fn revoke_token(
     store: &Store,
+    tokens: &TokenCache,
     tenant_id: &str,
     id: &str,
 ) -> Result<Token, crate::http::error::ApiError> {
@@ -129,6 +131,7 @@ pub async fn revoke_token(
     let token = tenants::revoke_token(store, tenant_id, &id)
         .await
         .map_err(|error| api::not_found_as(error, "API token"))?;
+    tokens.clear();
     tracing::info!(token_id = %token.id, "API token revoked");
     Ok(token)
 }
@@ -154,8 +157,34 @@ pub async fn authenticate(store: &Store, presented: &str) -> StoreResult<Option<
     if !presented.starts_with(TOKEN_PREFIX) {
         return Ok(None);
     }
-    let Some(token) = tenants::find_token_by_hash(store, &crypto::sha256_hex(presented)).await?
-    else {
+    authenticate_hash(store, &crypto::sha256_hex(presented)).await
+}
+
+/// Tokens this node authenticated lately, by the hash of the token (never the token): the answer
+/// for a token is reused for `http.token_cache_ms`. A revocation on this node clears it, so here
+/// it holds at once; on other nodes sharing a PostgreSQL database within that time.
+pub type TokenCache = TtlCache<Option<Principal>>;
+
+/// Like [`authenticate`], reusing a recent answer for the same token from `tokens`: a request
+/// then makes no round trip to the database for its token.
+pub async fn authenticate_cached(
+    store: &Store,
+    tokens: &TokenCache,
+    presented: &str,
+) -> StoreResult<Option<Principal>> {
+    if !presented.starts_with(TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    let hash = crypto::sha256_hex(presented);
+    tokens
+        .get_or_load(hash.clone(), || async move {
+            authenticate_hash(store, &hash).await
+        })
+        .await
+}
+
+async fn authenticate_hash(store: &Store, hash: &str) -> StoreResult<Option<Principal>> {
+    let Some(token) = tenants::find_token_by_hash(store, hash).await? else {
         return Ok(None);
     };
     if token.revoked_at.is_some() {

@@ -131,7 +131,13 @@ async fn revoke(
     CsrfForm { viewer, .. }: CsrfForm,
 ) -> PageResult {
     crate::web::require_admin(&viewer)?;
-    let token = crate::tenancy::revoke_token(&state.store, &viewer.user.tenant_id, &id).await?;
+    let token = crate::tenancy::revoke_token(
+        &state.store,
+        &state.token_cache,
+        &viewer.user.tenant_id,
+        &id,
+    )
+    .await?;
     Ok(redirect_with_flash(
         "/org/tokens",
         &format!(

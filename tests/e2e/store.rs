@@ -2,7 +2,9 @@
 
 use hookline::config::{DatabaseConfig, DatabaseUrl};
 use hookline::ids::{self, Kind};
+use hookline::outbound::publisher::PublishWriter;
 use hookline::store::inbound::{self as kept, InboundDelivery};
+use hookline::store::outbound as queue;
 use hookline::store::record::{self, AnalysisRow, BranchRow, CommitRow, PushRows};
 use hookline::store::services::{self, Service};
 use hookline::store::{Store, StoreError, settings, tenants};
@@ -33,6 +35,7 @@ on_both_backends!(
     tokens_are_found_by_hash_and_revoked_per_tenant,
     settings_keep_the_first_value_written,
     a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all,
+    published_events_are_written_together_and_a_bad_one_fails_alone,
 );
 
 async fn tenant_names_are_unique(backend: Backend) {
@@ -350,4 +353,140 @@ async fn batch_of_pushes(backend: Backend, own_connection: bool) {
     let mut tx = store.begin().await.unwrap();
     tenants::create_tenant(&mut tx, "other").await.unwrap();
     tx.commit().await.unwrap();
+}
+
+fn webhook_endpoint(tenant_id: &str) -> queue::Endpoint {
+    queue::Endpoint {
+        id: ids::new(Kind::Endpoint),
+        tenant_id: tenant_id.to_owned(),
+        url: "http://127.0.0.1:9/hook".to_owned(),
+        name: "receiver".to_owned(),
+        description: String::new(),
+        event_types: None,
+        active: true,
+        secret: vec![1, 2, 3],
+        previous_secret: None,
+        previous_secret_until: None,
+        consecutive_failures: 0,
+        disabled_reason: None,
+        disabled_at: None,
+        created_at: 1,
+        updated_at: 1,
+        kind: queue::KIND_WEBHOOK.to_owned(),
+        repository_key: None,
+        payload_format: None,
+        disabled_until: None,
+        rate_limit_per_second: None,
+    }
+}
+
+fn event_to(tenant_id: &str, endpoint_ids: &[&str]) -> queue::EventToPublish {
+    let id = format!("evt_{}", uuid::Uuid::now_v7());
+    queue::EventToPublish {
+        payload: format!(r#"{{"id":"{id}"}}"#),
+        id,
+        tenant_id: tenant_id.to_owned(),
+        event_type: "order.paid".to_owned(),
+        created_at: 1_000,
+        deliveries: endpoint_ids
+            .iter()
+            .map(|endpoint_id| queue::DeliveryToQueue {
+                id: ids::new(Kind::Delivery),
+                endpoint_id: (*endpoint_id).to_owned(),
+                paused: false,
+            })
+            .collect(),
+    }
+}
+
+async fn queued_events(store: &Store, tenant_id: &str, endpoint_id: &str) -> Vec<String> {
+    let filter = queue::DeliveryFilter::default();
+    let mut events: Vec<String> =
+        queue::list_deliveries(store, tenant_id, endpoint_id, &filter, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|delivery| delivery.event_id)
+            .collect();
+    events.sort();
+    events
+}
+
+async fn published_events_are_written_together_and_a_bad_one_fails_alone(backend: Backend) {
+    let (store, _db) = fresh_store(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
+    tx.commit().await.unwrap();
+    let (first, second) = (webhook_endpoint(&tenant.id), webhook_endpoint(&tenant.id));
+    queue::insert_endpoint(&store, &first).await.unwrap();
+    queue::insert_endpoint(&store, &second).await.unwrap();
+
+    // Several events in one write: every event and delivery, or (an endpoint gone) none at all.
+    let both = event_to(&tenant.id, &[&first.id, &second.id]);
+    let one = event_to(&tenant.id, &[&second.id]);
+    let none = event_to(&tenant.id, &[]);
+    let gone = event_to(&tenant.id, &["ep_deleted"]);
+    let error = queue::insert_events_with_deliveries(&store, &[&both, &gone, &one], false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict(_)), "{error:?}");
+    assert!(
+        queued_events(&store, &tenant.id, &second.id)
+            .await
+            .is_empty()
+    );
+    assert!(
+        queue::event_payloads(&store, std::slice::from_ref(&both.id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    queue::insert_events_with_deliveries(&store, &[&both, &one, &none], true)
+        .await
+        .unwrap();
+    assert_eq!(
+        queued_events(&store, &tenant.id, &first.id).await,
+        vec![both.id.clone()]
+    );
+    let mut expected = vec![both.id.clone(), one.id.clone()];
+    expected.sort();
+    assert_eq!(
+        queued_events(&store, &tenant.id, &second.id).await,
+        expected
+    );
+    let payloads = queue::event_payloads(&store, std::slice::from_ref(&none.id))
+        .await
+        .unwrap();
+    assert_eq!(payloads, vec![(none.id.clone(), none.payload.clone())]);
+
+    // Through the writer, at the same moment: the publish naming a deleted endpoint is refused
+    // (to be planned again), the others are written whether they shared its batch or not.
+    let writer = PublishWriter::start(store.clone()).unwrap();
+    let events: Vec<_> = (0..8)
+        .map(|n| match n {
+            3 => event_to(&tenant.id, &["ep_deleted"]),
+            _ => event_to(&tenant.id, &[&first.id]),
+        })
+        .collect();
+    let answers = futures_util::future::join_all(
+        events
+            .iter()
+            .map(|event| writer.write(event.clone(), false)),
+    )
+    .await;
+    for (n, answer) in answers.iter().enumerate() {
+        match n {
+            3 => assert!(matches!(answer, Err(StoreError::Conflict(_))), "{answer:?}"),
+            _ => assert!(answer.is_ok(), "{n}: {answer:?}"),
+        }
+    }
+    let mut expected: Vec<String> = events
+        .iter()
+        .enumerate()
+        .filter(|(n, _)| *n != 3)
+        .map(|(_, event)| event.id.clone())
+        .chain([both.id.clone()])
+        .collect();
+    expected.sort();
+    assert_eq!(queued_events(&store, &tenant.id, &first.id).await, expected);
 }
