@@ -36,7 +36,8 @@ pub fn metrics_handle() -> PrometheusHandle {
                 ])
                 .expect("bucket list is not empty")
                 .set_buckets_for_metric(
-                    Matcher::Full("hookline_inbound_write_batch_size".to_owned()),
+                    // The inbound and the publish writers' batch sizes.
+                    Matcher::Suffix("_write_batch_size".to_owned()),
                     &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0],
                 )
                 .expect("bucket list is not empty")
