@@ -276,14 +276,9 @@ pub async fn publish(
             event_type: event_type.to_owned(),
             payload: event.payload.clone(),
             created_at: event.created_at,
-            deliveries: targets
+            deliveries: new_deliveries(&targets, &delivery_ids)
                 .iter()
-                .zip(&delivery_ids)
-                .map(|(endpoint, id)| queue::DeliveryToQueue {
-                    id: id.clone(),
-                    endpoint_id: endpoint.id.clone(),
-                    paused: !endpoint.active,
-                })
+                .map(queue::DeliveryToQueue::from)
                 .collect(),
         };
         match writer.write(row, announce).await {

@@ -743,6 +743,26 @@ pub struct DeliveryToQueue {
     pub paused: bool,
 }
 
+impl From<&NewDelivery<'_>> for DeliveryToQueue {
+    fn from(delivery: &NewDelivery<'_>) -> DeliveryToQueue {
+        DeliveryToQueue {
+            id: delivery.id.to_owned(),
+            endpoint_id: delivery.endpoint_id.to_owned(),
+            paused: delivery.paused,
+        }
+    }
+}
+
+impl<'a> From<&'a DeliveryToQueue> for NewDelivery<'a> {
+    fn from(delivery: &'a DeliveryToQueue) -> NewDelivery<'a> {
+        NewDelivery {
+            id: &delivery.id,
+            endpoint_id: &delivery.endpoint_id,
+            paused: delivery.paused,
+        }
+    }
+}
+
 /// Writes events and their deliveries together, outside any caller transaction: on PostgreSQL
 /// in one statement (one round trip, no explicit transaction; with `announce`, it also notifies
 /// the other nodes), on SQLite in one transaction of the writer. A delivery whose endpoint was
@@ -813,15 +833,8 @@ pub async fn insert_events_with_deliveries(
                     event.created_at,
                 )
                 .await?;
-                let deliveries: Vec<NewDelivery<'_>> = event
-                    .deliveries
-                    .iter()
-                    .map(|d| NewDelivery {
-                        id: &d.id,
-                        endpoint_id: &d.endpoint_id,
-                        paused: d.paused,
-                    })
-                    .collect();
+                let deliveries: Vec<NewDelivery<'_>> =
+                    event.deliveries.iter().map(NewDelivery::from).collect();
                 let inserted = insert_deliveries(
                     &mut tx,
                     &event.tenant_id,
