@@ -388,6 +388,7 @@ async fn queue_for(
             id,
             endpoint_id: &hook.id,
             paused: false,
+            lease: None,
         })
         .collect();
     queue::insert_deliveries(tx, tenant_id, &event_id, object_kind, &deliveries, now).await?;

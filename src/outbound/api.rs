@@ -267,22 +267,16 @@ async fn publish_event(
         let (registered, endpoints) =
             queue::publish_plan(&state.store, tenant_id, &input.event_type).await?;
         check_event(&state, &input.event_type, registered.as_ref(), &input.data)?;
-        let announce = state.outbound.take_announcement();
         let published = super::publish(
             &state.store,
+            &state.outbound,
             &state.publisher,
             tenant_id,
             &input.event_type,
             &input.data,
             endpoints,
-            announce,
         )
         .await?;
-        if announce {
-            state.outbound.wake_local();
-        } else {
-            state.outbound.wake();
-        }
         let out = PublishedOut {
             id: published.event_id,
             event_type: input.event_type,

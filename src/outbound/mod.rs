@@ -50,6 +50,8 @@ pub struct Outbound {
     pub client: reqwest::Client,
     pub retry: retry::RetryPolicy,
     pub schemas: event_types::SchemaCache,
+    /// This node's delivery worker, taking the deliveries published here while it runs.
+    handoff: std::sync::RwLock<Option<Arc<worker::Handoff>>>,
 }
 
 impl Outbound {
@@ -69,6 +71,7 @@ impl Outbound {
                 config.delivery.jitter_percent,
             ),
             schemas: event_types::SchemaCache::default(),
+            handoff: std::sync::RwLock::new(None),
         })
     }
 
@@ -114,6 +117,14 @@ impl Outbound {
 
     pub(crate) fn mark_announced(&self, at: i64) {
         self.announced_at.fetch_max(at, Ordering::AcqRel);
+    }
+
+    pub(crate) fn handoff(&self) -> Option<Arc<worker::Handoff>> {
+        self.handoff.read().expect("handoff lock").clone()
+    }
+
+    pub(crate) fn set_handoff(&self, handoff: Option<Arc<worker::Handoff>>) {
+        *self.handoff.write().expect("handoff lock") = handoff;
     }
 }
 
@@ -184,18 +195,22 @@ fn delivery_ids_for(targets: &[Endpoint]) -> Vec<String> {
     targets.iter().map(|_| ids::new(Kind::Delivery)).collect()
 }
 
-/// The deliveries to queue: one per target, held (paused) for an inactive endpoint.
+/// The deliveries to queue: one per target, held (paused) for an inactive endpoint, leased to
+/// this node's worker where it `reserved` them.
 fn new_deliveries<'a>(
     targets: &'a [Endpoint],
     delivery_ids: &'a [String],
+    reserved: Option<&'a worker::Reserved>,
 ) -> Vec<queue::NewDelivery<'a>> {
     targets
         .iter()
         .zip(delivery_ids)
-        .map(|(endpoint, id)| queue::NewDelivery {
+        .enumerate()
+        .map(|(place, (endpoint, id))| queue::NewDelivery {
             id,
             endpoint_id: &endpoint.id,
             paused: !endpoint.active,
+            lease: reserved.and_then(|reserved| reserved.lease(place)),
         })
         .collect()
 }
@@ -227,7 +242,7 @@ pub async fn enqueue(
         Audience::Endpoint(id) => vec![queue::endpoint_in(tx, tenant_id, id).await?],
     };
     let delivery_ids = delivery_ids_for(&targets);
-    let deliveries = new_deliveries(&targets, &delivery_ids);
+    let deliveries = new_deliveries(&targets, &delivery_ids, None);
     queue::insert_deliveries(
         tx,
         tenant_id,
@@ -246,20 +261,23 @@ pub async fn enqueue(
 /// Publishes an event to its subscribers on its own, with no transaction of the caller's:
 /// `endpoints` are the tenant's webhook endpoints as the caller just read them (with the event
 /// type, [`queue::publish_plan`]); the event and its deliveries are written together by the
-/// publish writer, with other events published at the same moment ([`publisher`]; with the
-/// NOTIFY to other nodes when `announce`). Fewer round trips than [`enqueue`]; an endpoint deleted
-/// since fails the write, which is then planned again from the endpoints read anew. Call
-/// [`Outbound::wake_local`] after it when it announced, else [`Outbound::wake`].
+/// publish writer, with other events published at the same moment ([`publisher`]). Deliveries
+/// this node's worker has room for are handed to it ([`worker::Handoff`]); for the others it
+/// wakes the workers, its own and (by NOTIFY) the other nodes'. Fewer round trips than
+/// [`enqueue`]; an endpoint deleted since fails the write, which is then planned again from the
+/// endpoints read anew.
 pub async fn publish(
     store: &Store,
+    outbound: &Outbound,
     writer: &PublishWriter,
     tenant_id: &str,
     event_type: &str,
     data: &Value,
     endpoints: Vec<Endpoint>,
-    announce: bool,
 ) -> StoreResult<Published> {
     let event = new_event(tenant_id, event_type, data);
+    let payload = axum::body::Bytes::from(event.payload.clone());
+    let handoff = outbound.handoff();
     let mut endpoints = Some(endpoints);
     let mut tries = 0;
     loop {
@@ -270,19 +288,45 @@ pub async fn publish(
         };
         let targets = subscribers(endpoints, event_type);
         let delivery_ids = delivery_ids_for(&targets);
+        let reserved = handoff
+            .as_ref()
+            .and_then(|handoff| handoff.reserve(&targets, &delivery_ids));
+        let deliveries: Vec<queue::DeliveryToQueue> =
+            new_deliveries(&targets, &delivery_ids, reserved.as_ref())
+                .iter()
+                .map(queue::DeliveryToQueue::from)
+                .collect();
+        // Only deliveries left for a claim need anyone woken.
+        let queued = deliveries
+            .iter()
+            .any(|delivery| !delivery.paused && delivery.lease.is_none());
+        let announce = queued && outbound.take_announcement();
         let row = queue::EventToPublish {
             id: event.id.clone(),
             tenant_id: tenant_id.to_owned(),
             event_type: event_type.to_owned(),
             payload: event.payload.clone(),
             created_at: event.created_at,
-            deliveries: new_deliveries(&targets, &delivery_ids)
-                .iter()
-                .map(queue::DeliveryToQueue::from)
-                .collect(),
+            deliveries,
         };
-        match writer.write(row, announce).await {
+        let start = reserved.map(|reserved| {
+            let published = worker::PublishedEvent {
+                id: event.id.clone(),
+                tenant_id: tenant_id.to_owned(),
+                event_type: event_type.to_owned(),
+                payload: payload.clone(),
+                targets,
+                delivery_ids: delivery_ids.clone(),
+            };
+            Box::new(move || reserved.start(published)) as publisher::OnCommit
+        });
+        match writer.write(row, announce, start).await {
             Ok(()) => {
+                match (queued, announce) {
+                    (true, true) => outbound.wake_local(),
+                    (true, false) => outbound.wake(),
+                    (false, _) => {}
+                }
                 return Ok(Published {
                     event_id: event.id,
                     delivery_ids,

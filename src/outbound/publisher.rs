@@ -21,11 +21,27 @@ use crate::store::{Store, StoreError, StoreResult};
 /// Events written together at most: a batch's statement carries every one of their deliveries.
 const MAX_BATCH: usize = 64;
 
+/// What to run once an event's write committed, before its publisher is answered; run by the
+/// writer, so it runs even when the publisher stopped waiting.
+pub type OnCommit = Box<dyn FnOnce() + Send>;
+
 struct Job {
     event: EventToPublish,
     /// Notify the other nodes with this write.
     announce: bool,
+    on_commit: Option<OnCommit>,
     reply: oneshot::Sender<StoreResult<()>>,
+}
+
+impl Job {
+    fn answer(self, result: StoreResult<()>) {
+        if result.is_ok()
+            && let Some(on_commit) = self.on_commit
+        {
+            on_commit();
+        }
+        let _ = self.reply.send(result);
+    }
 }
 
 impl Taken for Job {}
@@ -51,13 +67,19 @@ impl PublishWriter {
         Ok(PublishWriter { sender })
     }
 
-    /// Writes `event` and its deliveries; answers once they are committed.
-    pub async fn write(&self, event: EventToPublish, announce: bool) -> StoreResult<()> {
+    /// Writes `event` and its deliveries; runs `on_commit` once they are committed, then answers.
+    pub async fn write(
+        &self,
+        event: EventToPublish,
+        announce: bool,
+        on_commit: Option<OnCommit>,
+    ) -> StoreResult<()> {
         let (reply, answer) = oneshot::channel();
         let closed = || StoreError::Database(sqlx::Error::PoolClosed);
         let job = Job {
             event,
             announce,
+            on_commit,
             reply,
         };
         if self.sender.send(job).await.is_err() {
@@ -82,14 +104,13 @@ async fn write(store: &Store, batch: Vec<Job>) {
     match result {
         Ok(()) => {
             for job in batch {
-                let _ = job.reply.send(Ok(()));
+                job.answer(Ok(()));
             }
         }
         Err(error) if batch.len() == 1 => {
-            let _ = batch
-                .into_iter()
-                .next()
-                .map(|job| job.reply.send(Err(error)));
+            if let Some(job) = batch.into_iter().next() {
+                job.answer(Err(error));
+            }
         }
         Err(error) => {
             if matches!(error, StoreError::Conflict(_)) {
@@ -100,7 +121,7 @@ async fn write(store: &Store, batch: Vec<Job>) {
             for job in batch {
                 let alone =
                     queue::insert_events_with_deliveries(store, &[&job.event], job.announce).await;
-                let _ = job.reply.send(alone);
+                job.answer(alone);
             }
         }
     }

@@ -1,7 +1,9 @@
 //! The delivery worker: claims due deliveries in short transactions, attempts them outside any
 //! transaction under per-endpoint and per-node concurrency caps, and writes results in batches,
-//! each only where the lease is still held. It wakes on new work (in-process, and through
-//! PostgreSQL LISTEN/NOTIFY from other nodes) and polls slowly as a fallback.
+//! each only where the lease is still held. Deliveries published on its own node it takes
+//! without a claim, written already leased to it ([`Handoff`]). It wakes on new work
+//! (in-process, and through PostgreSQL LISTEN/NOTIFY from other nodes) and polls slowly as a
+//! fallback.
 //!
 //! Leases are short and renewed while this node holds them, so a crashed node's deliveries are
 //! due again within one lease. A delivery counts against the node's `max_in_flight` from its
@@ -141,6 +143,23 @@ impl Worker {
             .collect()
     }
 
+    /// An endpoint slot unless this node already holds `limit` deliveries of the endpoint.
+    fn try_take_endpoint_slot(&self, endpoint_id: &str, limit: usize) -> Option<Arc<Semaphore>> {
+        let cap = self.endpoint_cap();
+        let mut all = self.endpoint_slots.lock().expect("slots lock");
+        let slots = all
+            .entry(endpoint_id.to_owned())
+            .or_insert_with(|| EndpointSlots {
+                semaphore: Arc::new(Semaphore::new(cap)),
+                claimed: 0,
+            });
+        if slots.claimed >= limit {
+            return None;
+        }
+        slots.claimed += 1;
+        Some(slots.semaphore.clone())
+    }
+
     fn take_endpoint_slot(&self, endpoint_id: &str) -> Arc<Semaphore> {
         let cap = self.endpoint_cap();
         let mut all = self.endpoint_slots.lock().expect("slots lock");
@@ -202,6 +221,181 @@ impl Worker {
     }
 }
 
+/// Deliveries published on this node go straight to its worker: each is written already leased
+/// to the worker, and its attempt starts once the write commits, with the endpoint and payload
+/// the publish holds. That takes the claim, and reading back the payload and the endpoint, out of
+/// a fresh delivery's way (three round trips and a row update each on the database).
+///
+/// Only while the node has room: publishes hand off at most half of `max_in_flight` (the claim
+/// loop keeps the rest, for retries, other nodes' publishes and any backlog, oldest first), and no
+/// more of one endpoint's deliveries than a claim would take. The rest are queued as before. A
+/// node that stops before sending leaves them leased: they are due again when the lease runs out,
+/// as a claimed delivery would be.
+pub struct Handoff {
+    worker: Arc<Worker>,
+    /// The lease owner of every delivery handed to this worker.
+    owner: String,
+    results: mpsc::Sender<(AttemptResult, Held)>,
+    tracker: TaskTracker,
+    /// The worker's runtime: attempts start from the publish writer's thread.
+    runtime: tokio::runtime::Handle,
+    shutdown: CancellationToken,
+}
+
+/// Sending slots one publish reserved for some of its deliveries; given back when dropped
+/// unstarted (its write failed).
+pub struct Reserved {
+    handoff: Arc<Handoff>,
+    lease_until: i64,
+    /// By the delivery's place among the publish's targets.
+    slots: Vec<(usize, Slot)>,
+}
+
+struct Slot {
+    held: Option<Held>,
+    endpoint_id: String,
+    endpoint_slot: Arc<Semaphore>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(held) = self.held.take() {
+            held.worker.finish_job(&self.endpoint_id);
+        }
+    }
+}
+
+impl Handoff {
+    /// Reserves slots for the deliveries (`delivery_ids`, one per target) this node can attempt
+    /// now; `None` when it can take none of them.
+    pub fn reserve(
+        self: &Arc<Self>,
+        targets: &[Endpoint],
+        delivery_ids: &[String],
+    ) -> Option<Reserved> {
+        let worker = &self.worker;
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
+        let max_in_flight = usize::try_from(worker.state.config.delivery.max_in_flight)
+            .unwrap_or(512)
+            .max(1);
+        let left_to_claims = max_in_flight / 2;
+        let per_endpoint = worker.endpoint_cap().saturating_mul(2);
+        let now = clock::now_ms();
+        let mut slots = Vec::new();
+        for (place, (endpoint, delivery_id)) in targets.iter().zip(delivery_ids).enumerate() {
+            if !endpoint.active
+                || endpoint.disabled_until.is_some_and(|until| until > now)
+                || worker.node_slots.available_permits() <= left_to_claims
+                || worker
+                    .disabled
+                    .lock()
+                    .expect("disabled lock")
+                    .contains(&endpoint.id)
+            {
+                continue;
+            }
+            let Ok(node_slot) = worker.node_slots.clone().try_acquire_owned() else {
+                break;
+            };
+            let Some(endpoint_slot) = worker.try_take_endpoint_slot(&endpoint.id, per_endpoint)
+            else {
+                continue;
+            };
+            worker
+                .held
+                .lock()
+                .expect("held lock")
+                .insert(delivery_id.clone(), self.owner.clone());
+            let held = Held {
+                worker: worker.clone(),
+                delivery_id: delivery_id.clone(),
+                node_slot: Some(node_slot),
+            };
+            slots.push((
+                place,
+                Slot {
+                    held: Some(held),
+                    endpoint_id: endpoint.id.clone(),
+                    endpoint_slot,
+                },
+            ));
+        }
+        (!slots.is_empty()).then(|| Reserved {
+            handoff: self.clone(),
+            lease_until: now + worker.lease_ms,
+            slots,
+        })
+    }
+}
+
+/// What [`Reserved::start`] needs of the event whose deliveries it starts.
+pub struct PublishedEvent {
+    pub id: String,
+    pub tenant_id: String,
+    pub event_type: String,
+    pub payload: Bytes,
+    /// The endpoints it was published to, and its deliveries' ids, in the same order.
+    pub targets: Vec<Endpoint>,
+    pub delivery_ids: Vec<String>,
+}
+
+impl Reserved {
+    /// The lease the delivery at `place` among the targets is written with, if it has a slot.
+    pub fn lease(&self, place: usize) -> Option<queue::Lease<'_>> {
+        self.slots
+            .iter()
+            .any(|(reserved, _)| *reserved == place)
+            .then_some(queue::Lease {
+                owner: &self.handoff.owner,
+                until: self.lease_until,
+            })
+    }
+
+    /// Starts the attempts of the reserved deliveries, once their write committed (on the
+    /// worker's runtime, from whichever thread committed it).
+    pub fn start(self, event: PublishedEvent) {
+        let Reserved {
+            handoff,
+            lease_until,
+            mut slots,
+        } = self;
+        metrics::counter!("hookline_deliveries_handed_off_total").increment(slots.len() as u64);
+        for (place, slot) in &mut slots {
+            let Some(held) = slot.held.take() else {
+                continue;
+            };
+            let job = Job {
+                claimed: Claimed {
+                    id: event.delivery_ids[*place].clone(),
+                    tenant_id: event.tenant_id.clone(),
+                    endpoint_id: slot.endpoint_id.clone(),
+                    event_id: event.id.clone(),
+                    event_type: event.event_type.clone(),
+                    attempt_count: 0,
+                    round_attempts: 0,
+                },
+                lease_until,
+                endpoint: Arc::new(event.targets[*place].clone()),
+                payload: event.payload.clone(),
+            };
+            handoff.tracker.spawn_on(
+                run_job(
+                    handoff.worker.clone(),
+                    job,
+                    handoff.owner.clone(),
+                    held,
+                    slot.endpoint_slot.clone(),
+                    handoff.results.clone(),
+                    handoff.shutdown.clone(),
+                ),
+                &handoff.runtime,
+            );
+        }
+    }
+}
+
 async fn claim_loop(
     worker: Arc<Worker>,
     results: mpsc::Sender<(AttemptResult, Held)>,
@@ -209,6 +403,14 @@ async fn claim_loop(
     shutdown: CancellationToken,
 ) {
     let state = &worker.state;
+    state.outbound.set_handoff(Some(Arc::new(Handoff {
+        worker: worker.clone(),
+        owner: uuid::Uuid::new_v4().simple().to_string(),
+        results: results.clone(),
+        tracker: tracker.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        shutdown: shutdown.clone(),
+    })));
     let delivery = &state.config.delivery;
     let wake = state.outbound.wake_handle();
     let lease = worker.lease_ms;
@@ -273,6 +475,7 @@ async fn claim_loop(
             () = shutdown.cancelled() => break,
         }
     }
+    state.outbound.set_handoff(None);
     tracing::info!("delivery worker stopped claiming");
 }
 

@@ -682,6 +682,15 @@ pub struct NewDelivery<'a> {
     pub endpoint_id: &'a str,
     /// Held (paused) until its inactive endpoint is activated again.
     pub paused: bool,
+    /// Written already leased to a worker of this node, which attempts it without a claim.
+    pub lease: Option<Lease<'a>>,
+}
+
+/// A lease a delivery is written with: whose, and until when (ms).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease<'a> {
+    pub owner: &'a str,
+    pub until: i64,
 }
 
 /// Queues deliveries of `event_id`, due at once, in one statement.
@@ -700,7 +709,8 @@ pub async fn insert_deliveries(
         for chunk in deliveries.chunks(500) {
             let mut insert = sqlx::QueryBuilder::new(
                 "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
-                 attempt_count, round_attempts, next_attempt_at, created_at, updated_at) ",
+                 attempt_count, round_attempts, next_attempt_at, created_at, updated_at, \
+                 lease_owner, lease_until) ",
             );
             insert.push_values(chunk, |mut row, delivery| {
                 row.push_bind(delivery.id)
@@ -713,7 +723,9 @@ pub async fn insert_deliveries(
                     .push_bind(0_i64)
                     .push_bind(now)
                     .push_bind(now)
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(delivery.lease.map(|lease| lease.owner))
+                    .push_bind(delivery.lease.map(|lease| lease.until));
             });
             insert.build().execute(&mut *conn).await?;
         }
@@ -741,6 +753,8 @@ pub struct DeliveryToQueue {
     pub endpoint_id: String,
     /// Held (paused) until its inactive endpoint is activated again.
     pub paused: bool,
+    /// Written leased to this node's worker, `(owner, until)`: see [`Lease`].
+    pub lease: Option<(String, i64)>,
 }
 
 impl From<&NewDelivery<'_>> for DeliveryToQueue {
@@ -749,6 +763,9 @@ impl From<&NewDelivery<'_>> for DeliveryToQueue {
             id: delivery.id.to_owned(),
             endpoint_id: delivery.endpoint_id.to_owned(),
             paused: delivery.paused,
+            lease: delivery
+                .lease
+                .map(|lease| (lease.owner.to_owned(), lease.until)),
         }
     }
 }
@@ -759,6 +776,10 @@ impl<'a> From<&'a DeliveryToQueue> for NewDelivery<'a> {
             id: &delivery.id,
             endpoint_id: &delivery.endpoint_id,
             paused: delivery.paused,
+            lease: delivery.lease.as_ref().map(|(owner, until)| Lease {
+                owner,
+                until: *until,
+            }),
         }
     }
 }
@@ -791,11 +812,12 @@ pub async fn insert_events_with_deliveries(
                    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])), \
                  announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') WHERE $10) \
                  INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
-                   attempt_count, round_attempts, next_attempt_at, created_at, updated_at) \
+                   attempt_count, round_attempts, next_attempt_at, created_at, updated_at, \
+                   lease_owner, lease_until) \
                  SELECT d.id, e.tenant_id, d.endpoint_id, e.id, e.event_type, d.status, 0, 0, \
-                   e.created_at, e.created_at, e.created_at \
-                 FROM UNNEST($6::bigint[], $7::text[], $8::text[], $9::text[]) \
-                   AS d(event_no, id, endpoint_id, status) \
+                   e.created_at, e.created_at, e.created_at, d.lease_owner, d.lease_until \
+                 FROM UNNEST($6::bigint[], $7::text[], $8::text[], $9::text[], $11::text[], \
+                   $12::bigint[]) AS d(event_no, id, endpoint_id, status, lease_owner, lease_until) \
                  JOIN UNNEST($1::text[], $2::text[], $3::text[], $5::bigint[]) WITH ORDINALITY \
                    AS e(id, tenant_id, event_type, created_at, no) ON e.no = d.event_no \
                  WHERE (SELECT count(*) FROM announced) >= 0",
@@ -817,6 +839,16 @@ pub async fn insert_events_with_deliveries(
                     .collect::<Vec<_>>(),
             )
             .bind(announce)
+            .bind(
+                deliveries()
+                    .map(|(_, d)| d.lease.as_ref().map(|(owner, _)| owner.as_str()))
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                deliveries()
+                    .map(|(_, d)| d.lease.as_ref().map(|(_, until)| *until))
+                    .collect::<Vec<_>>(),
+            )
             .execute(pool)
             .await
             .map(|_| ())

@@ -394,6 +394,7 @@ fn event_to(tenant_id: &str, endpoint_ids: &[&str]) -> queue::EventToPublish {
                 id: ids::new(Kind::Delivery),
                 endpoint_id: (*endpoint_id).to_owned(),
                 paused: false,
+                lease: None,
             })
             .collect(),
     }
@@ -471,7 +472,7 @@ async fn published_events_are_written_together_and_a_bad_one_fails_alone(backend
     let answers = futures_util::future::join_all(
         events
             .iter()
-            .map(|event| writer.write(event.clone(), false)),
+            .map(|event| writer.write(event.clone(), false, None)),
     )
     .await;
     for (n, answer) in answers.iter().enumerate() {

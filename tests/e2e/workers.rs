@@ -23,10 +23,21 @@ const MAX_IN_FLIGHT: usize = 32;
 
 /// `hookline serve --role worker` on the test app's database, with the default lease.
 async fn worker_process(app: &TestApp, dir: &std::path::Path) -> Served {
+    node_process(app, dir, "worker", &[]).await
+}
+
+/// `hookline serve --role ROLE` on the test app's database, with the default lease; `env` comes
+/// last, so it may change the settings above.
+async fn node_process(
+    app: &TestApp,
+    dir: &std::path::Path,
+    role: &str,
+    env: &[(&str, &str)],
+) -> Served {
     let mut command = hookline(dir);
     command
         .args(["--database-url", app.config.database_url.expose()])
-        .env("HOOKLINE_ROLE", "worker")
+        .env("HOOKLINE_ROLE", role)
         .env(
             "HOOKLINE_MASTER_KEY",
             app.config.master_key.as_ref().unwrap().expose(),
@@ -38,7 +49,8 @@ async fn worker_process(app: &TestApp, dir: &std::path::Path) -> Served {
             MAX_IN_FLIGHT.to_string(),
         )
         .env("HOOKLINE_DELIVERY__TIMEOUT_MS", "1000")
-        .env("HOOKLINE_LOG__LEVEL", "warn");
+        .env("HOOKLINE_LOG__LEVEL", "warn")
+        .envs(env.iter().copied());
     serve(command).await
 }
 
@@ -211,8 +223,13 @@ async fn a_worker_stopped_with_sigterm_mid_drain_repeats_nothing(backend: Backen
 
 /// Deliveries a worker process counts as succeeded, from its own `/metrics`.
 async fn succeeded_by(worker: &Served) -> u64 {
+    counted_by(worker, "hookline_deliveries_total", "outcome=\"succeeded\"").await
+}
+
+/// The sum of a process's counter `name` over the series whose labels contain `labels`.
+async fn counted_by(process: &Served, name: &str, labels: &str) -> u64 {
     let text = crate::support::http_client()
-        .get(format!("{}/metrics", worker.base_url))
+        .get(format!("{}/metrics", process.base_url))
         .send()
         .await
         .unwrap()
@@ -220,12 +237,84 @@ async fn succeeded_by(worker: &Served) -> u64 {
         .await
         .unwrap();
     text.lines()
-        .filter(|line| {
-            line.starts_with("hookline_deliveries_total") && line.contains("outcome=\"succeeded\"")
-        })
+        .filter(|line| line.split(['{', ' ']).next() == Some(name) && line.contains(labels))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
         .map(|count| count as u64)
         .sum()
+}
+
+on_both_backends!(deliveries_published_on_a_worker_node_go_straight_to_its_worker);
+
+/// A node that runs a worker sends what is published on it without a claim: the deliveries are
+/// written leased to its worker. It takes no more of one endpoint's deliveries than a claim
+/// would (twice `endpoint_concurrency`); the rest wait unleased in the queue for a claim.
+async fn deliveries_published_on_a_worker_node_go_straight_to_its_worker(backend: Backend) {
+    let app = outbound_app(backend, |config| config.role = Role::Api).await;
+    let receiver = Receiver::start().await;
+    create_type(&app, "invoice.paid").await;
+    create_endpoint(&app, &receiver.url("/hook"), None).await;
+    // The first attempt is held at the receiver while the test looks at the queue.
+    receiver.delay(Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_process(
+        &app,
+        dir.path(),
+        "all",
+        &[
+            ("HOOKLINE_DELIVERY__ENDPOINT_CONCURRENCY", "1"),
+            ("HOOKLINE_DELIVERY__TIMEOUT_MS", "10000"),
+        ],
+    )
+    .await;
+    let client = crate::support::http_client();
+    let mut events = Vec::new();
+    for n in 0..5 {
+        let answer = client
+            .post(format!("{}/api/events", node.base_url))
+            .bearer_auth(&app.token)
+            .json(&json!({"type": "invoice.paid", "data": {"invoice_id": format!("in_{n}"), "amount": n}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        let body: serde_json::Value = answer.json().await.unwrap();
+        events.push(body["id"].as_str().unwrap().to_owned());
+    }
+    let mut leased_events = BTreeSet::new();
+    for delivery_id in leased_deliveries(&app).await {
+        let delivery = queue::get_delivery(&app.store, &app.tenant_id, &delivery_id)
+            .await
+            .unwrap();
+        leased_events.insert(delivery.event_id);
+    }
+    assert_eq!(
+        leased_events,
+        events[..2].iter().cloned().collect::<BTreeSet<_>>(),
+        "the first two publishes were written leased to the node; the others wait for a claim"
+    );
+    assert_eq!(
+        counted_by(&node, "hookline_deliveries_handed_off_total", "").await,
+        2
+    );
+
+    receiver.delay(Duration::ZERO);
+    eventually(DRAIN, "all 5 deliveries at the receiver", || async {
+        (delivery_counts(&receiver).len() == 5).then_some(())
+    })
+    .await;
+    queue_is_drained(&app).await;
+    assert!(
+        delivery_counts(&receiver).values().all(|n| *n == 1),
+        "each delivered once: {:?}",
+        delivery_counts(&receiver)
+    );
+    assert_eq!(
+        counted_by(&node, "hookline_deliveries_handed_off_total", "").await,
+        2,
+        "the three queued deliveries went through claims"
+    );
+    assert_eq!(succeeded_by(&node).await, 5);
+    assert!(node.terminate().await.0);
 }
 
 /// One API node and two worker processes on one PostgreSQL schema drain a backlog: every delivery
