@@ -73,6 +73,9 @@ struct Worker {
     renewed_until: AtomicI64,
     /// The lease length (ms).
     lease_ms: i64,
+    /// No delivery is known to wait in the queue: the last claim came back short with no
+    /// endpoint excluded, and no publish queued one since. Publishes hand off only then.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// A delivery this node holds: its node slot and its lease. Dropped once its result is
@@ -121,6 +124,7 @@ impl Worker {
             disabled: Mutex::new(std::collections::HashSet::new()),
             held: Mutex::new(HashMap::new()),
             renewed_until: AtomicI64::new(0),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
             lease_ms: i64::try_from(state.config.delivery.lease_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX / 4),
             state,
@@ -226,11 +230,12 @@ impl Worker {
 /// the publish holds. That takes the claim, and reading back the payload and the endpoint, out of
 /// a fresh delivery's way (three round trips and a row update each on the database).
 ///
-/// Only while the node has room: publishes hand off at most half of `max_in_flight` (the claim
-/// loop keeps the rest, for retries, other nodes' publishes and any backlog, oldest first), and no
-/// more of one endpoint's deliveries than a claim would take. The rest are queued as before. A
-/// node that stops before sending leaves them leased: they are due again when the lease runs out,
-/// as a claimed delivery would be.
+/// Only while the worker is caught up (nothing known to wait in the queue, so no delivery
+/// overtakes an older one) and has room: publishes hand off at most half of `max_in_flight`, and
+/// only deliveries whose endpoint has a free sending slot (`endpoint_concurrency`), so none waits
+/// in memory. The rest are queued as before, and from then on everything goes through the queue,
+/// oldest first, until a claim finds it drained. A node that stops before sending leaves its
+/// handed-off deliveries leased: they are due again when the lease runs out, as claimed ones.
 pub struct Handoff {
     worker: Arc<Worker>,
     /// The lease owner of every delivery handed to this worker.
@@ -274,14 +279,14 @@ impl Handoff {
         delivery_ids: &[String],
     ) -> Option<Reserved> {
         let worker = &self.worker;
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || !worker.caught_up.load(Ordering::Acquire) {
             return None;
         }
         let max_in_flight = usize::try_from(worker.state.config.delivery.max_in_flight)
             .unwrap_or(512)
             .max(1);
         let left_to_claims = max_in_flight / 2;
-        let per_endpoint = worker.endpoint_cap().saturating_mul(2);
+        let per_endpoint = worker.endpoint_cap();
         let now = clock::now_ms();
         let mut slots = Vec::new();
         for (place, (endpoint, delivery_id)) in targets.iter().zip(delivery_ids).enumerate() {
@@ -321,6 +326,16 @@ impl Handoff {
                     endpoint_slot,
                 },
             ));
+        }
+        if slots.len() < targets.len() {
+            // Some go to the queue (paused ones aside, which no claim takes either): the ones
+            // published after them must not overtake them.
+            let queued = targets.iter().enumerate().any(|(place, endpoint)| {
+                endpoint.active && !slots.iter().any(|(reserved, _)| *reserved == place)
+            });
+            if queued {
+                worker.caught_up.store(false, Ordering::Release);
+            }
         }
         (!slots.is_empty()).then(|| Reserved {
             handoff: self.clone(),
@@ -453,6 +468,11 @@ async fn claim_loop(
             }
         };
         let full_batch = claimed.len() == room;
+        // A full batch may have left more behind; a short one with no endpoint excluded took all
+        // that was due.
+        if full_batch || excluded.is_empty() {
+            worker.caught_up.store(!full_batch, Ordering::Release);
+        }
         if !claimed.is_empty() {
             start_attempts(
                 &worker,

@@ -246,8 +246,9 @@ async fn counted_by(process: &Served, name: &str, labels: &str) -> u64 {
 on_both_backends!(deliveries_published_on_a_worker_node_go_straight_to_its_worker);
 
 /// A node that runs a worker sends what is published on it without a claim: the deliveries are
-/// written leased to its worker. It takes no more of one endpoint's deliveries than a claim
-/// would (twice `endpoint_concurrency`); the rest wait unleased in the queue for a claim.
+/// written leased to its worker, as long as their endpoint has a free sending slot
+/// (`endpoint_concurrency`). Once one had to be queued, the next ones queue behind it, unleased,
+/// for claims; when the queue is drained, publishes are handed over again.
 async fn deliveries_published_on_a_worker_node_go_straight_to_its_worker(backend: Backend) {
     let app = outbound_app(backend, |config| config.role = Role::Api).await;
     let receiver = Receiver::start().await;
@@ -261,24 +262,29 @@ async fn deliveries_published_on_a_worker_node_go_straight_to_its_worker(backend
         dir.path(),
         "all",
         &[
-            ("HOOKLINE_DELIVERY__ENDPOINT_CONCURRENCY", "1"),
+            ("HOOKLINE_DELIVERY__ENDPOINT_CONCURRENCY", "2"),
             ("HOOKLINE_DELIVERY__TIMEOUT_MS", "10000"),
         ],
     )
     .await;
-    let client = crate::support::http_client();
+    let publish_on_node = |n: usize| {
+        let (url, token) = (format!("{}/api/events", node.base_url), app.token.clone());
+        async move {
+            let answer = crate::support::http_client()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"type": "invoice.paid", "data": {"invoice_id": format!("in_{n}"), "amount": n}}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 202);
+            let body: serde_json::Value = answer.json().await.unwrap();
+            body["id"].as_str().unwrap().to_owned()
+        }
+    };
     let mut events = Vec::new();
     for n in 0..5 {
-        let answer = client
-            .post(format!("{}/api/events", node.base_url))
-            .bearer_auth(&app.token)
-            .json(&json!({"type": "invoice.paid", "data": {"invoice_id": format!("in_{n}"), "amount": n}}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 202);
-        let body: serde_json::Value = answer.json().await.unwrap();
-        events.push(body["id"].as_str().unwrap().to_owned());
+        events.push(publish_on_node(n).await);
     }
     let mut leased_events = BTreeSet::new();
     for delivery_id in leased_deliveries(&app).await {
@@ -314,6 +320,21 @@ async fn deliveries_published_on_a_worker_node_go_straight_to_its_worker(backend
         "the three queued deliveries went through claims"
     );
     assert_eq!(succeeded_by(&node).await, 5);
+
+    // The queue is drained: once the worker has seen it empty, publishes are handed over again.
+    let mut n = 5;
+    eventually(DRAIN, "a publish handed to the worker again", || {
+        n += 1;
+        let published = publish_on_node(n);
+        let node = &node;
+        async move {
+            published.await;
+            let handed_off = counted_by(node, "hookline_deliveries_handed_off_total", "").await;
+            (handed_off == 3).then_some(())
+        }
+    })
+    .await;
+    receiver.wait_for(n, DRAIN).await;
     assert!(node.terminate().await.0);
 }
 
