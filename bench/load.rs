@@ -1166,6 +1166,19 @@ async fn main() {
     if args.pages && delivered == expected {
         measure_pages(&server, args.page_rounds).await;
     }
+    if args.costs {
+        let text = metrics_text(&reqwest::Client::new(), &server.base_url).await;
+        // `+ 0.0`: the empty sum is -0.0.
+        let handed_off = text
+            .lines()
+            .filter(|line| line.starts_with("hookline_deliveries_handed_off_total"))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+            + 0.0;
+        println!(
+            "handed to the publishing node's worker (no claim): {handed_off:.0} of {delivered} deliveries"
+        );
+    }
     // CPU is read while the processes live; PostgreSQL's counters once the server's connections
     // closed (a backend reports its statistics when it ends).
     let costs_cpu = match costs_before {
