@@ -165,16 +165,8 @@ impl Worker {
     }
 
     fn take_endpoint_slot(&self, endpoint_id: &str) -> Arc<Semaphore> {
-        let cap = self.endpoint_cap();
-        let mut all = self.endpoint_slots.lock().expect("slots lock");
-        let slots = all
-            .entry(endpoint_id.to_owned())
-            .or_insert_with(|| EndpointSlots {
-                semaphore: Arc::new(Semaphore::new(cap)),
-                claimed: 0,
-            });
-        slots.claimed += 1;
-        slots.semaphore.clone()
+        self.try_take_endpoint_slot(endpoint_id, usize::MAX)
+            .expect("no limit")
     }
 
     /// Gives back a finished job's endpoint slot. The claim loop is woken only when that makes
