@@ -7,6 +7,13 @@
 //! index holds, so on PostgreSQL a claim (and a renewal) rewrites the row in place, a HOT update
 //! that adds no index entries; the price is that a claim's scan of the due index steps over the
 //! rows in flight, whose `next_attempt_at` stays where it was.
+//!
+//! BY_ID_ONLY: a statement that finds its deliveries by id and re-checks that they are still
+//! pending writes the check as `status || '' = 'pending'`. A plain `status = 'pending'` lets
+//! PostgreSQL pick a partial index of the pending rows instead of the primary key, which it does
+//! when its statistics predate a backlog (few pending rows then): with 500,000 pending rows
+//! behind statistics of 2,000,000 finished ones, a claim took 2.4 s, a batch of results 2.2 s
+//! and a lease renewal 0.2 s, each reading every pending row; by primary key, 5 ms.
 
 use std::sync::LazyLock;
 
@@ -1002,9 +1009,9 @@ async fn claim_oldest(
         }
         Store::Postgres(pool) => {
             sqlx::query_as::<_, Claimed>(
-                // The candidate ids come from an InitPlan array, so the rows are then fetched and
-                // locked by primary key: the planner cannot turn this into a queue-wide scan.
-                // The commit does not wait for the WAL flush (see above).
+                // The candidate ids come from an InitPlan array, and the rows are then fetched
+                // and locked by primary key (`status || ''`: see BY_ID_ONLY). The commit does not
+                // wait for the WAL flush (see above).
                 "WITH due AS (SELECT id FROM deliveries WHERE id = ANY(ARRAY( \
                      SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
                          WHERE status = 'pending' AND next_attempt_at <= $1 \
@@ -1013,7 +1020,7 @@ async fn claim_oldest(
                      WHERE NOT (c.endpoint_id = ANY($5)) \
                      AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = c.endpoint_id AND e.active) \
                      ORDER BY c.next_attempt_at LIMIT $4)) \
-                   AND status = 'pending' AND next_attempt_at <= $1 \
+                   AND status || '' = 'pending' AND next_attempt_at <= $1 \
                    AND (lease_until IS NULL OR lease_until <= $1) \
                    FOR UPDATE SKIP LOCKED) \
                  , unhurried AS MATERIALIZED \
@@ -1120,7 +1127,7 @@ pub async fn release(
         Store::Postgres(pool) => sqlx::query(
             "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
              updated_at = $4 \
-             WHERE id = ANY($1) AND lease_owner = $2 AND status = 'pending'",
+             WHERE id = ANY($1) AND lease_owner = $2 AND status || '' = 'pending'",
         )
         .bind(ids)
         .bind(owner)
@@ -1158,7 +1165,7 @@ pub async fn renew_leases(
             // with that), and waiting for them while holding others deadlocked with it.
             "UPDATE deliveries SET lease_until = $3 \
              WHERE id IN (SELECT id FROM deliveries WHERE id = ANY($1) AND lease_owner = ANY($2) \
-               AND status = 'pending' AND lease_until < $3 FOR UPDATE SKIP LOCKED)",
+               AND status || '' = 'pending' AND lease_until < $3 FOR UPDATE SKIP LOCKED)",
         )
         .bind(ids)
         .bind(owners)
@@ -1376,7 +1383,7 @@ static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
                last_status_code = v.code, last_error_kind = v.kind, updated_at = $24, \
                completed_at = v.completed_at \
              FROM v WHERE (SELECT count(*) FROM locked) >= 0 AND d.id = ANY($1) AND d.id = v.id \
-               AND d.lease_owner = v.owner AND d.status = 'pending' \
+               AND d.lease_owner = v.owner AND d.status || '' = 'pending' \
              RETURNING d.id), \
          attempts AS (INSERT INTO delivery_attempts ({columns}) \
              SELECT v.attempt_id, v.id, v.attempt_number, v.started_at, v.duration_ms, v.url, \
@@ -1792,7 +1799,7 @@ pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreR
         dispatch_write!(store, pool => {
             sqlx::query(
                 "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
-                 updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+                 updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND status || '' = 'pending'",
             )
             .bind(id)
             .bind(owner)

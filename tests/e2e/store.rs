@@ -491,3 +491,156 @@ async fn published_events_are_written_together_and_a_bad_one_fails_alone(backend
     expected.sort();
     assert_eq!(queued_events(&store, &tenant.id, &first.id).await, expected);
 }
+
+/// The queue statements that find deliveries by id (lease renewal, release, results) read them by
+/// primary key even when PostgreSQL's statistics were taken before a backlog, when nothing was
+/// pending: with a plain `status = 'pending'` the planner then preferred the partial index of
+/// pending rows and read all of them in every statement. Counted by that index's own statistics,
+/// which a backend adds to the shared counters when it ends. (The claim's choice of candidates
+/// still reads every pending row in this state: see bench/README.md, session 11.)
+#[tokio::test]
+async fn queue_statements_by_id_hold_when_statistics_predate_a_backlog() {
+    let Some(backend) = Backend::postgres_or_skip().await else {
+        return;
+    };
+    let (store, db) = fresh_store(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
+    tx.commit().await.unwrap();
+    let endpoint = webhook_endpoint(&tenant.id);
+    queue::insert_endpoint(&store, &endpoint).await.unwrap();
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL test")
+    };
+    let now = hookline::clock::now_ms();
+    let backlog = 5_000;
+    let mut conn = pool.acquire().await.unwrap();
+    // History without events (foreign keys off for this session), finished as a result leaves a
+    // row (no next attempt), analysed; then the backlog.
+    sqlx::query("SET session_replication_role = replica")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for (first, count, status) in [(0, 20_000, "succeeded"), (100_000, backlog, "pending")] {
+        sqlx::query(
+            "INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
+             attempt_count, round_attempts, next_attempt_at, created_at, updated_at, completed_at) \
+             SELECT 'dlv_' || lpad(g::text, 32, '0'), $1, $2, 'evt_' || g, 'x', $3, 0, 0, \
+               CASE WHEN $3 = 'pending' THEN $4 - 1000000 + g END, $4, $4, \
+               CASE WHEN $3 = 'pending' THEN NULL ELSE $4 END \
+             FROM generate_series($5::bigint, $5::bigint + $6 - 1) g",
+        )
+        .bind(&tenant.id)
+        .bind(&endpoint.id)
+        .bind(status)
+        .bind(now)
+        .bind(first)
+        .bind(count)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+        if status == "succeeded" {
+            sqlx::query("ANALYZE deliveries")
+                .execute(&mut *conn)
+                .await
+                .unwrap();
+        }
+    }
+    drop(conn);
+
+    let owner = "node-a".to_owned();
+    let claim = queue::Claim {
+        now,
+        lease_until: now + 10_000,
+        owner: &owner,
+        limit: 100,
+        per_endpoint: 16,
+        window: 800,
+    };
+    let claimed = queue::claim_due(&store, claim, &[]).await.unwrap();
+    assert_eq!(claimed.len(), 100);
+    store.close().await;
+    let url = DatabaseUrl::new(db.url());
+    let reader = Store::connect(&url, &DatabaseConfig::default())
+        .await
+        .unwrap();
+    let Store::Postgres(reader_pool) = &reader else {
+        unreachable!("a PostgreSQL test")
+    };
+    let read_by = |index: &'static str| {
+        let pool = reader_pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT idx_tup_read FROM pg_stat_user_indexes \
+                 WHERE schemaname = current_schema() AND indexrelname = $1",
+            )
+            .bind(index)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The claim's own reads by primary key (its 100 rows) show its counters are in.
+    let counted = |at_least: i64| {
+        let read_by = &read_by;
+        async move {
+            crate::support::eventually(
+                std::time::Duration::from_secs(30),
+                "the statements' index reads counted",
+                || async { (read_by("deliveries_pkey").await >= at_least).then_some(()) },
+            )
+            .await;
+        }
+    };
+    counted(100).await;
+    let by_primary_key = read_by("deliveries_pkey").await;
+    let before = read_by("deliveries_pending_by_endpoint").await;
+
+    let store = Store::connect(&url, &DatabaseConfig::default())
+        .await
+        .unwrap();
+    let ids: Vec<String> = claimed.iter().map(|c| c.id.clone()).collect();
+    let renewed = queue::renew_leases(&store, &ids, std::slice::from_ref(&owner), now + 20_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed, 100);
+    assert_eq!(
+        queue::release(&store, &ids[50..], &owner, 0).await.unwrap(),
+        50
+    );
+    let results: Vec<queue::AttemptResult> = claimed[..50]
+        .iter()
+        .map(|claimed| queue::AttemptResult {
+            claimed: claimed.clone(),
+            lease_owner: owner.clone(),
+            attempt: queue::Attempt {
+                id: ids::new(Kind::Attempt),
+                delivery_id: claimed.id.clone(),
+                attempt_number: 1,
+                started_at: now,
+                duration_ms: 1,
+                url: endpoint.url.clone(),
+                request_headers: "{}".to_owned(),
+                response_status: Some(200),
+                response_headers: None,
+                response_body: None,
+                error_kind: None,
+                error_message: None,
+                succeeded: true,
+            },
+            next: queue::Next::Succeeded,
+        })
+        .collect();
+    let recorded = queue::record_results(&store, &results, 10).await.unwrap();
+    assert_eq!(recorded.written, 50);
+    store.close().await;
+    // Renewal, release and results read 200 rows by primary key between them.
+    counted(by_primary_key + 200).await;
+    let pending_index = read_by("deliveries_pending_by_endpoint").await - before;
+    assert!(
+        pending_index < 1_000,
+        "the partial index of pending rows was read {pending_index} times (a backlog of \
+         {backlog}): a statement by id walked the queue"
+    );
+    reader.close().await;
+}
