@@ -276,7 +276,6 @@ pub async fn publish(
     endpoints: Vec<Endpoint>,
 ) -> StoreResult<Published> {
     let event = new_event(tenant_id, event_type, data);
-    let payload = axum::body::Bytes::from(event.payload.clone());
     let handoff = outbound.handoff();
     let mut endpoints = Some(endpoints);
     let mut tries = 0;
@@ -314,7 +313,7 @@ pub async fn publish(
                 id: event.id.clone(),
                 tenant_id: tenant_id.to_owned(),
                 event_type: event_type.to_owned(),
-                payload: payload.clone(),
+                payload: axum::body::Bytes::from(event.payload.clone()),
                 targets,
                 delivery_ids: delivery_ids.clone(),
             };

@@ -244,7 +244,7 @@ pub struct Handoff {
 pub struct Reserved {
     handoff: Arc<Handoff>,
     lease_until: i64,
-    /// By the delivery's place among the publish's targets.
+    /// By the delivery's place among the publish's targets, in that order.
     slots: Vec<(usize, Slot)>,
 }
 
@@ -319,15 +319,10 @@ impl Handoff {
                 },
             ));
         }
-        if slots.len() < targets.len() {
-            // Some go to the queue (paused ones aside, which no claim takes either): the ones
-            // published after them must not overtake them.
-            let queued = targets.iter().enumerate().any(|(place, endpoint)| {
-                endpoint.active && !slots.iter().any(|(reserved, _)| *reserved == place)
-            });
-            if queued {
-                worker.caught_up.store(false, Ordering::Release);
-            }
+        // Some go to the queue (paused ones aside, which no claim takes either; every reserved
+        // one is active): the ones published after them must not overtake them.
+        if targets.iter().filter(|endpoint| endpoint.active).count() > slots.len() {
+            worker.caught_up.store(false, Ordering::Release);
         }
         (!slots.is_empty()).then(|| Reserved {
             handoff: self.clone(),
@@ -352,8 +347,8 @@ impl Reserved {
     /// The lease the delivery at `place` among the targets is written with, if it has a slot.
     pub fn lease(&self, place: usize) -> Option<queue::Lease<'_>> {
         self.slots
-            .iter()
-            .any(|(reserved, _)| *reserved == place)
+            .binary_search_by_key(&place, |(reserved, _)| *reserved)
+            .is_ok()
             .then_some(queue::Lease {
                 owner: &self.handoff.owner,
                 until: self.lease_until,
