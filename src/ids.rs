@@ -105,6 +105,20 @@ pub fn new(kind: Kind) -> String {
     }
 }
 
+/// The smallest ID of `kind` made at or after `at_ms` (Unix ms): IDs sort by creation, so
+/// `id >= first_at(kind, t)` selects the objects made since `t` through an index of IDs.
+pub fn first_at(kind: Kind, at_ms: i64) -> String {
+    // UUIDv7: 48 bits of milliseconds, the version (7), then the variant (binary 10) and random
+    // bits, here all zero.
+    let millis = u64::try_from(at_ms).unwrap_or(0) & 0xffff_ffff_ffff;
+    let uuid = Uuid::from_u128((u128::from(millis) << 80) | (0x7 << 76) | (0b10 << 62));
+    if kind.hyphenated() {
+        format!("{}_{}", kind.prefix(), uuid.hyphenated())
+    } else {
+        format!("{}_{}", kind.prefix(), uuid.simple())
+    }
+}
+
 /// Whether `candidate` has the shape of an ID of `kind` (prefix and 32 lowercase hex digits).
 pub fn is_valid(kind: Kind, candidate: &str) -> bool {
     candidate
@@ -129,6 +143,7 @@ pub fn is_valid(kind: Kind, candidate: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock;
 
     #[test]
     fn new_ids_have_their_prefix_and_validate() {
@@ -168,6 +183,16 @@ mod tests {
             "int_0123456789abcdef0123456789abcdef"
         ));
         assert!(!is_valid(Kind::Service, &id.replace("int_", "svc_")));
+    }
+
+    #[test]
+    fn the_first_id_at_a_time_bounds_the_ids_made_since() {
+        let before = clock::now_ms();
+        let id = new(Kind::Delivery);
+        assert!(is_valid(Kind::Delivery, &first_at(Kind::Delivery, before)));
+        assert!(first_at(Kind::Delivery, before) <= id);
+        assert!(first_at(Kind::Delivery, clock::now_ms() + 1) > id);
+        assert!(first_at(Kind::Delivery, before - 1) < first_at(Kind::Delivery, before));
     }
 
     #[test]

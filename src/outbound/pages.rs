@@ -116,6 +116,14 @@ struct ListPage {
 
 const HOURS: i64 = 24;
 
+/// The longest a delivery can take from its publish to its result: every retry step at its
+/// longest jitter, with an hour to spare for attempts and a queue that ran behind.
+fn longest_delivery_ms(delivery: &crate::config::DeliveryConfig) -> i64 {
+    let steps: u64 = delivery.retry_schedule_ms.iter().sum();
+    let jittered = steps.saturating_mul(100 + u64::from(delivery.jitter_percent)) / 100;
+    i64::try_from(jittered).unwrap_or(i64::MAX / 4) + 3_600_000
+}
+
 async fn list_page(
     State(state): State<AppState>,
     Viewer(viewer): Viewer,
@@ -131,8 +139,15 @@ async fn list_page(
         .collect();
     let this_hour = clock::now_ms() / 3_600_000;
     let first_hour = this_hour - (HOURS - 1);
-    let (last, tallies) =
-        queue::endpoint_health(&state.store, tenant_id, &ids, first_hour * 3_600_000).await?;
+    let since = first_hour * 3_600_000;
+    let (last, tallies) = queue::endpoint_health(
+        &state.store,
+        tenant_id,
+        &ids,
+        since,
+        since - longest_delivery_ms(&state.config.delivery),
+    )
+    .await?;
     let rows = endpoints
         .iter()
         .map(|endpoint| {

@@ -120,11 +120,18 @@ pub async fn set_token(store: &Store, hook: &Endpoint, sealed: &[u8]) -> StoreRe
 /// Makes a hook's queued deliveries due now (after it was brought back from a temporary
 /// disable, which held them until its end).
 pub async fn resume_held(store: &Store, hook_id: &str, now: i64) -> StoreResult<u64> {
-    Ok(super::dispatch_write!(store, pool => {
-        sqlx::query(
+    let sql = match store {
+        Store::Sqlite(_) => {
             "UPDATE deliveries SET next_attempt_at = $2, updated_at = $2 WHERE endpoint_id = $1 \
-             AND status = 'pending' AND lease_owner IS NULL AND next_attempt_at > $2",
-        )
+             AND status = 'pending' AND lease_owner IS NULL AND next_attempt_at > $2"
+        }
+        Store::Postgres(_) => {
+            "UPDATE delivery_queue SET next_attempt_at = $2 WHERE endpoint_id = $1 \
+             AND lease_owner IS NULL AND next_attempt_at > $2"
+        }
+    };
+    Ok(super::dispatch_write!(store, pool => {
+        sqlx::query(sql)
         .bind(hook_id)
         .bind(now)
         .execute(pool)

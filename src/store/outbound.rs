@@ -1,19 +1,19 @@
 //! Outbound webhooks in the store: custom event types, endpoints, events, the delivery queue with
 //! leases, attempt history, and idempotency keys.
 //!
-//! The queue is the `deliveries` table. A claim stamps a due row with the claimer's `lease_owner`
-//! and the end of its lease, `lease_until`; a result is written only where that stamp is still in
-//! place, and a lease that runs out simply makes the row due again. The lease lives in columns no
-//! index holds, so on PostgreSQL a claim (and a renewal) rewrites the row in place, a HOT update
-//! that adds no index entries; the price is that a claim's scan of the due index steps over the
-//! rows in flight, whose `next_attempt_at` stays where it was.
+//! The queue: a claim stamps a due delivery with the claimer's `lease_owner` and the end of its
+//! lease, `lease_until`; a result is written only where that stamp is still in place, and a lease
+//! that runs out simply makes the delivery due again. The lease lives in columns no index holds,
+//! so a claim's scan of the due index steps over the deliveries in flight, whose
+//! `next_attempt_at` stays where it was.
 //!
-//! BY_ID_ONLY: a statement that finds its deliveries by id and re-checks that they are still
-//! pending writes the check as `status || '' = 'pending'`. A plain `status = 'pending'` lets
-//! PostgreSQL pick a partial index of the pending rows instead of the primary key, which it does
-//! when its statistics predate a backlog (few pending rows then): with 500,000 pending rows
-//! behind statistics of 2,000,000 finished ones, a claim took 2.4 s, a batch of results 2.2 s
-//! and a lease renewal 0.2 s, each reading every pending row; by primary key, 5 ms.
+//! On SQLite the queue state is columns of `deliveries`. On PostgreSQL it is a table of its own,
+//! `delivery_queue`: one narrow row per unfinished delivery, deleted when it finishes, with its
+//! due time (NULL while held for an inactive endpoint) and its lease. `deliveries` then has no
+//! index on anything a claim or a result changes, so a claim rewrites only the narrow row and a
+//! result is a HOT update of the delivery (no index entries); with the queue state in the history
+//! row, every result wrote a new version into each of its indexes (migration 0016).
+//! `delivery_view` shows a delivery with its next attempt on both backends.
 
 use std::sync::LazyLock;
 
@@ -103,11 +103,12 @@ macro_rules! endpoint_columns {
 }
 pub(crate) use endpoint_columns;
 
+/// The columns of `delivery_view`, a delivery as the API shows it (its next attempt is the end of
+/// its lease while it is in flight).
 macro_rules! delivery_columns {
     () => {
         "id, tenant_id, endpoint_id, event_id, event_type, status, attempt_count, round_attempts, \
-         COALESCE(lease_until, next_attempt_at) AS next_attempt_at, last_status_code, \
-         last_error_kind, created_at, updated_at, completed_at"
+         next_attempt_at, last_status_code, last_error_kind, created_at, updated_at, completed_at"
     };
 }
 
@@ -120,9 +121,10 @@ macro_rules! attempt_columns {
 
 /// Pauses the pending deliveries, not in flight (no lease, or one that ran out), of the endpoints
 /// `endpoint_id` followed by the given test selects (`$1`: now). Deactivation, the recorder's
-/// disable and the sweep for inactive endpoints all hold deliveries this one way.
+/// disable and the sweep for inactive endpoints all hold deliveries this one way. On PostgreSQL
+/// the queue row loses its due time (held) and the delivery shows `paused`.
 macro_rules! pause_pending {
-    ($endpoints:literal) => {
+    (sqlite, $endpoints:literal) => {
         concat!(
             "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
              updated_at = $1 WHERE status = 'pending' \
@@ -130,6 +132,38 @@ macro_rules! pause_pending {
             $endpoints
         )
     };
+    (postgres, $endpoints:literal) => {
+        concat!(
+            "WITH held AS (UPDATE delivery_queue SET next_attempt_at = NULL, lease_owner = NULL, \
+               lease_until = NULL WHERE next_attempt_at IS NOT NULL \
+               AND (lease_until IS NULL OR lease_until <= $1) AND endpoint_id ",
+            $endpoints,
+            " RETURNING delivery_id) \
+             UPDATE deliveries SET status = 'paused', updated_at = $1 \
+             WHERE id IN (SELECT delivery_id FROM held)"
+        )
+    };
+}
+
+/// Holds the pending deliveries (not in flight) of one endpoint: see [`pause_pending!`].
+async fn pause_pending_of(tx: &mut Tx<'_>, endpoint_id: &str, now: i64) -> StoreResult<()> {
+    match tx {
+        Tx::Sqlite(tx) => {
+            sqlx::query(pause_pending!(sqlite, "= $2"))
+                .bind(now)
+                .bind(endpoint_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        Tx::Postgres(tx) => {
+            sqlx::query(pause_pending!(postgres, "= $2"))
+                .bind(now)
+                .bind(endpoint_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -481,32 +515,50 @@ pub async fn set_endpoint_active(
         .execute(&mut *conn)
         .await?
         .rows_affected();
-        if active {
-            sqlx::query(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
-                 lease_owner = NULL, lease_until = NULL, updated_at = $2 \
-                 WHERE endpoint_id = $1 AND status = 'paused'",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-        } else {
-            // Deliveries in flight (leased) keep their lease: their results are recorded, and a
-            // retry of one of them is paused then.
-            sqlx::query(pause_pending!("= $2"))
-                .bind(now)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-        }
         changed
     });
     if changed == 0 {
         return Err(StoreError::NotFound);
     }
+    if active {
+        resume_paused(&mut tx, id, now).await?;
+    } else {
+        // Deliveries in flight (leased) keep their lease: their results are recorded, and a
+        // retry of one of them is paused then.
+        pause_pending_of(&mut tx, id, now).await?;
+    }
     tx.commit().await?;
     get_endpoint(store, tenant_id, id).await
+}
+
+/// Makes an endpoint's held deliveries due now.
+async fn resume_paused(tx: &mut Tx<'_>, endpoint_id: &str, now: i64) -> StoreResult<()> {
+    match tx {
+        Tx::Sqlite(tx) => {
+            sqlx::query(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = $2, \
+                 lease_owner = NULL, lease_until = NULL, updated_at = $2 \
+                 WHERE endpoint_id = $1 AND status = 'paused'",
+            )
+            .bind(endpoint_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Tx::Postgres(tx) => {
+            sqlx::query(
+                "WITH resumed AS (UPDATE delivery_queue SET next_attempt_at = $2 \
+                   WHERE endpoint_id = $1 AND next_attempt_at IS NULL RETURNING delivery_id) \
+                 UPDATE deliveries SET status = 'pending', updated_at = $2 \
+                 WHERE id IN (SELECT delivery_id FROM resumed)",
+            )
+            .bind(endpoint_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 const WEBHOOK_ENDPOINTS: &str = concat!(
@@ -712,6 +764,47 @@ pub async fn insert_deliveries(
     if deliveries.is_empty() {
         return Ok(());
     }
+    if let Tx::Postgres(tx) = tx {
+        sqlx::query(
+            "WITH delivery AS (INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, \
+               event_type, status, attempt_count, round_attempts, created_at, updated_at) \
+               SELECT d.id, $1, d.endpoint_id, $2, $3, d.status, 0, 0, $4, $4 \
+               FROM UNNEST($5::text[], $6::text[], $7::text[]) AS d(id, endpoint_id, status)) \
+             INSERT INTO delivery_queue (delivery_id, endpoint_id, next_attempt_at, lease_owner, \
+               lease_until, created_at) \
+             SELECT q.id, q.endpoint_id, CASE WHEN q.status = 'pending' THEN $4 END, \
+               q.lease_owner, q.lease_until, $4 \
+             FROM UNNEST($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[]) \
+               AS q(id, endpoint_id, status, lease_owner, lease_until)",
+        )
+        .bind(tenant_id)
+        .bind(event_id)
+        .bind(event_type)
+        .bind(now)
+        .bind(deliveries.iter().map(|d| d.id).collect::<Vec<_>>())
+        .bind(deliveries.iter().map(|d| d.endpoint_id).collect::<Vec<_>>())
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| held_or_pending(d.paused))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.lease.map(|l| l.owner))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            deliveries
+                .iter()
+                .map(|d| d.lease.map(|l| l.until))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut **tx)
+        .await?;
+        return Ok(());
+    }
     dispatch_tx!(tx, conn => {
         for chunk in deliveries.chunks(500) {
             let mut insert = sqlx::QueryBuilder::new(
@@ -725,7 +818,7 @@ pub async fn insert_deliveries(
                     .push_bind(delivery.endpoint_id)
                     .push_bind(event_id)
                     .push_bind(event_type)
-                    .push_bind(if delivery.paused { status::PAUSED } else { status::PENDING })
+                    .push_bind(held_or_pending(delivery.paused))
                     .push_bind(0_i64)
                     .push_bind(0_i64)
                     .push_bind(now)
@@ -738,6 +831,15 @@ pub async fn insert_deliveries(
         }
     });
     Ok(())
+}
+
+/// A new delivery's status: held for an inactive endpoint, or pending.
+fn held_or_pending(paused: bool) -> &'static str {
+    if paused {
+        status::PAUSED
+    } else {
+        status::PENDING
+    }
 }
 
 /// An event with its deliveries, to be written on its own (not in a caller's transaction) by
@@ -817,17 +919,24 @@ pub async fn insert_events_with_deliveries(
                 // event by its place in the arrays (from 1).
                 "WITH event AS (INSERT INTO events (id, tenant_id, event_type, payload, created_at) \
                    SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[])), \
-                 announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') WHERE $10) \
-                 INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, event_type, status, \
-                   attempt_count, round_attempts, next_attempt_at, created_at, updated_at, \
-                   lease_owner, lease_until) \
-                 SELECT d.id, e.tenant_id, d.endpoint_id, e.id, e.event_type, d.status, 0, 0, \
-                   e.created_at, e.created_at, e.created_at, d.lease_owner, d.lease_until \
+                 announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') WHERE $10), \
+                 delivery AS (INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, \
+                   event_type, status, attempt_count, round_attempts, created_at, updated_at) \
+                   SELECT d.id, e.tenant_id, d.endpoint_id, e.id, e.event_type, d.status, 0, 0, \
+                     e.created_at, e.created_at \
+                   FROM UNNEST($6::bigint[], $7::text[], $8::text[], $9::text[]) \
+                     AS d(event_no, id, endpoint_id, status) \
+                   JOIN UNNEST($1::text[], $2::text[], $3::text[], $5::bigint[]) WITH ORDINALITY \
+                     AS e(id, tenant_id, event_type, created_at, no) ON e.no = d.event_no \
+                   WHERE (SELECT count(*) FROM announced) >= 0) \
+                 INSERT INTO delivery_queue (delivery_id, endpoint_id, next_attempt_at, \
+                   lease_owner, lease_until, created_at) \
+                 SELECT d.id, d.endpoint_id, CASE WHEN d.status = 'pending' THEN e.created_at END, \
+                   d.lease_owner, d.lease_until, e.created_at \
                  FROM UNNEST($6::bigint[], $7::text[], $8::text[], $9::text[], $11::text[], \
                    $12::bigint[]) AS d(event_no, id, endpoint_id, status, lease_owner, lease_until) \
-                 JOIN UNNEST($1::text[], $2::text[], $3::text[], $5::bigint[]) WITH ORDINALITY \
-                   AS e(id, tenant_id, event_type, created_at, no) ON e.no = d.event_no \
-                 WHERE (SELECT count(*) FROM announced) >= 0",
+                 JOIN UNNEST($5::bigint[]) WITH ORDINALITY AS e(created_at, no) \
+                   ON e.no = d.event_no",
             )
             .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.tenant_id.as_str()).collect::<Vec<_>>())
@@ -839,10 +948,7 @@ pub async fn insert_events_with_deliveries(
             .bind(deliveries().map(|(_, d)| d.endpoint_id.as_str()).collect::<Vec<_>>())
             .bind(
                 deliveries()
-                    .map(|(_, d)| match d.paused {
-                        true => status::PAUSED,
-                        false => status::PENDING,
-                    })
+                    .map(|(_, d)| held_or_pending(d.paused))
                     .collect::<Vec<_>>(),
             )
             .bind(announce)
@@ -1009,26 +1115,26 @@ async fn claim_oldest(
         }
         Store::Postgres(pool) => {
             sqlx::query_as::<_, Claimed>(
-                // The candidate ids come from an InitPlan array, and the rows are then fetched
-                // and locked by primary key (`status || ''`: see BY_ID_ONLY). The commit does not
-                // wait for the WAL flush (see above).
-                "WITH due AS (SELECT id FROM deliveries WHERE id = ANY(ARRAY( \
-                     SELECT c.id FROM (SELECT id, endpoint_id, next_attempt_at FROM deliveries \
-                         WHERE status = 'pending' AND next_attempt_at <= $1 \
+                // The candidate ids come from an InitPlan array, and the queue rows are then
+                // fetched and locked by primary key. The commit does not wait for the WAL flush
+                // (see above).
+                "WITH due AS (SELECT delivery_id FROM delivery_queue WHERE delivery_id = ANY(ARRAY( \
+                     SELECT c.delivery_id FROM (SELECT delivery_id, endpoint_id, next_attempt_at \
+                         FROM delivery_queue WHERE next_attempt_at <= $1 \
                          AND (lease_until IS NULL OR lease_until <= $1) \
                          ORDER BY next_attempt_at LIMIT $6) c \
                      WHERE NOT (c.endpoint_id = ANY($5)) \
                      AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = c.endpoint_id AND e.active) \
                      ORDER BY c.next_attempt_at LIMIT $4)) \
-                   AND status || '' = 'pending' AND next_attempt_at <= $1 \
-                   AND (lease_until IS NULL OR lease_until <= $1) \
-                   FOR UPDATE SKIP LOCKED) \
-                 , unhurried AS MATERIALIZED \
-                   (SELECT set_config('synchronous_commit', 'off', true)) \
-                 UPDATE deliveries d SET lease_until = $2, lease_owner = $3, updated_at = $1 \
-                 FROM due WHERE d.id = due.id AND (SELECT count(*) FROM unhurried) = 1 \
-                 RETURNING d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
-                 d.attempt_count, d.round_attempts",
+                   AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
+                   FOR UPDATE SKIP LOCKED), \
+                 unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), \
+                 leased AS (UPDATE delivery_queue q SET lease_until = $2, lease_owner = $3 \
+                   FROM due WHERE q.delivery_id = due.delivery_id \
+                   AND (SELECT count(*) FROM unhurried) = 1 RETURNING q.delivery_id) \
+                 SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
+                 d.attempt_count, d.round_attempts \
+                 FROM leased JOIN deliveries d ON d.id = leased.delivery_id",
             )
             .bind(claim.now)
             .bind(claim.lease_until)
@@ -1071,23 +1177,21 @@ async fn claim_per_endpoint(
         }
         Store::Postgres(pool) => {
             sqlx::query_as::<_, Claimed>(
-                // `status || ''` keeps the planner on the per-endpoint index, whose predicate
-                // (`status IN ('pending', 'paused')`) is named as such: the queue-wide index
-                // (`status = 'pending'`) would also match a plain test, and walks every due row
-                // of other endpoints. The commit does not wait for the WAL flush.
-                "WITH due AS (SELECT d.id FROM endpoints e CROSS JOIN LATERAL \
-                     (SELECT x.id FROM deliveries x WHERE x.endpoint_id = e.id \
-                      AND x.status IN ('pending', 'paused') AND x.status || '' = 'pending' \
+                // Endpoint by endpoint, each through the queue's per-endpoint index. The commit
+                // does not wait for the WAL flush.
+                "WITH due AS (SELECT d.delivery_id FROM endpoints e CROSS JOIN LATERAL \
+                     (SELECT x.delivery_id FROM delivery_queue x WHERE x.endpoint_id = e.id \
                       AND x.next_attempt_at <= $1 \
                       AND (x.lease_until IS NULL OR x.lease_until <= $1) \
                       ORDER BY x.next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED) d \
-                   WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4) \
-                 , unhurried AS MATERIALIZED \
-                   (SELECT set_config('synchronous_commit', 'off', true)) \
-                 UPDATE deliveries dd SET lease_until = $2, lease_owner = $3, updated_at = $1 \
-                 FROM due WHERE dd.id = due.id AND (SELECT count(*) FROM unhurried) = 1 \
-                 RETURNING dd.id, dd.tenant_id, dd.endpoint_id, dd.event_id, dd.event_type, \
-                 dd.attempt_count, dd.round_attempts",
+                   WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4), \
+                 unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), \
+                 leased AS (UPDATE delivery_queue q SET lease_until = $2, lease_owner = $3 \
+                   FROM due WHERE q.delivery_id = due.delivery_id \
+                   AND (SELECT count(*) FROM unhurried) = 1 RETURNING q.delivery_id) \
+                 SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
+                 d.attempt_count, d.round_attempts \
+                 FROM leased JOIN deliveries d ON d.id = leased.delivery_id",
             )
             .bind(claim.now)
             .bind(claim.lease_until)
@@ -1125,14 +1229,12 @@ pub async fn release(
         .await?
         .rows_affected(),
         Store::Postgres(pool) => sqlx::query(
-            "UPDATE deliveries SET next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
-             updated_at = $4 \
-             WHERE id = ANY($1) AND lease_owner = $2 AND status || '' = 'pending'",
+            "UPDATE delivery_queue SET next_attempt_at = $3, lease_owner = NULL, \
+             lease_until = NULL WHERE delivery_id = ANY($1) AND lease_owner = $2",
         )
         .bind(ids)
         .bind(owner)
         .bind(now + delay_ms)
-        .bind(now)
         .execute(pool)
         .await?
         .rows_affected(),
@@ -1163,9 +1265,9 @@ pub async fn renew_leases(
         Store::Postgres(pool) => sqlx::query(
             // Rows locked right now are skipped: the recorder is writing them (their lease ends
             // with that), and waiting for them while holding others deadlocked with it.
-            "UPDATE deliveries SET lease_until = $3 \
-             WHERE id IN (SELECT id FROM deliveries WHERE id = ANY($1) AND lease_owner = ANY($2) \
-               AND status || '' = 'pending' AND lease_until < $3 FOR UPDATE SKIP LOCKED)",
+            "UPDATE delivery_queue SET lease_until = $3 WHERE delivery_id IN \
+               (SELECT delivery_id FROM delivery_queue WHERE delivery_id = ANY($1) \
+                AND lease_owner = ANY($2) AND lease_until < $3 FOR UPDATE SKIP LOCKED)",
         )
         .bind(ids)
         .bind(owners)
@@ -1349,11 +1451,12 @@ static POSTGRES_TALLY_UPDATE: LazyLock<String> = LazyLock::new(|| {
 
 /// A batch of results recorded on PostgreSQL in one statement, so one round trip and no
 /// explicit transaction: the endpoints are locked first, in id order as deactivation does (no
-/// lock-order deadlock with it or another node's recorder); the deliveries whose lease still
-/// holds are updated (a retry whose endpoint was deactivated meanwhile waits paused: `active` is
-/// read from the locked rows, the latest committed versions, not from the statement's snapshot,
-/// which predates a deactivation that committed while the statement waited for the lock), their
-/// attempts inserted, and, when every result was written, the endpoints' tallies applied
+/// lock-order deadlock with it or another node's recorder); the queue rows whose lease still
+/// holds are deleted (finished) or given their retry time (held instead when the endpoint was
+/// deactivated meanwhile: `active` is read from the locked rows, the latest committed versions,
+/// not from the statement's snapshot, which predates a deactivation that committed while the
+/// statement waited for the lock); those deliveries are updated (no indexed column changes, so
+/// each is a HOT update), their attempts inserted, and, when every result was written, the endpoints' tallies applied
 /// (`$18`–`$21`, `$22`: `disable_after`, `$23`: how many results). Returns the written ids and
 /// the tallied endpoints.
 static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
@@ -1375,15 +1478,24 @@ static POSTGRES_RECORD: LazyLock<String> = LazyLock::new(|| {
            AS v(id, owner, status, next_at, code, kind, completed_at, attempt_id, attempt_number, \
              started_at, duration_ms, url, request_headers, response_headers, response_body, \
              error_message, succeeded)), \
+         finished AS (DELETE FROM delivery_queue q USING v \
+             WHERE (SELECT count(*) FROM locked) >= 0 AND q.delivery_id = ANY($1) \
+               AND q.delivery_id = v.id AND q.lease_owner = v.owner AND v.status <> 'pending' \
+             RETURNING q.delivery_id, false AS held), \
+         retried AS (UPDATE delivery_queue q SET \
+               next_attempt_at = CASE WHEN (SELECT l.active FROM locked l \
+                 WHERE l.id = q.endpoint_id) IS FALSE THEN NULL ELSE v.next_at END, \
+               lease_owner = NULL, lease_until = NULL \
+             FROM v WHERE (SELECT count(*) FROM locked) >= 0 AND q.delivery_id = ANY($1) \
+               AND q.delivery_id = v.id AND q.lease_owner = v.owner AND v.status = 'pending' \
+             RETURNING q.delivery_id, q.next_attempt_at IS NULL AS held), \
          written AS (UPDATE deliveries d SET \
-               status = CASE WHEN v.status = 'pending' AND NOT (SELECT l.active FROM locked l \
-                 WHERE l.id = d.endpoint_id) THEN 'paused' ELSE v.status END, \
+               status = CASE WHEN w.held THEN 'paused' ELSE v.status END, \
                attempt_count = d.attempt_count + 1, round_attempts = d.round_attempts + 1, \
-               next_attempt_at = v.next_at, lease_owner = NULL, lease_until = NULL, \
                last_status_code = v.code, last_error_kind = v.kind, updated_at = $24, \
                completed_at = v.completed_at \
-             FROM v WHERE (SELECT count(*) FROM locked) >= 0 AND d.id = ANY($1) AND d.id = v.id \
-               AND d.lease_owner = v.owner AND d.status || '' = 'pending' \
+             FROM v, (SELECT * FROM finished UNION ALL SELECT * FROM retried) w \
+             WHERE d.id = ANY($1) AND d.id = w.delivery_id AND v.id = w.delivery_id \
              RETURNING d.id), \
          attempts AS (INSERT INTO delivery_attempts ({columns}) \
              SELECT v.attempt_id, v.id, v.attempt_number, v.started_at, v.duration_ms, v.url, \
@@ -1775,13 +1887,7 @@ async fn apply_health(
         if disabled == 0 {
             continue;
         }
-        dispatch_tx!(&mut *tx, conn => {
-            sqlx::query(pause_pending!("= $2"))
-                .bind(now)
-                .bind(endpoint_id)
-                .execute(conn)
-                .await?;
-        });
+        pause_pending_of(tx, endpoint_id, now).await?;
         recorded.disabled.push(Disabled {
             endpoint_id: (*endpoint_id).to_owned(),
             tenant_id: tally.tenant_id.clone(),
@@ -1795,19 +1901,36 @@ async fn apply_health(
 /// the endpoint to be activated again.
 pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreResult<()> {
     let now = clock::now_ms();
-    for id in ids {
-        dispatch_write!(store, pool => {
+    match store {
+        Store::Sqlite(sqlite) => {
+            for id in ids {
+                sqlx::query(
+                    "UPDATE deliveries SET status = 'paused', lease_owner = NULL, \
+                     lease_until = NULL, updated_at = $3 \
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'pending'",
+                )
+                .bind(id)
+                .bind(owner)
+                .bind(now)
+                .execute(&sqlite.writer)
+                .await?;
+            }
+        }
+        Store::Postgres(pool) => {
             sqlx::query(
-                "UPDATE deliveries SET status = 'paused', lease_owner = NULL, lease_until = NULL, \
-                 updated_at = $3 WHERE id = $1 AND lease_owner = $2 AND status || '' = 'pending'",
+                "WITH held AS (UPDATE delivery_queue SET next_attempt_at = NULL, \
+                   lease_owner = NULL, lease_until = NULL \
+                   WHERE delivery_id = ANY($1) AND lease_owner = $2 \
+                   AND next_attempt_at IS NOT NULL RETURNING delivery_id) \
+                 UPDATE deliveries SET status = 'paused', updated_at = $3 \
+                 WHERE id IN (SELECT delivery_id FROM held)",
             )
-            .bind(id)
+            .bind(ids)
             .bind(owner)
             .bind(now)
             .execute(pool)
-            .await?
-            .rows_affected()
-        });
+            .await?;
+        }
     }
     Ok(())
 }
@@ -1820,13 +1943,24 @@ pub async fn pause_claimed(store: &Store, ids: &[String], owner: &str) -> StoreR
 /// discarded. Returns how many were paused.
 pub async fn pause_for_inactive_endpoints(store: &Store) -> StoreResult<u64> {
     let now = clock::now_ms();
-    Ok(dispatch_write!(store, pool => {
-        sqlx::query(pause_pending!("IN (SELECT id FROM endpoints WHERE NOT active)"))
+    Ok(match store {
+        Store::Sqlite(sqlite) => sqlx::query(pause_pending!(
+            sqlite,
+            "IN (SELECT id FROM endpoints WHERE NOT active)"
+        ))
+        .bind(now)
+        .execute(&sqlite.writer)
+        .await?
+        .rows_affected(),
+        Store::Postgres(pool) => sqlx::query(pause_pending!(
+            postgres,
+            "IN (SELECT id FROM endpoints WHERE NOT active)"
+        ))
         .bind(now)
         .execute(pool)
         .await?
-        .rows_affected()
-    }))
+        .rows_affected(),
+    })
 }
 
 /// Filters of a delivery listing.
@@ -1847,7 +1981,7 @@ pub async fn list_deliveries(
 ) -> StoreResult<Vec<Delivery>> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, Delivery>(concat!(
-            "SELECT ", delivery_columns!(), " FROM deliveries \
+            "SELECT ", delivery_columns!(), " FROM delivery_view \
              WHERE tenant_id = $1 AND endpoint_id = $2 \
              AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR event_type = $4) \
              AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR id < $6) \
@@ -1868,7 +2002,7 @@ pub async fn list_deliveries(
 pub async fn get_delivery(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Delivery> {
     dispatch!(store, pool => {
         sqlx::query_as::<_, Delivery>(concat!(
-            "SELECT ", delivery_columns!(), " FROM deliveries WHERE tenant_id = $1 AND id = $2"
+            "SELECT ", delivery_columns!(), " FROM delivery_view WHERE tenant_id = $1 AND id = $2"
         ))
         .bind(tenant_id)
         .bind(id)
@@ -1901,26 +2035,71 @@ pub async fn event_payload(store: &Store, event_id: &str) -> StoreResult<String>
     .ok_or(StoreError::NotFound)
 }
 
+/// The assignments that queue a finished delivery again, due at `$now` with a fresh retry
+/// budget (held when its endpoint is inactive); on PostgreSQL, with the statement that gives the
+/// deliveries so updated (a CTE `again`) their queue rows.
+macro_rules! queue_again {
+    (sqlite, $now:literal) => {
+        concat!(
+            "status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
+               deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
+             round_attempts = 0, next_attempt_at = ",
+            $now,
+            ", lease_owner = NULL, \
+             lease_until = NULL, updated_at = ",
+            $now,
+            ", completed_at = NULL"
+        )
+    };
+    (postgres, $now:literal) => {
+        concat!(
+            "status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
+               deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
+             round_attempts = 0, updated_at = ",
+            $now,
+            ", completed_at = NULL"
+        )
+    };
+    (postgres insert, $now:literal) => {
+        concat!(
+            "INSERT INTO delivery_queue (delivery_id, endpoint_id, next_attempt_at, created_at) \
+             SELECT id, endpoint_id, CASE WHEN status = 'pending' THEN ",
+            $now,
+            "::int8 END, \
+             created_at FROM again"
+        )
+    };
+}
+
 /// Queues a finished delivery again with a fresh retry budget. A pending one is a conflict.
 pub async fn redeliver(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Delivery> {
     let now = clock::now_ms();
-    let changed = dispatch_write!(store, pool => {
-        sqlx::query(
-            "UPDATE deliveries SET \
-               status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
-                 deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
-               round_attempts = 0, next_attempt_at = $3, lease_owner = NULL, lease_until = NULL, \
-               updated_at = $3, \
-               completed_at = NULL \
-             WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed')",
-        )
+    let changed = match store {
+        Store::Sqlite(sqlite) => sqlx::query(concat!(
+            "UPDATE deliveries SET ",
+            queue_again!(sqlite, "$3"),
+            " WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed')"
+        ))
+        .bind(tenant_id)
+        .bind(id)
+        .bind(now)
+        .execute(&sqlite.writer)
+        .await?
+        .rows_affected(),
+        Store::Postgres(pool) => sqlx::query(concat!(
+            "WITH again AS (UPDATE deliveries SET ",
+            queue_again!(postgres, "$3"),
+            " WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed') \
+             RETURNING id, endpoint_id, status, created_at) ",
+            queue_again!(postgres insert, "$3")
+        ))
         .bind(tenant_id)
         .bind(id)
         .bind(now)
         .execute(pool)
         .await?
-        .rows_affected()
-    });
+        .rows_affected(),
+    };
     let delivery = get_delivery(store, tenant_id, id).await?;
     if changed == 0 {
         let why = if delivery.status == status::PAUSED {
@@ -1941,24 +2120,34 @@ pub async fn recover(
     since: i64,
 ) -> StoreResult<u64> {
     let now = clock::now_ms();
-    Ok(dispatch_write!(store, pool => {
-        sqlx::query(
-            "UPDATE deliveries SET \
-               status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
-                 deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
-               round_attempts = 0, next_attempt_at = $4, lease_owner = NULL, lease_until = NULL, \
-               updated_at = $4, \
-               completed_at = NULL \
-             WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
-        )
+    Ok(match store {
+        Store::Sqlite(sqlite) => sqlx::query(concat!(
+            "UPDATE deliveries SET ",
+            queue_again!(sqlite, "$4"),
+            " WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3"
+        ))
+        .bind(tenant_id)
+        .bind(endpoint_id)
+        .bind(since)
+        .bind(now)
+        .execute(&sqlite.writer)
+        .await?
+        .rows_affected(),
+        Store::Postgres(pool) => sqlx::query(concat!(
+            "WITH again AS (UPDATE deliveries SET ",
+            queue_again!(postgres, "$4"),
+            " WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' \
+             AND created_at >= $3 RETURNING id, endpoint_id, status, created_at) ",
+            queue_again!(postgres insert, "$4")
+        ))
         .bind(tenant_id)
         .bind(endpoint_id)
         .bind(since)
         .bind(now)
         .execute(pool)
         .await?
-        .rows_affected()
-    }))
+        .rows_affected(),
+    })
 }
 
 /// Below this many rows changed, the queue's statistics are never refreshed by Hookline: each
@@ -1967,11 +2156,12 @@ const STATISTICS_MIN_CHANGES: i64 = 10_000;
 /// Nodes refreshing the queue's statistics take turns on this advisory lock.
 const STATISTICS_LOCK: i64 = 0x686b_6c5f_7374_6174;
 
-/// On PostgreSQL, analyses the `deliveries` table when the planner's picture of it is far off:
-/// it has grown to twice the rows its statistics describe (plus [`STATISTICS_MIN_CHANGES`]: a
-/// burst of publishes), or more rows changed since they were taken than it holds. One node at a
-/// time; the others skip. Returns whether it analysed. Nothing on SQLite, whose claims follow the
-/// queue index whatever its statistics.
+/// On PostgreSQL, analyses the queue table (`delivery_queue`) when it has grown to twice the
+/// rows its statistics describe (plus [`STATISTICS_MIN_CHANGES`]: a burst of publishes), so the
+/// planner does not take a backlog for a handful of rows. Churn alone does not count: every row
+/// of a queue is inserted, leased and deleted, and its due times are read from the index's ends,
+/// not from the statistics. One node at a time; the others skip. Returns whether it analysed.
+/// Nothing on SQLite, whose claims follow the queue index whatever its statistics.
 pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
     let Store::Postgres(pool) = store else {
         return Ok(false);
@@ -1979,7 +2169,7 @@ pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
     let counts: Option<(i64, i64, i64)> = sqlx::query_as(
         "SELECT s.n_mod_since_analyze, s.n_live_tup, c.reltuples::int8 \
          FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
-         WHERE s.relid = 'deliveries'::regclass",
+         WHERE s.relid = 'delivery_queue'::regclass",
     )
     .fetch_optional(pool)
     .await?;
@@ -1988,8 +2178,7 @@ pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
     };
     // `reltuples` is -1 before the first analysis.
     let grew = live >= 2 * described.max(0) + STATISTICS_MIN_CHANGES;
-    let churned = changed >= live.max(STATISTICS_MIN_CHANGES);
-    if changed < STATISTICS_MIN_CHANGES || !(grew || churned) {
+    if changed < STATISTICS_MIN_CHANGES || !grew {
         return Ok(false);
     }
     let mut tx = pool.begin().await?;
@@ -1998,7 +2187,9 @@ pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
         .fetch_one(&mut *tx)
         .await?;
     if ours {
-        sqlx::query("ANALYZE deliveries").execute(&mut *tx).await?;
+        sqlx::query("ANALYZE delivery_queue")
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     Ok(ours)
@@ -2006,12 +2197,17 @@ pub async fn refresh_queue_statistics(store: &Store) -> StoreResult<bool> {
 
 /// Pending deliveries, and the due time of the oldest one that is due.
 pub async fn queue_stats(store: &Store, now: i64) -> StoreResult<(i64, Option<i64>)> {
+    // Held deliveries have no due time (PostgreSQL) or are `paused` (SQLite).
+    let pending = match store {
+        Store::Sqlite(_) => "FROM deliveries WHERE status = 'pending'",
+        Store::Postgres(_) => "FROM delivery_queue WHERE next_attempt_at IS NOT NULL",
+    };
+    let sql = format!(
+        "SELECT COUNT(*), MIN(CASE WHEN COALESCE(lease_until, next_attempt_at) <= $1 \
+           THEN COALESCE(lease_until, next_attempt_at) END) {pending}"
+    );
     Ok(dispatch!(store, pool => {
-        sqlx::query_as::<_, (i64, Option<i64>)>(
-            "SELECT COUNT(*), MIN(CASE WHEN COALESCE(lease_until, next_attempt_at) <= $1 \
-               THEN COALESCE(lease_until, next_attempt_at) END) \
-             FROM deliveries WHERE status = 'pending'",
-        )
+        sqlx::query_as::<_, (i64, Option<i64>)>(sqlx::AssertSqlSafe(sql.as_str()))
         .bind(now)
         .fetch_one(pool)
         .await?
@@ -2023,12 +2219,17 @@ pub async fn queue_stats(store: &Store, now: i64) -> StoreResult<(i64, Option<i6
 pub async fn prune(store: &Store, cutoff: i64) -> StoreResult<u64> {
     let mut total = 0;
     // Deliveries held for an endpoint that stayed inactive past the retention period go too.
+    let held = match store {
+        Store::Sqlite(_) => "SELECT id FROM deliveries WHERE status = 'paused' AND created_at < $1",
+        Store::Postgres(_) => {
+            "SELECT delivery_id FROM delivery_queue WHERE next_attempt_at IS NULL \
+             AND created_at < $1"
+        }
+    };
+    let prune_held = format!("DELETE FROM deliveries WHERE id IN ({held} LIMIT 5000)");
     loop {
         let deleted = dispatch_write!(store, pool => {
-            sqlx::query(
-                "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-                 WHERE status = 'paused' AND created_at < $1 LIMIT 5000)",
-            )
+            sqlx::query(sqlx::AssertSqlSafe(prune_held.as_str()))
             .bind(cutoff)
             .execute(pool)
             .await?
@@ -2042,8 +2243,11 @@ pub async fn prune(store: &Store, cutoff: i64) -> StoreResult<u64> {
     loop {
         let deleted = dispatch_write!(store, pool => {
             sqlx::query(
+                // `created_at` too: PostgreSQL finds old rows by age (a result is never older
+                // than its delivery), having no index on `completed_at`.
                 "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-                 WHERE completed_at IS NOT NULL AND completed_at < $1 LIMIT 5000)",
+                 WHERE completed_at IS NOT NULL AND completed_at < $1 AND created_at < $1 \
+                 LIMIT 5000)",
             )
             .bind(cutoff)
             .execute(pool)
@@ -2154,10 +2358,18 @@ pub async fn prune_idempotency_keys(store: &Store, cutoff: i64) -> StoreResult<u
 
 /// How many deliveries an endpoint holds while inactive.
 pub async fn count_paused(store: &Store, endpoint_id: &str) -> StoreResult<i64> {
+    let sql = match store {
+        Store::Sqlite(_) => {
+            "SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 \
+                             AND status = 'paused'"
+        }
+        Store::Postgres(_) => {
+            "SELECT COUNT(*) FROM delivery_queue WHERE endpoint_id = $1 \
+                               AND next_attempt_at IS NULL"
+        }
+    };
     Ok(dispatch!(store, pool => {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM deliveries WHERE endpoint_id = $1 AND status = 'paused'",
-        )
+        sqlx::query_scalar::<_, i64>(sql)
         .bind(endpoint_id)
         .fetch_one(pool)
         .await?
@@ -2166,10 +2378,19 @@ pub async fn count_paused(store: &Store, endpoint_id: &str) -> StoreResult<i64> 
 
 /// Drops the deliveries an inactive endpoint held (the person chose not to send them).
 pub async fn discard_paused(store: &Store, tenant_id: &str, endpoint_id: &str) -> StoreResult<u64> {
+    let sql = match store {
+        Store::Sqlite(_) => {
+            "DELETE FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 \
+                             AND status = 'paused'"
+        }
+        Store::Postgres(_) => {
+            "DELETE FROM deliveries WHERE tenant_id = $1 AND id IN \
+                               (SELECT delivery_id FROM delivery_queue WHERE endpoint_id = $2 \
+                                AND next_attempt_at IS NULL)"
+        }
+    };
     Ok(dispatch_write!(store, pool => {
-        sqlx::query(
-            "DELETE FROM deliveries WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'paused'",
-        )
+        sqlx::query(sql)
         .bind(tenant_id)
         .bind(endpoint_id)
         .execute(pool)
@@ -2206,12 +2427,15 @@ fn numbered_placeholders(first: usize, count: usize) -> String {
 }
 
 /// For a page of endpoints, in two queries whatever the page's size: each endpoint's latest
-/// attempted delivery, and its finished deliveries per hour since `since`.
+/// attempted delivery, and its finished deliveries per hour since `since`, among those created
+/// since `created_since` (no delivery takes longer to finish than its retry schedule: this bound
+/// lets the count read an endpoint's recent deliveries by id instead of its whole history).
 pub async fn endpoint_health(
     store: &Store,
     tenant_id: &str,
     endpoint_ids: &[String],
     since: i64,
+    created_since: i64,
 ) -> StoreResult<(Vec<LastResult>, Vec<HourTally>)> {
     if endpoint_ids.is_empty() {
         return Ok((Vec::new(), Vec::new()));
@@ -2227,16 +2451,17 @@ pub async fn endpoint_health(
     let tally_sql = format!(
         "SELECT endpoint_id, completed_at / 3600000 AS hour, \
          SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS succeeded, COUNT(*) AS total \
-         FROM deliveries WHERE tenant_id = $1 AND completed_at >= $2 AND endpoint_id IN ({}) \
-         GROUP BY endpoint_id, completed_at / 3600000",
-        numbered_placeholders(3, endpoint_ids.len())
+         FROM deliveries WHERE tenant_id = $1 AND completed_at >= $2 AND id >= $3 \
+         AND endpoint_id IN ({}) GROUP BY endpoint_id, completed_at / 3600000",
+        numbered_placeholders(4, endpoint_ids.len())
     );
+    let first_id = crate::ids::first_at(crate::ids::Kind::Delivery, created_since);
     Ok(dispatch!(store, pool => {
         let mut last = sqlx::query_as::<_, LastResult>(sqlx::AssertSqlSafe(last_sql.as_str())).bind(tenant_id);
         for id in endpoint_ids {
             last = last.bind(id);
         }
-        let mut tally = sqlx::query_as::<_, HourTally>(sqlx::AssertSqlSafe(tally_sql.as_str())).bind(tenant_id).bind(since);
+        let mut tally = sqlx::query_as::<_, HourTally>(sqlx::AssertSqlSafe(tally_sql.as_str())).bind(tenant_id).bind(since).bind(&first_id);
         for id in endpoint_ids {
             tally = tally.bind(id);
         }

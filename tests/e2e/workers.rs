@@ -67,7 +67,7 @@ async fn leased_deliveries(app: &TestApp) -> BTreeSet<String> {
         .await
         .unwrap(),
         hookline::store::Store::Postgres(pool) => sqlx::query_scalar(
-            "SELECT id FROM deliveries WHERE status = 'pending' AND lease_owner IS NOT NULL \
+            "SELECT delivery_id FROM delivery_queue WHERE lease_owner IS NOT NULL \
              AND lease_until > $1",
         )
         .bind(now)
