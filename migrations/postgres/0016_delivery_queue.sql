@@ -12,7 +12,7 @@ CREATE TABLE delivery_queue (
     lease_owner     TEXT,
     lease_until     BIGINT,
     created_at      BIGINT  NOT NULL
-) WITH (fillfactor = 80);
+) WITH (fillfactor = 50);
 
 INSERT INTO delivery_queue (delivery_id, endpoint_id, next_attempt_at, lease_owner, lease_until,
     created_at)
@@ -32,6 +32,7 @@ DROP INDEX deliveries_paused;
 DROP INDEX deliveries_completed;
 -- Pruning goes by age: a delivery's row is older than its result.
 CREATE INDEX deliveries_by_age ON deliveries (created_at);
+ALTER TABLE deliveries SET (fillfactor = 50);
 
 ALTER TABLE deliveries DROP COLUMN next_attempt_at;
 ALTER TABLE deliveries DROP COLUMN lease_owner;
