@@ -27,9 +27,11 @@ async fn schema_of(store: &Store) -> BTreeMap<String, Vec<String>> {
         .await
         .unwrap(),
         Store::Postgres(pool) => sqlx::query_as(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
-             ORDER BY table_name, ordinal_position",
+            "SELECT c.table_name::text, c.column_name::text FROM information_schema.columns c \
+             JOIN information_schema.tables t ON t.table_schema = c.table_schema \
+               AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' \
+             WHERE c.table_schema = current_schema() AND c.table_name <> '_sqlx_migrations' \
+             ORDER BY c.table_name, c.ordinal_position",
         )
         .fetch_all(pool)
         .await
@@ -58,8 +60,26 @@ async fn both_backends_end_with_the_same_tables_and_columns() {
         store.close().await;
     }
     assert!(schemas[0].contains_key("api_tokens"), "{:?}", schemas[0]);
+    let [mut sqlite, mut postgres] = <[_; 2]>::try_from(schemas).unwrap();
+    // The one difference on purpose: PostgreSQL keeps the queue state in a table of its own, so
+    // a result is a HOT update of the delivery (see src/store/outbound.rs); SQLite keeps it in
+    // `deliveries`. Exactly these columns, nothing else.
+    let queue_columns = ["next_attempt_at", "lease_owner", "lease_until"];
     assert_eq!(
-        schemas[0], schemas[1],
-        "SQLite and PostgreSQL schemas differ"
+        postgres.remove("delivery_queue").unwrap(),
+        [
+            "delivery_id",
+            "endpoint_id",
+            "next_attempt_at",
+            "lease_owner",
+            "lease_until",
+            "created_at"
+        ]
     );
+    let deliveries = sqlite.get_mut("deliveries").unwrap();
+    for column in queue_columns {
+        let at = deliveries.iter().position(|c| c == column).unwrap();
+        deliveries.remove(at);
+    }
+    assert_eq!(sqlite, postgres, "SQLite and PostgreSQL schemas differ");
 }
