@@ -507,7 +507,7 @@ pub async fn set_endpoint_active(
     let now = clock::now_ms();
     let mut tx = store.begin().await?;
     let changed = dispatch_tx!(&mut tx, conn => {
-        let changed = sqlx::query(
+        sqlx::query(
             "UPDATE endpoints SET active = $3, updated_at = $4, \
              consecutive_failures = CASE WHEN $3 THEN 0 ELSE consecutive_failures END, \
              disabled_reason = CASE WHEN $3 THEN NULL ELSE disabled_reason END, \
@@ -521,8 +521,7 @@ pub async fn set_endpoint_active(
         .bind(now)
         .execute(&mut *conn)
         .await?
-        .rows_affected();
-        changed
+        .rows_affected()
     });
     if changed == 0 {
         return Err(StoreError::NotFound);
