@@ -667,3 +667,87 @@ async fn queue_statements_by_id_hold_when_statistics_predate_a_backlog() {
     );
     reader.close().await;
 }
+
+/// PostgreSQL checks a publish's endpoints in the publish statement instead of by a foreign key
+/// (whose share lock on the endpoint's row made every publish to one endpoint queue on it): a
+/// publish that runs while the endpoint's deletion is committing still writes its deliveries. No
+/// claim takes them, a publish after the deletion is refused, and pruning deletes them.
+#[tokio::test]
+async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_and_get_pruned() {
+    let Some(backend) = Backend::postgres_or_skip().await else {
+        return;
+    };
+    let (store, _db) = fresh_store(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
+    tx.commit().await.unwrap();
+    let endpoint = webhook_endpoint(&tenant.id);
+    queue::insert_endpoint(&store, &endpoint).await.unwrap();
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL test")
+    };
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+
+    let mut deleting = pool.begin().await.unwrap();
+    sqlx::query("DELETE FROM endpoints WHERE id = $1")
+        .bind(&endpoint.id)
+        .execute(&mut *deleting)
+        .await
+        .unwrap();
+    let raced = event_to(&tenant.id, &[&endpoint.id]);
+    let publishing = {
+        let store = store.clone();
+        tokio::spawn(
+            async move { queue::insert_events_with_deliveries(&store, &[&raced], false).await },
+        )
+    };
+    // A foreign key would make the publish wait for the deletion's lock, then fail.
+    let published = tokio::time::timeout(std::time::Duration::from_secs(10), publishing)
+        .await
+        .expect("the publish did not wait for the deletion")
+        .unwrap();
+    published.expect("written: the deletion has not committed");
+    deleting.commit().await.unwrap();
+    assert_eq!(count("SELECT count(*) FROM delivery_queue").await, 1);
+
+    let now = hookline::clock::now_ms() + 1_000;
+    let claim = queue::Claim {
+        now,
+        lease_until: now + 10_000,
+        owner: "node-a",
+        limit: 10,
+        per_endpoint: 10,
+        window: 100,
+    };
+    assert!(
+        queue::claim_due(&store, claim, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        queue::claim_due(&store, claim, &["wh_other".to_owned()])
+            .await
+            .unwrap()
+            .is_empty(),
+        "the endpoint-by-endpoint pass"
+    );
+    let late = event_to(&tenant.id, &[&endpoint.id]);
+    let refused = queue::insert_events_with_deliveries(&store, &[&late], false).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+
+    assert_eq!(queue::prune(&store, 0).await.unwrap(), 1);
+    assert_eq!(count("SELECT count(*) FROM deliveries").await, 0);
+    assert_eq!(count("SELECT count(*) FROM delivery_queue").await, 0);
+}
