@@ -2090,71 +2090,46 @@ pub async fn event_payload(store: &Store, event_id: &str) -> StoreResult<String>
     .ok_or(StoreError::NotFound)
 }
 
-/// The assignments that queue a finished delivery again, due at `$now` with a fresh retry
-/// budget (held when its endpoint is inactive); on PostgreSQL, with the statement that gives the
-/// deliveries so updated (a CTE `again`) their queue rows.
-macro_rules! queue_again {
-    (sqlite, $now:literal) => {
-        concat!(
-            "status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
-               deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
-             round_attempts = 0, next_attempt_at = ",
-            $now,
-            ", lease_owner = NULL, \
-             lease_until = NULL, updated_at = ",
-            $now,
-            ", completed_at = NULL"
-        )
-    };
-    (postgres, $now:literal) => {
-        concat!(
-            "status = CASE WHEN (SELECT active FROM endpoints WHERE endpoints.id = \
-               deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
-             round_attempts = 0, updated_at = ",
-            $now,
-            ", completed_at = NULL"
-        )
-    };
-    (postgres insert, $now:literal) => {
-        concat!(
-            "INSERT INTO delivery_queue (delivery_id, endpoint_id, next_attempt_at, created_at) \
-             SELECT id, endpoint_id, CASE WHEN status = 'pending' THEN ",
-            $now,
-            "::int8 END, \
-             created_at FROM again"
-        )
-    };
+/// The statement that queues again the finished deliveries `filter` (a condition on
+/// `deliveries`) selects: due at `now` (a parameter) with a fresh retry budget, or held when the
+/// endpoint is inactive; on PostgreSQL the deliveries so updated get their queue rows.
+fn queue_again_sql(store: &Store, filter: &str, now: &str) -> String {
+    let status = "status = CASE WHEN (SELECT active FROM endpoints \
+                  WHERE endpoints.id = deliveries.endpoint_id) THEN 'pending' ELSE 'paused' END, \
+                  round_attempts = 0";
+    match store {
+        Store::Sqlite(_) => format!(
+            "UPDATE deliveries SET {status}, next_attempt_at = {now}, lease_owner = NULL, \
+             lease_until = NULL, updated_at = {now}, completed_at = NULL WHERE {filter}"
+        ),
+        Store::Postgres(_) => format!(
+            "WITH again AS (UPDATE deliveries SET {status}, updated_at = {now}, \
+               completed_at = NULL WHERE {filter} \
+               RETURNING id, endpoint_id, status, created_at) \
+             INSERT INTO delivery_queue (delivery_id, endpoint_id, next_attempt_at, created_at) \
+             SELECT id, endpoint_id, CASE WHEN status = 'pending' THEN {now}::int8 END, \
+               created_at FROM again"
+        ),
+    }
 }
 
 /// Queues a finished delivery again with a fresh retry budget. A pending one is a conflict.
 pub async fn redeliver(store: &Store, tenant_id: &str, id: &str) -> StoreResult<Delivery> {
     let now = clock::now_ms();
-    let changed = match store {
-        Store::Sqlite(sqlite) => sqlx::query(concat!(
-            "UPDATE deliveries SET ",
-            queue_again!(sqlite, "$3"),
-            " WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed')"
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .bind(now)
-        .execute(&sqlite.writer)
-        .await?
-        .rows_affected(),
-        Store::Postgres(pool) => sqlx::query(concat!(
-            "WITH again AS (UPDATE deliveries SET ",
-            queue_again!(postgres, "$3"),
-            " WHERE tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed') \
-             RETURNING id, endpoint_id, status, created_at) ",
-            queue_again!(postgres insert, "$3")
-        ))
-        .bind(tenant_id)
-        .bind(id)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    };
+    let sql = queue_again_sql(
+        store,
+        "tenant_id = $1 AND id = $2 AND status IN ('succeeded', 'failed')",
+        "$3",
+    );
+    let changed = dispatch_write!(store, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(tenant_id)
+            .bind(id)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    });
     let delivery = get_delivery(store, tenant_id, id).await?;
     if changed == 0 {
         let why = if delivery.status == status::PAUSED {
@@ -2175,34 +2150,21 @@ pub async fn recover(
     since: i64,
 ) -> StoreResult<u64> {
     let now = clock::now_ms();
-    Ok(match store {
-        Store::Sqlite(sqlite) => sqlx::query(concat!(
-            "UPDATE deliveries SET ",
-            queue_again!(sqlite, "$4"),
-            " WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3"
-        ))
-        .bind(tenant_id)
-        .bind(endpoint_id)
-        .bind(since)
-        .bind(now)
-        .execute(&sqlite.writer)
-        .await?
-        .rows_affected(),
-        Store::Postgres(pool) => sqlx::query(concat!(
-            "WITH again AS (UPDATE deliveries SET ",
-            queue_again!(postgres, "$4"),
-            " WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' \
-             AND created_at >= $3 RETURNING id, endpoint_id, status, created_at) ",
-            queue_again!(postgres insert, "$4")
-        ))
-        .bind(tenant_id)
-        .bind(endpoint_id)
-        .bind(since)
-        .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected(),
-    })
+    let sql = queue_again_sql(
+        store,
+        "tenant_id = $1 AND endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
+        "$4",
+    );
+    Ok(dispatch_write!(store, pool => {
+        sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+            .bind(tenant_id)
+            .bind(endpoint_id)
+            .bind(since)
+            .bind(now)
+            .execute(pool)
+            .await?
+            .rows_affected()
+    }))
 }
 
 /// Below this many rows changed, the queue's statistics are never refreshed by Hookline: each

@@ -380,6 +380,16 @@ fn webhook_endpoint(tenant_id: &str) -> queue::Endpoint {
     }
 }
 
+/// Tenant "acme" with one webhook endpoint.
+async fn tenant_with_an_endpoint(store: &Store) -> (tenants::Tenant, queue::Endpoint) {
+    let mut tx = store.begin().await.unwrap();
+    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
+    tx.commit().await.unwrap();
+    let endpoint = webhook_endpoint(&tenant.id);
+    queue::insert_endpoint(store, &endpoint).await.unwrap();
+    (tenant, endpoint)
+}
+
 fn event_to(tenant_id: &str, endpoint_ids: &[&str]) -> queue::EventToPublish {
     let id = format!("evt_{}", uuid::Uuid::now_v7());
     queue::EventToPublish {
@@ -505,11 +515,7 @@ async fn queue_statements_by_id_hold_when_statistics_predate_a_backlog() {
         return;
     };
     let (store, db) = fresh_store(backend).await;
-    let mut tx = store.begin().await.unwrap();
-    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
-    tx.commit().await.unwrap();
-    let endpoint = webhook_endpoint(&tenant.id);
-    queue::insert_endpoint(&store, &endpoint).await.unwrap();
+    let (tenant, endpoint) = tenant_with_an_endpoint(&store).await;
     let Store::Postgres(pool) = &store else {
         unreachable!("a PostgreSQL test")
     };
@@ -678,11 +684,7 @@ async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_an
         return;
     };
     let (store, _db) = fresh_store(backend).await;
-    let mut tx = store.begin().await.unwrap();
-    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
-    tx.commit().await.unwrap();
-    let endpoint = webhook_endpoint(&tenant.id);
-    queue::insert_endpoint(&store, &endpoint).await.unwrap();
+    let (tenant, endpoint) = tenant_with_an_endpoint(&store).await;
     let Store::Postgres(pool) = &store else {
         unreachable!("a PostgreSQL test")
     };
