@@ -263,10 +263,7 @@ async fn publish_event(
     let key = idempotency_key(&headers);
     if let Ok(None) = key {
         // Nothing else to write with it: the event goes in on its own, in fewer round trips
-        // (its type and the endpoints read together, then one write).
-        let (registered, endpoints) =
-            queue::publish_plan(&state.store, tenant_id, &input.event_type).await?;
-        check_event(&state, &input.event_type, registered.as_ref(), &input.data)?;
+        // (planned from what this node keeps, then one write).
         let published = super::publish(
             &state.store,
             &state.outbound,
@@ -274,7 +271,7 @@ async fn publish_event(
             tenant_id,
             &input.event_type,
             &input.data,
-            endpoints,
+            |registered| check_event(&state, &input.event_type, registered, &input.data),
         )
         .await?;
         let out = PublishedOut {

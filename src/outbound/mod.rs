@@ -10,12 +10,14 @@ pub mod client;
 pub mod endpoints;
 pub mod event_types;
 pub mod pages;
+pub mod plans;
 pub mod publisher;
 pub mod retry;
 pub mod signing;
 pub mod ssrf;
 pub mod worker;
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -50,6 +52,8 @@ pub struct Outbound {
     pub client: reqwest::Client,
     pub retry: retry::RetryPolicy,
     pub schemas: event_types::SchemaCache,
+    /// The publish plans this node keeps.
+    pub plans: plans::Plans,
     /// This node's delivery worker, taking the deliveries published here while it runs.
     handoff: std::sync::RwLock<Option<Arc<worker::Handoff>>>,
 }
@@ -71,6 +75,7 @@ impl Outbound {
                 config.delivery.jitter_percent,
             ),
             schemas: event_types::SchemaCache::default(),
+            plans: plans::Plans::default(),
             handoff: std::sync::RwLock::new(None),
         })
     }
@@ -190,15 +195,15 @@ fn subscribers(endpoints: Vec<Endpoint>, event_type: &str) -> Vec<Endpoint> {
         .collect()
 }
 
-/// Fresh delivery ids for `targets`, in their order.
-fn delivery_ids_for(targets: &[Endpoint]) -> Vec<String> {
-    targets.iter().map(|_| ids::new(Kind::Delivery)).collect()
+/// Fresh delivery ids, one per target.
+fn delivery_ids_for(targets: usize) -> Vec<String> {
+    (0..targets).map(|_| ids::new(Kind::Delivery)).collect()
 }
 
 /// The deliveries to queue: one per target, held (paused) for an inactive endpoint, leased to
 /// this node's worker where it `reserved` them.
 fn new_deliveries<'a>(
-    targets: &'a [Endpoint],
+    targets: &'a [impl Borrow<Endpoint>],
     delivery_ids: &'a [String],
     reserved: Option<&'a worker::Reserved>,
 ) -> Vec<queue::NewDelivery<'a>> {
@@ -206,6 +211,7 @@ fn new_deliveries<'a>(
         .iter()
         .zip(delivery_ids)
         .enumerate()
+        .map(|(place, (endpoint, id))| (place, (endpoint.borrow(), id)))
         .map(|(place, (endpoint, id))| queue::NewDelivery {
             id,
             endpoint_id: &endpoint.id,
@@ -241,7 +247,7 @@ pub async fn enqueue(
         ),
         Audience::Endpoint(id) => vec![queue::endpoint_in(tx, tenant_id, id).await?],
     };
-    let delivery_ids = delivery_ids_for(&targets);
+    let delivery_ids = delivery_ids_for(targets.len());
     let deliveries = new_deliveries(&targets, &delivery_ids, None);
     queue::insert_deliveries(
         tx,
@@ -258,40 +264,54 @@ pub async fn enqueue(
     })
 }
 
-/// Publishes an event to its subscribers on its own, with no transaction of the caller's:
-/// `endpoints` are the tenant's webhook endpoints as the caller just read them (with the event
-/// type, [`queue::publish_plan`]); the event and its deliveries are written together by the
-/// publish writer, with other events published at the same moment ([`publisher`]). Deliveries
-/// this node's worker has room for are handed to it ([`worker::Handoff`]); for the others it
-/// wakes the workers, its own and (by NOTIFY) the other nodes'. Fewer round trips than
-/// [`enqueue`]; an endpoint deleted since fails the write, which is then planned again from the
-/// endpoints read anew.
-pub async fn publish(
+/// Publishes an event to its subscribers on its own, with no transaction of the caller's,
+/// planned from this node's kept plan for its type ([`plans`]; read when none is kept): `check`
+/// judges the data against the plan's registration of the type first (and when it refuses the
+/// data on a kept plan, once more on a plan read now). The event and its
+/// deliveries are written together by the publish writer, with other events published at the
+/// same moment ([`publisher`]). Deliveries this node's worker has room for are handed to it
+/// ([`worker::Handoff`]); for the others it wakes the workers, its own and (by NOTIFY) the other
+/// nodes'. Fewer round trips than [`enqueue`]: none to plan while the plan is current. A plan
+/// that is not (an endpoint or event type of the tenant changed since it was read, on any node)
+/// fails the write, and is then forgotten, read anew, checked and written again.
+pub async fn publish<E: From<StoreError>>(
     store: &Store,
     outbound: &Outbound,
     writer: &PublishWriter,
     tenant_id: &str,
     event_type: &str,
     data: &Value,
-    endpoints: Vec<Endpoint>,
-) -> StoreResult<Published> {
-    let event = new_event(tenant_id, event_type, data);
+    check: impl Fn(Option<&queue::EventType>) -> Result<(), E>,
+) -> Result<Published, E> {
     let handoff = outbound.handoff();
-    let mut endpoints = Some(endpoints);
+    let mut kept = outbound.plans.kept(tenant_id, event_type);
+    let mut event = None;
     let mut tries = 0;
     loop {
-        tries += 1;
-        let endpoints = match endpoints.take() {
-            Some(read) => read,
-            None => queue::webhook_endpoints(store, tenant_id).await?,
+        let (plan, read_now) = match kept.take() {
+            Some(plan) => (plan, false),
+            None => (
+                outbound.plans.read(store, tenant_id, event_type).await?,
+                true,
+            ),
         };
-        let targets = subscribers(endpoints, event_type);
-        let delivery_ids = delivery_ids_for(&targets);
+        if let Err(refused) = check(plan.registered.as_ref()) {
+            if read_now {
+                return Err(refused);
+            }
+            // A kept plan may be out of date (the type registered or changed since): only a
+            // current one may refuse the event.
+            continue;
+        }
+        tries += 1;
+        let event = event.get_or_insert_with(|| new_event(tenant_id, event_type, data));
+        let targets = &plan.targets;
+        let delivery_ids = delivery_ids_for(targets.len());
         let reserved = handoff
             .as_ref()
-            .and_then(|handoff| handoff.reserve(&targets, &delivery_ids));
+            .and_then(|handoff| handoff.reserve(targets, &delivery_ids));
         let deliveries: Vec<queue::DeliveryToQueue> =
-            new_deliveries(&targets, &delivery_ids, reserved.as_ref())
+            new_deliveries(targets, &delivery_ids, reserved.as_ref())
                 .iter()
                 .map(queue::DeliveryToQueue::from)
                 .collect();
@@ -307,6 +327,7 @@ pub async fn publish(
             payload: event.payload.clone(),
             created_at: event.created_at,
             deliveries,
+            plan_version: plan.version,
         };
         let start = reserved.map(|reserved| {
             let published = worker::PublishedEvent {
@@ -314,7 +335,7 @@ pub async fn publish(
                 tenant_id: tenant_id.to_owned(),
                 event_type: event_type.to_owned(),
                 payload: axum::body::Bytes::from(event.payload.clone()),
-                targets,
+                targets: targets.clone(),
                 delivery_ids: delivery_ids.clone(),
             };
             Box::new(move || reserved.start(published)) as publisher::OnCommit
@@ -327,14 +348,15 @@ pub async fn publish(
                     (false, _) => {}
                 }
                 return Ok(Published {
-                    event_id: event.id,
+                    event_id: event.id.clone(),
                     delivery_ids,
                 });
             }
             Err(StoreError::Conflict(_)) if tries < 3 => {
-                tracing::debug!(event_id = %event.id, "an endpoint went away while publishing; planning again");
+                outbound.plans.forget(tenant_id, plan.version);
+                tracing::debug!(event_id = %event.id, "the plan of a publish was no longer current; planning again");
             }
-            Err(error) => return Err(error),
+            Err(error) => return Err(error.into()),
         }
     }
 }

@@ -131,6 +131,14 @@ impl Worker {
         }
     }
 
+    /// Records whether the worker is caught up with the queue, so publishes on this node may
+    /// hand their deliveries to it (`hookline_delivery_handoff_open`: 1 while they may).
+    fn set_caught_up(&self, caught_up: bool) {
+        if self.caught_up.swap(caught_up, Ordering::AcqRel) != caught_up {
+            metrics::gauge!("hookline_delivery_handoff_open").set(f64::from(u8::from(caught_up)));
+        }
+    }
+
     fn endpoint_cap(&self) -> usize {
         usize::try_from(self.state.config.delivery.endpoint_concurrency).unwrap_or(8)
     }
@@ -267,7 +275,7 @@ impl Handoff {
     /// now; `None` when it can take none of them.
     pub fn reserve(
         self: &Arc<Self>,
-        targets: &[Endpoint],
+        targets: &[Arc<Endpoint>],
         delivery_ids: &[String],
     ) -> Option<Reserved> {
         let worker = &self.worker;
@@ -322,7 +330,7 @@ impl Handoff {
         // Some go to the queue (paused ones aside, which no claim takes either; every reserved
         // one is active): the ones published after them must not overtake them.
         if targets.iter().filter(|endpoint| endpoint.active).count() > slots.len() {
-            worker.caught_up.store(false, Ordering::Release);
+            worker.set_caught_up(false);
         }
         (!slots.is_empty()).then(|| Reserved {
             handoff: self.clone(),
@@ -339,7 +347,7 @@ pub struct PublishedEvent {
     pub event_type: String,
     pub payload: Bytes,
     /// The endpoints it was published to, and its deliveries' ids, in the same order.
-    pub targets: Vec<Endpoint>,
+    pub targets: Vec<Arc<Endpoint>>,
     pub delivery_ids: Vec<String>,
 }
 
@@ -379,7 +387,7 @@ impl Reserved {
                     round_attempts: 0,
                 },
                 lease_until,
-                endpoint: Arc::new(event.targets[*place].clone()),
+                endpoint: event.targets[*place].clone(),
                 payload: event.payload.clone(),
             };
             handoff.tracker.spawn_on(
@@ -458,7 +466,7 @@ async fn claim_loop(
         // A full batch may have left more behind; a short one with no endpoint excluded took all
         // that was due.
         if full_batch || excluded.is_empty() {
-            worker.caught_up.store(!full_batch, Ordering::Release);
+            worker.set_caught_up(!full_batch);
         }
         if !claimed.is_empty() {
             start_attempts(

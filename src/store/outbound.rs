@@ -573,11 +573,13 @@ const WEBHOOK_ENDPOINTS: &str = concat!(
     " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook'"
 );
 
-/// What a publish reads, in one statement: the tenant's registration of the event type (the
-/// schema only on the first row, so a large schema is not repeated per endpoint), then its webhook
-/// endpoints, active or not, one per row (none: one row without an endpoint).
+/// What a publish reads, in one statement: the tenant's publish version, its registration of the
+/// event type (the schema only on the first row, so a large schema is not repeated per endpoint),
+/// then its webhook endpoints, active or not, one per row (none: one row without an endpoint).
+/// The version is read by an uncorrelated subquery, once, in the statement's snapshot.
 const PUBLISH_PLAN: &str = concat!(
-    "SELECT t.name AS type_name, t.description AS type_description, \
+    "SELECT (SELECT publish_version FROM tenants WHERE id = $1) AS plan_version, \
+       t.name AS type_name, t.description AS type_description, \
        CASE WHEN ROW_NUMBER() OVER () = 1 THEN t.schema END AS type_schema, \
        t.created_at AS type_created_at, e.* \
      FROM (SELECT 1 AS one) AS o \
@@ -587,16 +589,29 @@ const PUBLISH_PLAN: &str = concat!(
     " FROM endpoints WHERE tenant_id = $1 AND kind = 'webhook') AS e ON true"
 );
 
-/// What publishing `event_type` for a tenant needs, in one round trip: the tenant's registration
-/// of the type (`None` when it registered none by that name, as for a built-in type) and its
-/// webhook endpoints, active or not.
+/// What publishing an event type for a tenant is planned from, as read together.
+#[derive(Debug, Clone)]
+pub struct PublishPlan {
+    /// The tenant's publish version this was read at (migration 0017): a write planned from it
+    /// is refused once the version moved on.
+    pub version: i64,
+    /// The tenant's registration of the type; `None` when it registered none by that name, as
+    /// for a built-in type.
+    pub registered: Option<EventType>,
+    /// The tenant's webhook endpoints, active or not.
+    pub endpoints: Vec<Endpoint>,
+}
+
+/// What publishing `event_type` for a tenant needs, in one round trip ([`PublishPlan`]). A
+/// tenant that is gone is [`StoreError::NotFound`].
 pub async fn publish_plan(
     store: &Store,
     tenant_id: &str,
     event_type: &str,
-) -> StoreResult<(Option<EventType>, Vec<Endpoint>)> {
+) -> StoreResult<PublishPlan> {
     use sqlx::Row;
-    Ok(dispatch!(store, pool => {
+    dispatch!(store, pool => {
+        let mut version = None;
         let mut registered = None;
         let mut endpoints = Vec::new();
         let rows = sqlx::query(PUBLISH_PLAN)
@@ -605,6 +620,7 @@ pub async fn publish_plan(
             .fetch_all(pool)
             .await?;
         for row in &rows {
+            version = version.or(row.try_get::<Option<i64>, _>("plan_version")?);
             if let (Some(name), Some(schema)) = (
                 row.try_get::<Option<String>, _>("type_name")?,
                 row.try_get::<Option<String>, _>("type_schema")?,
@@ -620,8 +636,12 @@ pub async fn publish_plan(
                 endpoints.push(Endpoint::from_row(row)?);
             }
         }
-        (registered, endpoints)
-    }))
+        Ok(PublishPlan {
+            version: version.ok_or(StoreError::NotFound)?,
+            registered,
+            endpoints,
+        })
+    })
 }
 
 /// A tenant's webhook endpoints, active or not, read outside any transaction (see
@@ -885,6 +905,8 @@ pub struct EventToPublish {
     pub payload: String,
     pub created_at: i64,
     pub deliveries: Vec<DeliveryToQueue>,
+    /// The tenant's publish version the deliveries were planned at ([`PublishPlan::version`]).
+    pub plan_version: i64,
 }
 
 /// A delivery of an [`EventToPublish`], due at once.
@@ -925,12 +947,27 @@ impl<'a> From<&'a DeliveryToQueue> for NewDelivery<'a> {
     }
 }
 
+/// Why a publish's write was refused: its plan is no longer current.
+const PLAN_STALE: &str = "the endpoints or event types changed while publishing";
+
+/// Whether `version` is still the tenant's publish version, inside a transaction (SQLite's
+/// writer holds its lock, so it stays current until the commit).
+async fn plan_is_current(tx: &mut Tx<'_>, tenant_id: &str, version: i64) -> StoreResult<bool> {
+    let current: Option<i64> = dispatch_tx!(tx, conn => {
+        sqlx::query_scalar("SELECT publish_version FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(conn)
+            .await?
+    });
+    Ok(current == Some(version))
+}
+
 /// Writes events and their deliveries together, outside any caller transaction: on PostgreSQL
 /// in one statement (one round trip, no explicit transaction; with `announce`, it also notifies
-/// the other nodes), on SQLite in one transaction of the writer. When a delivery names an
-/// endpoint that was deleted meanwhile (a foreign key on SQLite, a check in the statement on
-/// PostgreSQL), nothing is written and the answer is [`StoreError::Conflict`], so the caller can
-/// plan again.
+/// the other nodes), on SQLite in one transaction of the writer. When an event's plan is no
+/// longer current (its tenant's publish version moved on: an endpoint or event type changed
+/// since it was read), nothing is written and the answer is [`StoreError::Conflict`], so the
+/// caller can plan again.
 pub async fn insert_events_with_deliveries(
     store: &Store,
     events: &[&EventToPublish],
@@ -949,17 +986,21 @@ pub async fn insert_events_with_deliveries(
             sqlx::query_scalar::<_, i64>(
                 // The NOTIFY, when asked for, is evaluated once before any row (a one-time
                 // filter) and delivered with this statement's commit. A delivery names its
-                // event by its place in the arrays (from 1). Nothing is written when an
-                // endpoint is gone (checked here, not by a foreign key: migration 0016).
+                // event by its place in the arrays (from 1). Nothing is written when an event
+                // was planned at a publish version that is no longer its tenant's (an endpoint
+                // deleted since bumped it: there is no foreign key to the endpoint, migration
+                // 0016).
                 concat!(
-                    "WITH ",
-                    missing_endpoints!("$8"),
-                    ", event AS (INSERT INTO events (id, tenant_id, event_type, payload, \
+                    "WITH stale AS MATERIALIZED (SELECT count(*) AS n \
+                       FROM UNNEST($2::text[], $13::bigint[]) AS p(tenant_id, version) \
+                       WHERE NOT EXISTS (SELECT 1 FROM tenants t \
+                         WHERE t.id = p.tenant_id AND t.publish_version = p.version)), \
+                     event AS (INSERT INTO events (id, tenant_id, event_type, payload, \
                        created_at) \
                        SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
-                         $5::bigint[]) WHERE (SELECT n FROM missing) = 0), \
+                         $5::bigint[]) WHERE (SELECT n FROM stale) = 0), \
                      announced AS MATERIALIZED (SELECT pg_notify('hookline_deliveries', '') \
-                       WHERE $10 AND (SELECT n FROM missing) = 0), \
+                       WHERE $10 AND (SELECT n FROM stale) = 0), \
                      delivery AS (INSERT INTO deliveries (id, tenant_id, endpoint_id, event_id, \
                        event_type, status, attempt_count, round_attempts, created_at, updated_at) \
                        SELECT d.id, e.tenant_id, d.endpoint_id, e.id, e.event_type, d.status, 0, 0, \
@@ -970,7 +1011,7 @@ pub async fn insert_events_with_deliveries(
                          WITH ORDINALITY AS e(id, tenant_id, event_type, created_at, no) \
                          ON e.no = d.event_no \
                        WHERE (SELECT count(*) FROM announced) >= 0 \
-                         AND (SELECT n FROM missing) = 0), \
+                         AND (SELECT n FROM stale) = 0), \
                      queued AS (INSERT INTO delivery_queue (delivery_id, endpoint_id, \
                        next_attempt_at, lease_owner, lease_until, created_at) \
                        SELECT d.id, d.endpoint_id, \
@@ -981,8 +1022,8 @@ pub async fn insert_events_with_deliveries(
                          AS d(event_no, id, endpoint_id, status, lease_owner, lease_until) \
                        JOIN UNNEST($5::bigint[]) WITH ORDINALITY AS e(created_at, no) \
                          ON e.no = d.event_no \
-                       WHERE (SELECT n FROM missing) = 0) \
-                     SELECT n FROM missing"
+                       WHERE (SELECT n FROM stale) = 0) \
+                     SELECT n FROM stale"
                 ),
             )
             .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
@@ -1009,13 +1050,23 @@ pub async fn insert_events_with_deliveries(
                     .map(|(_, d)| d.lease.as_ref().map(|(_, until)| *until))
                     .collect::<Vec<_>>(),
             )
+            .bind(events.iter().map(|e| e.plan_version).collect::<Vec<_>>())
             .fetch_one(pool)
             .await
-            .map(|missing| missing == 0)
+            .map(|stale| stale == 0)
         }
         Store::Sqlite(_) => {
             let mut tx = store.begin().await?;
+            // Most events of a batch share their tenant and plan: each pair is checked once.
+            let mut current: Vec<(&str, i64)> = Vec::new();
             for event in events {
+                let plan = (event.tenant_id.as_str(), event.plan_version);
+                if !current.contains(&plan) {
+                    if !plan_is_current(&mut tx, plan.0, plan.1).await? {
+                        return Err(StoreError::Conflict(PLAN_STALE.to_owned()));
+                    }
+                    current.push(plan);
+                }
                 insert_event(
                     &mut tx,
                     &event.id,
@@ -1050,7 +1101,7 @@ pub async fn insert_events_with_deliveries(
     };
     match written {
         Ok(true) => Ok(()),
-        Ok(false) => Err(StoreError::Conflict(ENDPOINT_DELETED.to_owned())),
+        Ok(false) => Err(StoreError::Conflict(PLAN_STALE.to_owned())),
         Err(sqlx::Error::Database(db)) if db.is_foreign_key_violation() => {
             Err(StoreError::Conflict(ENDPOINT_DELETED.to_owned()))
         }

@@ -36,6 +36,7 @@ on_both_backends!(
     settings_keep_the_first_value_written,
     a_batch_of_pushes_writes_each_delivery_once_or_nothing_at_all,
     published_events_are_written_together_and_a_bad_one_fails_alone,
+    the_publish_version_moves_with_what_a_publish_plans_from_and_nothing_else,
 );
 
 async fn tenant_names_are_unique(backend: Backend) {
@@ -390,9 +391,19 @@ async fn tenant_with_an_endpoint(store: &Store) -> (tenants::Tenant, queue::Endp
     (tenant, endpoint)
 }
 
-fn event_to(tenant_id: &str, endpoint_ids: &[&str]) -> queue::EventToPublish {
+/// The tenant's publish version now, as a publish would plan at.
+async fn plan_version(store: &Store, tenant_id: &str) -> i64 {
+    queue::publish_plan(store, tenant_id, "order.paid")
+        .await
+        .unwrap()
+        .version
+}
+
+/// An event to the endpoints, planned at `plan_version`.
+fn event_to(tenant_id: &str, plan_version: i64, endpoint_ids: &[&str]) -> queue::EventToPublish {
     let id = format!("evt_{}", uuid::Uuid::now_v7());
     queue::EventToPublish {
+        plan_version,
         payload: format!(r#"{{"id":"{id}"}}"#),
         id,
         tenant_id: tenant_id.to_owned(),
@@ -431,12 +442,21 @@ async fn published_events_are_written_together_and_a_bad_one_fails_alone(backend
     let (first, second) = (webhook_endpoint(&tenant.id), webhook_endpoint(&tenant.id));
     queue::insert_endpoint(&store, &first).await.unwrap();
     queue::insert_endpoint(&store, &second).await.unwrap();
+    let deleted = webhook_endpoint(&tenant.id);
+    queue::insert_endpoint(&store, &deleted).await.unwrap();
+    let before = plan_version(&store, &tenant.id).await;
+    queue::delete_endpoint(&store, &tenant.id, &deleted.id)
+        .await
+        .unwrap();
+    let version = plan_version(&store, &tenant.id).await;
+    assert!(version > before, "a deletion moves the version on");
 
-    // Several events in one write: every event and delivery, or (an endpoint gone) none at all.
-    let both = event_to(&tenant.id, &[&first.id, &second.id]);
-    let one = event_to(&tenant.id, &[&second.id]);
-    let none = event_to(&tenant.id, &[]);
-    let gone = event_to(&tenant.id, &["ep_deleted"]);
+    // Several events in one write: every event and delivery, or (one planned before an
+    // endpoint was deleted) none at all.
+    let both = event_to(&tenant.id, version, &[&first.id, &second.id]);
+    let one = event_to(&tenant.id, version, &[&second.id]);
+    let none = event_to(&tenant.id, version, &[]);
+    let gone = event_to(&tenant.id, before, &[&deleted.id]);
     let error = queue::insert_events_with_deliveries(&store, &[&both, &gone, &one], false)
         .await
         .unwrap_err();
@@ -470,13 +490,13 @@ async fn published_events_are_written_together_and_a_bad_one_fails_alone(backend
         .unwrap();
     assert_eq!(payloads, vec![(none.id.clone(), none.payload.clone())]);
 
-    // Through the writer, at the same moment: the publish naming a deleted endpoint is refused
-    // (to be planned again), the others are written whether they shared its batch or not.
+    // Through the writer, at the same moment: the publish planned before the deletion is
+    // refused (to be planned again), the others are written whether they shared its batch or not.
     let writer = PublishWriter::start(store.clone()).unwrap();
     let events: Vec<_> = (0..8)
         .map(|n| match n {
-            3 => event_to(&tenant.id, &["ep_deleted"]),
-            _ => event_to(&tenant.id, &[&first.id]),
+            3 => event_to(&tenant.id, before, &[&deleted.id]),
+            _ => event_to(&tenant.id, version, &[&first.id]),
         })
         .collect();
     let answers = futures_util::future::join_all(
@@ -500,6 +520,121 @@ async fn published_events_are_written_together_and_a_bad_one_fails_alone(backend
         .collect();
     expected.sort();
     assert_eq!(queued_events(&store, &tenant.id, &first.id).await, expected);
+}
+
+/// Runs one statement that writes, on the backend's writer.
+async fn execute(store: &Store, sql: &'static str, id: &str) {
+    match store {
+        Store::Sqlite(sqlite) => {
+            sqlx::query(sql)
+                .bind(id)
+                .execute(&sqlite.writer)
+                .await
+                .unwrap();
+        }
+        Store::Postgres(pool) => {
+            sqlx::query(sql).bind(id).execute(pool).await.unwrap();
+        }
+    }
+}
+
+/// Every change to a tenant's webhook endpoints or event types moves its publish version on
+/// (triggers, migration 0017), so a kept plan is refused after any of them; the failure count a
+/// result batch keeps, a change that changes nothing and repository hooks do not.
+async fn the_publish_version_moves_with_what_a_publish_plans_from_and_nothing_else(
+    backend: Backend,
+) {
+    let (store, _db) = fresh_store(backend).await;
+    let mut tx = store.begin().await.unwrap();
+    let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
+    let other = tenants::create_tenant(&mut tx, "other").await.unwrap();
+    tx.commit().await.unwrap();
+    let mut version = plan_version(&store, &tenant.id).await;
+    let other_version = plan_version(&store, &other.id).await;
+    let moved = |before: i64| {
+        let store = store.clone();
+        let tenant_id = tenant.id.clone();
+        async move {
+            let now = plan_version(&store, &tenant_id).await;
+            assert!(now >= before, "{now} < {before}");
+            (now > before, now)
+        }
+    };
+
+    let mut endpoint = webhook_endpoint(&tenant.id);
+    queue::insert_endpoint(&store, &endpoint).await.unwrap();
+    let (changed, now) = moved(version).await;
+    assert!(changed, "an endpoint created");
+    version = now;
+
+    queue::update_endpoint(&store, &endpoint).await.unwrap();
+    let (changed, now) = moved(version).await;
+    assert!(!changed, "an update that changes nothing a publish uses");
+    endpoint.event_types = Some(r#"["order.paid"]"#.to_owned());
+    queue::update_endpoint(&store, &endpoint).await.unwrap();
+    let (changed, now) = moved(now).await;
+    assert!(changed, "a filter changed");
+    version = now;
+
+    execute(
+        &store,
+        "UPDATE endpoints SET consecutive_failures = consecutive_failures + 3 WHERE id = $1",
+        &endpoint.id,
+    )
+    .await;
+    let (changed, now) = moved(version).await;
+    assert!(!changed, "a failure counted");
+    execute(
+        &store,
+        "UPDATE endpoints SET disabled_until = 99 WHERE id = $1",
+        &endpoint.id,
+    )
+    .await;
+    let (changed, now) = moved(now).await;
+    assert!(changed, "disabled for a while");
+    queue::set_endpoint_active(&store, &tenant.id, &endpoint.id, false)
+        .await
+        .unwrap();
+    let (changed, now) = moved(now).await;
+    assert!(changed, "deactivated");
+    version = now;
+
+    let mut hook = webhook_endpoint(&tenant.id);
+    hook.kind = queue::KIND_REPOSITORY_HOOK.to_owned();
+    hook.repository_key = Some("acme/shop".to_owned());
+    queue::insert_endpoint(&store, &hook).await.unwrap();
+    execute(
+        &store,
+        "UPDATE endpoints SET url = 'http://127.0.0.1:9/other' WHERE id = $1",
+        &hook.id,
+    )
+    .await;
+    let (changed, now) = moved(version).await;
+    assert!(!changed, "a repository hook is no part of a publish's plan");
+
+    queue::insert_event_type(&store, &tenant.id, "order.paid", "", "{}")
+        .await
+        .unwrap();
+    let (changed, now) = moved(now).await;
+    assert!(changed, "an event type registered");
+    assert!(
+        queue::delete_event_type(&store, &tenant.id, "order.paid")
+            .await
+            .unwrap()
+    );
+    let (changed, now) = moved(now).await;
+    assert!(changed, "an event type deleted");
+    queue::delete_endpoint(&store, &tenant.id, &endpoint.id)
+        .await
+        .unwrap();
+    let (changed, _) = moved(now).await;
+    assert!(changed, "an endpoint deleted");
+
+    assert_eq!(
+        plan_version(&store, &other.id).await,
+        other_version,
+        "another tenant's version stays"
+    );
 }
 
 /// The queue statements that find deliveries by id (lease renewal, release, results) read the
@@ -674,10 +809,12 @@ async fn queue_statements_by_id_hold_when_statistics_predate_a_backlog() {
     reader.close().await;
 }
 
-/// PostgreSQL checks a publish's endpoints in the publish statement instead of by a foreign key
-/// (whose share lock on the endpoint's row made every publish to one endpoint queue on it): a
-/// publish that runs while the endpoint's deletion is committing still writes its deliveries. No
-/// claim takes them, a publish after the deletion is refused, and pruning deletes them.
+/// PostgreSQL checks a publish's plan (its tenant's publish version, which the deletion of an
+/// endpoint moves on) in the publish statement instead of its endpoints by a foreign key (whose
+/// share lock on the endpoint's row made every publish to one endpoint queue on it): a publish
+/// that runs while the endpoint's deletion is committing still writes its deliveries, without
+/// waiting for it. No claim takes them, a publish planned before the deletion and written after
+/// it is refused, and pruning deletes them.
 #[tokio::test]
 async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_and_get_pruned() {
     let Some(backend) = Backend::postgres_or_skip().await else {
@@ -698,13 +835,14 @@ async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_an
         }
     };
 
+    let version = plan_version(&store, &tenant.id).await;
     let mut deleting = pool.begin().await.unwrap();
     sqlx::query("DELETE FROM endpoints WHERE id = $1")
         .bind(&endpoint.id)
         .execute(&mut *deleting)
         .await
         .unwrap();
-    let raced = event_to(&tenant.id, &[&endpoint.id]);
+    let raced = event_to(&tenant.id, version, &[&endpoint.id]);
     let publishing = {
         let store = store.clone();
         tokio::spawn(
@@ -742,7 +880,7 @@ async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_an
             .is_empty(),
         "the endpoint-by-endpoint pass"
     );
-    let late = event_to(&tenant.id, &[&endpoint.id]);
+    let late = event_to(&tenant.id, version, &[&endpoint.id]);
     let refused = queue::insert_events_with_deliveries(&store, &[&late], false).await;
     assert!(
         matches!(refused, Err(StoreError::Conflict(_))),

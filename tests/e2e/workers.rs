@@ -282,6 +282,15 @@ async fn deliveries_published_on_a_worker_node_go_straight_to_its_worker(backend
             body["id"].as_str().unwrap().to_owned()
         }
     };
+    // Until its first claim found the queue empty, the worker is not caught up.
+    eventually(
+        DRAIN,
+        "the node's worker caught up with the queue",
+        || async {
+            (counted_by(&node, "hookline_delivery_handoff_open", "").await == 1).then_some(())
+        },
+    )
+    .await;
     let mut events = Vec::new();
     for n in 0..5 {
         events.push(publish_on_node(n).await);
@@ -375,6 +384,114 @@ async fn two_workers_on_one_postgres_deliver_each_delivery_once() {
     );
     assert!(first.terminate().await.0);
     assert!(second.terminate().await.0);
+}
+
+on_both_backends!(a_node_publishes_to_endpoints_as_changed_on_another_node_at_once);
+
+/// A node keeps the plans it publishes from (a tenant's endpoints and event types), and nothing
+/// tells it when another node changes them: its next publish still goes exactly to the endpoints
+/// as they are now, because the write refuses a plan that is no longer current. Each step below
+/// publishes on the node right after the change on the other one.
+async fn a_node_publishes_to_endpoints_as_changed_on_another_node_at_once(backend: Backend) {
+    let app = outbound_app(backend, |config| config.role = Role::Api).await;
+    let receiver = Receiver::start().await;
+    create_type(&app, "invoice.paid").await;
+    create_type(&app, "invoice.voided").await;
+    let (first, _) = create_endpoint(&app, &receiver.url("/first"), None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_process(&app, dir.path(), "all", &[]).await;
+    let publish_on_node = |data: serde_json::Value| {
+        let (url, token) = (format!("{}/api/events", node.base_url), app.token.clone());
+        async move {
+            let answer = crate::support::http_client()
+                .post(url)
+                .bearer_auth(token)
+                .json(&json!({"type": "invoice.paid", "data": data}))
+                .send()
+                .await
+                .unwrap();
+            let status = answer.status().as_u16();
+            (status, answer.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let invoice = |n: u32| json!({"invoice_id": format!("in_{n}"), "amount": n});
+    let deliveries_of = |body: &serde_json::Value| body["deliveries"].as_u64().unwrap();
+    let paths_of = |invoice_id: &str| {
+        let mut paths: Vec<String> = receiver
+            .received()
+            .into_iter()
+            .filter(|request| request.json()["data"]["invoice_id"] == invoice_id)
+            .map(|request| request.path)
+            .collect();
+        paths.sort();
+        paths
+    };
+
+    for n in 0..3 {
+        let (status, body) = publish_on_node(invoice(n)).await;
+        assert_eq!((status, deliveries_of(&body)), (202, 1), "{body}");
+    }
+    receiver.wait_for(3, DRAIN).await;
+
+    // A new endpoint gets the very next event.
+    let (second, _) = create_endpoint(&app, &receiver.url("/second"), None).await;
+    let (status, body) = publish_on_node(invoice(3)).await;
+    assert_eq!((status, deliveries_of(&body)), (202, 2), "{body}");
+    receiver.wait_for(5, DRAIN).await;
+    assert_eq!(paths_of("in_3"), ["/first", "/second"]);
+
+    // A filter that no longer wants the type, a deletion.
+    let changed = app
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/webhooks/endpoints/{first}"),
+        )
+        .json(&json!({"event_types": ["invoice.voided"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 200);
+    let (status, body) = publish_on_node(invoice(4)).await;
+    assert_eq!((status, deliveries_of(&body)), (202, 1), "{body}");
+    receiver.wait_for(6, DRAIN).await;
+    assert_eq!(paths_of("in_4"), ["/second"]);
+    let deleted = app
+        .delete(&format!("/api/webhooks/endpoints/{second}"))
+        .await;
+    let status = deleted.status();
+    assert_eq!(status, 204, "{}", deleted.text().await.unwrap());
+    let (status, body) = publish_on_node(invoice(5)).await;
+    assert_eq!((status, deliveries_of(&body)), (202, 0), "{body}");
+
+    // The event type, deleted on the other node, is unknown to the next publish; registered
+    // again with another schema, that schema judges the next event.
+    assert_eq!(
+        app.delete("/api/event-types/invoice.paid").await.status(),
+        204
+    );
+    let (status, body) = publish_on_node(invoice(6)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|message| message.contains("unknown event type")),
+        "{body}"
+    );
+    let registered = app
+        .post_json(
+            "/api/event-types",
+            &json!({"name": "invoice.paid", "description": "d", "schema": {
+                "type": "object",
+                "required": ["invoice_id", "amount", "currency"],
+            }}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let (status, body) = publish_on_node(invoice(7)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.to_string().contains("currency"), "{body}");
+    assert!(node.terminate().await.0);
+    assert_eq!(receiver.received().len(), 6, "nothing else was sent");
 }
 
 on_both_backends!(a_server_killed_mid_publish_delivers_every_accepted_event);
