@@ -211,12 +211,14 @@ fn new_deliveries<'a>(
         .iter()
         .zip(delivery_ids)
         .enumerate()
-        .map(|(place, (endpoint, id))| (place, (endpoint.borrow(), id)))
-        .map(|(place, (endpoint, id))| queue::NewDelivery {
-            id,
-            endpoint_id: &endpoint.id,
-            paused: !endpoint.active,
-            lease: reserved.and_then(|reserved| reserved.lease(place)),
+        .map(|(place, (endpoint, id))| {
+            let endpoint: &Endpoint = endpoint.borrow();
+            queue::NewDelivery {
+                id,
+                endpoint_id: &endpoint.id,
+                paused: !endpoint.active,
+                lease: reserved.and_then(|reserved| reserved.lease(place)),
+            }
         })
         .collect()
 }
@@ -267,9 +269,9 @@ pub async fn enqueue(
 /// Publishes an event to its subscribers on its own, with no transaction of the caller's,
 /// planned from this node's kept plan for its type ([`plans`]; read when none is kept): `check`
 /// judges the data against the plan's registration of the type first (and when it refuses the
-/// data on a kept plan, once more on a plan read now). The event and its
-/// deliveries are written together by the publish writer, with other events published at the
-/// same moment ([`publisher`]). Deliveries this node's worker has room for are handed to it
+/// data on a kept plan, once more on a plan read now). The event and its deliveries are written
+/// together by the publish writer, with other events published at the same moment
+/// ([`publisher`]). Deliveries this node's worker has room for are handed to it
 /// ([`worker::Handoff`]); for the others it wakes the workers, its own and (by NOTIFY) the other
 /// nodes'. Fewer round trips than [`enqueue`]: none to plan while the plan is current. A plan
 /// that is not (an endpoint or event type of the tenant changed since it was read, on any node)

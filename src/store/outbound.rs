@@ -471,6 +471,20 @@ pub async fn list_endpoints(
 /// Deletes an endpoint with its deliveries and their history.
 pub async fn delete_endpoint(store: &Store, tenant_id: &str, id: &str) -> StoreResult<()> {
     let mut tx = store.begin().await?;
+    if let Tx::Postgres(tx) = &mut tx {
+        // The endpoint first, as a result batch locks it before its deliveries' queue rows:
+        // deleting the deliveries first (and their queue rows with them) deadlocked with a batch
+        // recording a result of this endpoint.
+        let found =
+            sqlx::query("SELECT 1 FROM endpoints WHERE id = $1 AND tenant_id = $2 FOR UPDATE")
+                .bind(id)
+                .bind(tenant_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound);
+        }
+    }
     let deleted = dispatch_tx!(&mut tx, conn => {
         sqlx::query("DELETE FROM delivery_attempts WHERE delivery_id IN \
                      (SELECT id FROM deliveries WHERE endpoint_id = $1 AND tenant_id = $2)")
@@ -644,17 +658,6 @@ pub async fn publish_plan(
     })
 }
 
-/// A tenant's webhook endpoints, active or not, read outside any transaction (see
-/// [`webhook_endpoints_in`]).
-pub async fn webhook_endpoints(store: &Store, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
-    Ok(dispatch!(store, pool => {
-        sqlx::query_as::<_, Endpoint>(WEBHOOK_ENDPOINTS)
-        .bind(tenant_id)
-        .fetch_all(pool)
-        .await?
-    }))
-}
-
 /// The tenant's webhook endpoints, for fan-out inside a publishing transaction: active or not,
 /// as an inactive one holds its deliveries paused.
 pub async fn webhook_endpoints_in(tx: &mut Tx<'_>, tenant_id: &str) -> StoreResult<Vec<Endpoint>> {
@@ -766,7 +769,8 @@ const ENDPOINT_DELETED: &str = "an endpoint was deleted";
 
 /// On PostgreSQL, which has no foreign key from a delivery to its endpoint (migration 0016): a
 /// CTE `missing` with one row, `n`, the number of endpoint ids in the array `$ids` that name no
-/// endpoint. The statements that write deliveries write nothing unless it is 0.
+/// endpoint. The statement that writes deliveries in a caller's transaction writes nothing unless
+/// it is 0 (a publish on its own checks its plan's version instead).
 macro_rules! missing_endpoints {
     ($ids:literal) => {
         concat!(

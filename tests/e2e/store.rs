@@ -891,3 +891,80 @@ async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_an
     assert_eq!(count("SELECT count(*) FROM deliveries").await, 0);
     assert_eq!(count("SELECT count(*) FROM delivery_queue").await, 0);
 }
+
+/// Deleting an endpoint takes the endpoint's row before its deliveries, in the order a result
+/// batch takes them (the endpoint, then the deliveries' queue rows): a deletion that began with
+/// the deliveries deadlocked with a batch recording one of them, and PostgreSQL failed one of
+/// the two (a 500 for the deletion, or a lost batch of results).
+#[tokio::test]
+async fn deleting_an_endpoint_waits_for_a_result_batch_instead_of_deadlocking_with_it() {
+    let Some(backend) = Backend::postgres_or_skip().await else {
+        return;
+    };
+    let (store, _db) = fresh_store(backend).await;
+    let (tenant, endpoint) = tenant_with_an_endpoint(&store).await;
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL test")
+    };
+    let event = event_to(
+        &tenant.id,
+        plan_version(&store, &tenant.id).await,
+        &[&endpoint.id],
+    );
+    queue::insert_events_with_deliveries(&store, &[&event], false)
+        .await
+        .unwrap();
+    let delivery_id = event.deliveries[0].id.clone();
+
+    // A result batch, between its two steps: the endpoint locked, the queue row not yet.
+    let mut recording = pool.begin().await.unwrap();
+    let recorder: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *recording)
+        .await
+        .unwrap();
+    sqlx::query("SELECT id FROM endpoints WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(&endpoint.id)
+        .execute(&mut *recording)
+        .await
+        .unwrap();
+    let deleting = {
+        let (store, tenant_id, endpoint_id) =
+            (store.clone(), tenant.id.clone(), endpoint.id.clone());
+        tokio::spawn(async move { queue::delete_endpoint(&store, &tenant_id, &endpoint_id).await })
+    };
+    crate::support::eventually(
+        std::time::Duration::from_secs(30),
+        "the deletion waiting for the result batch",
+        || async {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            )
+            .bind(recorder)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            (waiting > 0).then_some(())
+        },
+    )
+    .await;
+    // The batch goes on to the queue row: nothing of the deletion holds it.
+    sqlx::query("SET LOCAL lock_timeout = '10s'")
+        .execute(&mut *recording)
+        .await
+        .unwrap();
+    let finished = sqlx::query("DELETE FROM delivery_queue WHERE delivery_id = $1")
+        .bind(&delivery_id)
+        .execute(&mut *recording)
+        .await
+        .unwrap();
+    assert_eq!(finished.rows_affected(), 1);
+    recording.commit().await.unwrap();
+    deleting
+        .await
+        .unwrap()
+        .expect("the deletion goes through after the batch");
+    assert!(matches!(
+        queue::get_endpoint(&store, &tenant.id, &endpoint.id).await,
+        Err(StoreError::NotFound)
+    ));
+}
