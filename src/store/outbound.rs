@@ -994,8 +994,7 @@ pub async fn insert_events_with_deliveries(
                 // was planned at a publish version that is no longer its tenant's (an endpoint
                 // deleted since bumped it: there is no foreign key to the endpoint, migration
                 // 0016).
-                concat!(
-                    "WITH stale AS MATERIALIZED (SELECT count(*) AS n \
+                "WITH stale AS MATERIALIZED (SELECT count(*) AS n \
                        FROM UNNEST($2::text[], $13::bigint[]) AS p(tenant_id, version) \
                        WHERE NOT EXISTS (SELECT 1 FROM tenants t \
                          WHERE t.id = p.tenant_id AND t.publish_version = p.version)), \
@@ -1027,8 +1026,7 @@ pub async fn insert_events_with_deliveries(
                        JOIN UNNEST($5::bigint[]) WITH ORDINALITY AS e(created_at, no) \
                          ON e.no = d.event_no \
                        WHERE (SELECT n FROM stale) = 0) \
-                     SELECT n FROM stale"
-                ),
+                 SELECT n FROM stale",
             )
             .bind(events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>())
             .bind(events.iter().map(|e| e.tenant_id.as_str()).collect::<Vec<_>>())
