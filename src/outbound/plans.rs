@@ -75,16 +75,16 @@ impl Plans {
     fn keep(&self, tenant_id: &str, event_type: &str, read: queue::PublishPlan) -> Arc<Plan> {
         let mut tenants = self.tenants.lock().expect("plans lock");
         let kept_version = tenants.get(tenant_id).map(|kept| kept.version);
-        if kept_version.is_some_and(|kept| kept > read.version) {
-            let endpoints: Vec<Arc<Endpoint>> = read.endpoints.into_iter().map(Arc::new).collect();
-            return Arc::new(plan_of(
-                read.version,
-                read.registered,
-                &endpoints,
-                event_type,
-            ));
-        }
         if kept_version != Some(read.version) {
+            let endpoints: Vec<Arc<Endpoint>> = read.endpoints.into_iter().map(Arc::new).collect();
+            if kept_version.is_some_and(|kept| kept > read.version) {
+                return Arc::new(plan_of(
+                    read.version,
+                    read.registered,
+                    &endpoints,
+                    event_type,
+                ));
+            }
             if tenants.len() >= MAX_TENANTS {
                 tenants.clear();
             }
@@ -92,7 +92,7 @@ impl Plans {
                 tenant_id.to_owned(),
                 TenantPlans {
                     version: read.version,
-                    endpoints: read.endpoints.into_iter().map(Arc::new).collect(),
+                    endpoints,
                     by_type: HashMap::new(),
                 },
             );

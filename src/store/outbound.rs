@@ -1159,6 +1159,23 @@ pub struct Claim<'a> {
     pub window: u32,
 }
 
+/// How both PostgreSQL claims end, after a CTE `due` of the queue rows they took and locked:
+/// the rows are leased (`$2` until, `$3` owner) by a commit that does not wait for the WAL flush
+/// (a claim lost in a crash only leaves its rows unleased), and each is answered with its
+/// delivery, joined by endpoint and id (BOTH_KEYS in the module's notes).
+macro_rules! lease_due {
+    () => {
+        "unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), \
+         leased AS (UPDATE delivery_queue q SET lease_until = $2, lease_owner = $3 \
+           FROM due WHERE q.delivery_id = due.delivery_id \
+           AND (SELECT count(*) FROM unhurried) = 1 \
+           RETURNING q.delivery_id, q.endpoint_id) \
+         SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
+         d.attempt_count, d.round_attempts FROM leased JOIN deliveries d \
+         ON d.endpoint_id = leased.endpoint_id AND d.id = leased.delivery_id"
+    };
+}
+
 /// Claims up to `limit` due deliveries, oldest first, skipping the endpoints in `excluded` (those
 /// at their concurrency cap on this node). The first pass looks only at the oldest `window` due
 /// deliveries, so its cost does not grow with the queue. When it comes back short because
@@ -1220,6 +1237,7 @@ async fn claim_oldest(
                 // The candidate ids come from an InitPlan array, and the queue rows are then
                 // fetched and locked by primary key. The commit does not wait for the WAL flush
                 // (see above).
+                concat!(
                 "WITH due AS (SELECT delivery_id FROM delivery_queue WHERE delivery_id = ANY(ARRAY( \
                      SELECT c.delivery_id FROM (SELECT delivery_id, endpoint_id, next_attempt_at \
                          FROM delivery_queue WHERE next_attempt_at <= $1 \
@@ -1229,15 +1247,8 @@ async fn claim_oldest(
                      AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = c.endpoint_id AND e.active) \
                      ORDER BY c.next_attempt_at LIMIT $4)) \
                    AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1) \
-                   FOR UPDATE SKIP LOCKED), \
-                 unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), \
-                 leased AS (UPDATE delivery_queue q SET lease_until = $2, lease_owner = $3 \
-                   FROM due WHERE q.delivery_id = due.delivery_id \
-                   AND (SELECT count(*) FROM unhurried) = 1 \
-                   RETURNING q.delivery_id, q.endpoint_id) \
-                 SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
-                 d.attempt_count, d.round_attempts FROM leased JOIN deliveries d \
-                 ON d.endpoint_id = leased.endpoint_id AND d.id = leased.delivery_id",
+                   FOR UPDATE SKIP LOCKED), ",
+                lease_due!()),
             )
             .bind(claim.now)
             .bind(claim.lease_until)
@@ -1282,20 +1293,15 @@ async fn claim_per_endpoint(
             sqlx::query_as::<_, Claimed>(
                 // Endpoint by endpoint, each through the queue's per-endpoint index. The commit
                 // does not wait for the WAL flush.
-                "WITH due AS (SELECT d.delivery_id FROM endpoints e CROSS JOIN LATERAL \
+                concat!(
+                    "WITH due AS (SELECT d.delivery_id FROM endpoints e CROSS JOIN LATERAL \
                      (SELECT x.delivery_id FROM delivery_queue x WHERE x.endpoint_id = e.id \
                       AND x.next_attempt_at <= $1 \
                       AND (x.lease_until IS NULL OR x.lease_until <= $1) \
                       ORDER BY x.next_attempt_at LIMIT $6 FOR UPDATE SKIP LOCKED) d \
-                   WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4), \
-                 unhurried AS MATERIALIZED (SELECT set_config('synchronous_commit', 'off', true)), \
-                 leased AS (UPDATE delivery_queue q SET lease_until = $2, lease_owner = $3 \
-                   FROM due WHERE q.delivery_id = due.delivery_id \
-                   AND (SELECT count(*) FROM unhurried) = 1 \
-                   RETURNING q.delivery_id, q.endpoint_id) \
-                 SELECT d.id, d.tenant_id, d.endpoint_id, d.event_id, d.event_type, \
-                 d.attempt_count, d.round_attempts FROM leased JOIN deliveries d \
-                 ON d.endpoint_id = leased.endpoint_id AND d.id = leased.delivery_id",
+                   WHERE e.active AND NOT (e.id = ANY($5)) LIMIT $4), ",
+                    lease_due!()
+                ),
             )
             .bind(claim.now)
             .bind(claim.lease_until)

@@ -381,14 +381,34 @@ fn webhook_endpoint(tenant_id: &str) -> queue::Endpoint {
     }
 }
 
-/// Tenant "acme" with one webhook endpoint.
-async fn tenant_with_an_endpoint(store: &Store) -> (tenants::Tenant, queue::Endpoint) {
+/// A fresh PostgreSQL store (and its pool) with tenant "acme" and one webhook endpoint.
+struct PostgresWithAnEndpoint {
+    store: Store,
+    pool: sqlx::PgPool,
+    db: TestDb,
+    tenant: tenants::Tenant,
+    endpoint: queue::Endpoint,
+}
+
+/// [`PostgresWithAnEndpoint`]; `None` where the PostgreSQL tests are skipped.
+async fn postgres_with_an_endpoint() -> Option<PostgresWithAnEndpoint> {
+    let backend = Backend::postgres_or_skip().await?;
+    let (store, db) = fresh_store(backend).await;
     let mut tx = store.begin().await.unwrap();
     let tenant = tenants::create_tenant(&mut tx, "acme").await.unwrap();
     tx.commit().await.unwrap();
     let endpoint = webhook_endpoint(&tenant.id);
-    queue::insert_endpoint(store, &endpoint).await.unwrap();
-    (tenant, endpoint)
+    queue::insert_endpoint(&store, &endpoint).await.unwrap();
+    let Store::Postgres(pool) = &store else {
+        unreachable!("a PostgreSQL store")
+    };
+    Some(PostgresWithAnEndpoint {
+        pool: pool.clone(),
+        store,
+        db,
+        tenant,
+        endpoint,
+    })
 }
 
 /// The tenant's publish version now, as a publish would plan at.
@@ -646,14 +666,17 @@ async fn the_publish_version_moves_with_what_a_publish_plans_from_and_nothing_el
 /// bench/README.md, session 12.)
 #[tokio::test]
 async fn queue_statements_by_id_hold_when_statistics_predate_a_backlog() {
-    let Some(backend) = Backend::postgres_or_skip().await else {
+    let Some(PostgresWithAnEndpoint {
+        store,
+        pool,
+        db,
+        tenant,
+        endpoint,
+    }) = postgres_with_an_endpoint().await
+    else {
         return;
     };
-    let (store, db) = fresh_store(backend).await;
-    let (tenant, endpoint) = tenant_with_an_endpoint(&store).await;
-    let Store::Postgres(pool) = &store else {
-        unreachable!("a PostgreSQL test")
-    };
+    let pool = &pool;
     let now = hookline::clock::now_ms();
     let backlog = 5_000;
     let mut conn = pool.acquire().await.unwrap();
@@ -817,14 +840,17 @@ async fn queue_statements_by_id_hold_when_statistics_predate_a_backlog() {
 /// it is refused, and pruning deletes them.
 #[tokio::test]
 async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_and_get_pruned() {
-    let Some(backend) = Backend::postgres_or_skip().await else {
+    let Some(PostgresWithAnEndpoint {
+        store,
+        pool,
+        db: _db,
+        tenant,
+        endpoint,
+    }) = postgres_with_an_endpoint().await
+    else {
         return;
     };
-    let (store, _db) = fresh_store(backend).await;
-    let (tenant, endpoint) = tenant_with_an_endpoint(&store).await;
-    let Store::Postgres(pool) = &store else {
-        unreachable!("a PostgreSQL test")
-    };
+    let pool = &pool;
     let count = |sql: &'static str| {
         let pool = pool.clone();
         async move {
@@ -898,14 +924,17 @@ async fn deliveries_written_while_their_endpoint_is_deleted_are_never_claimed_an
 /// the two (a 500 for the deletion, or a lost batch of results).
 #[tokio::test]
 async fn deleting_an_endpoint_waits_for_a_result_batch_instead_of_deadlocking_with_it() {
-    let Some(backend) = Backend::postgres_or_skip().await else {
+    let Some(PostgresWithAnEndpoint {
+        store,
+        pool,
+        db: _db,
+        tenant,
+        endpoint,
+    }) = postgres_with_an_endpoint().await
+    else {
         return;
     };
-    let (store, _db) = fresh_store(backend).await;
-    let (tenant, endpoint) = tenant_with_an_endpoint(&store).await;
-    let Store::Postgres(pool) = &store else {
-        unreachable!("a PostgreSQL test")
-    };
+    let pool = &pool;
     let event = event_to(
         &tenant.id,
         plan_version(&store, &tenant.id).await,
