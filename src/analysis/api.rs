@@ -11,14 +11,14 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Analysis, Analyzer, ChangeSet, ChangedFile};
+use super::{Analysis, Analyzer, ChangeSet, ChangedFile, QueuedAnalysis};
 use crate::app::AppState;
 use crate::clock::{self, rfc3339_ms};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, parse_id};
 use crate::ids::{self, Kind};
-use crate::inbound::forge::is_sha;
 use crate::record::api::load as load_service;
+use crate::record::commits::check_sha;
 use crate::store::analysis::{self as jobs, RangeAnalysis};
 use crate::store::record;
 use crate::tenancy::Principal;
@@ -34,25 +34,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_range))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub struct QueuedAnalysis {
-    pub job_id: String,
-    pub commit_sha: String,
-    /// `queued` (or `running` when a job for this commit was already under way).
-    pub status: String,
-}
-
-fn check_sha(sha: &str) -> ApiResult<()> {
-    if sha.len() >= 7 && is_sha(sha) {
-        Ok(())
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "`{}` is not a commit SHA (7 to 64 hex digits)",
-            sha.chars().take(80).collect::<String>()
-        )))
-    }
-}
-
 #[utoipa::path(post, path = "/api/services/{id}/commits/{sha}/analyze", tag = "services",
     params(("id" = String, Path, description = "Service id (`svc_…`)"),
         ("sha" = String, Path, description = "Full SHA or a unique prefix of 7+ hex digits")),
@@ -65,33 +46,8 @@ async fn analyze_commit(
     principal: Principal,
     Path((id, sha)): Path<(String, String)>,
 ) -> ApiResult<(StatusCode, Json<QueuedAnalysis>)> {
-    let service = load_service(&state, &principal, &id).await?;
-    check_sha(&sha)?;
-    let commit = record::get_commit(&state.store, &principal.tenant_id, &service.id, &sha)
-        .await
-        .map_err(|error| not_found_as(error, "commit"))?;
-    if let Some(job_id) = jobs::open_job_of(&state.store, &commit.id).await? {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(QueuedAnalysis {
-                job_id,
-                commit_sha: commit.sha,
-                status: "queued".to_owned(),
-            }),
-        ));
-    }
-    let mut tx = state.store.begin().await?;
-    let job_id =
-        record::enqueue_analysis(&mut tx, &principal.tenant_id, &service.id, &commit.id).await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(QueuedAnalysis {
-            job_id,
-            commit_sha: commit.sha,
-            status: "queued".to_owned(),
-        }),
-    ))
+    let queued = super::request(&state, &principal.tenant_id, &id, &sha).await?;
+    Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -7,11 +7,17 @@
 
 pub mod api;
 pub mod model;
+pub mod pages;
 pub mod rules;
 pub mod worker;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+
+use crate::app::AppState;
+use crate::http::error::ApiResult;
+use crate::store::analysis as jobs;
+use crate::store::record;
 
 /// What a changed file is.
 #[derive(
@@ -176,4 +182,42 @@ pub fn push_change_set(commit: &crate::store::record::Commit) -> ChangeSet {
         messages: vec![commit.message.clone()],
         forced: commit.forced,
     }
+}
+
+/// An analysis asked for by hand, as the API answers it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedAnalysis {
+    pub job_id: String,
+    pub commit_sha: String,
+    /// `queued` (or `running` when a job for this commit was already under way).
+    pub status: String,
+}
+
+/// Queues an analysis of one commit of a service (by full SHA or a unique prefix of 7+ hex
+/// digits), unless one is already waiting or under way: then that one is the answer.
+pub async fn request(
+    state: &AppState,
+    tenant_id: &str,
+    service_id: &str,
+    sha: &str,
+) -> ApiResult<QueuedAnalysis> {
+    let service = crate::record::services::load(state, tenant_id, service_id).await?;
+    let commit = crate::record::commits::get(state, &service, sha)
+        .await?
+        .commit;
+    if let Some(job_id) = jobs::open_job_of(&state.store, &commit.id).await? {
+        return Ok(QueuedAnalysis {
+            job_id,
+            commit_sha: commit.sha,
+            status: "queued".to_owned(),
+        });
+    }
+    let mut tx = state.store.begin().await?;
+    let job_id = record::enqueue_analysis(&mut tx, tenant_id, &service.id, &commit.id).await?;
+    tx.commit().await?;
+    Ok(QueuedAnalysis {
+        job_id,
+        commit_sha: commit.sha,
+        status: "queued".to_owned(),
+    })
 }

@@ -6,25 +6,19 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{FixError, applied_data, generated_data, open_revert, patch, rejected_data};
+use super::proposals::{self, NewFix};
 use crate::app::AppState;
-use crate::clock::{self, rfc3339_ms};
-use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, check_text, optional_json, parse_id, required_text};
+use crate::clock::rfc3339_ms;
+use crate::http::error::{ApiResult, ErrorBody};
+use crate::http::extract::{ApiJson, ApiQuery, optional_json, parse_id};
 use crate::http::paging::{PageQuery, next_cursor};
-use crate::ids::{self, Kind};
-use crate::inbound::forge::is_sha;
-use crate::outbound::{Audience, enqueue};
-use crate::record::github_token_context;
+use crate::ids::Kind;
 use crate::store::fixes::{self, FixProposal};
-use crate::store::{StoreError, deploys, record, services};
 use crate::tenancy::Principal;
-use crate::tenancy::api::not_found_as;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -126,32 +120,6 @@ pub struct CreateFix {
     pub risk_assessment: Option<String>,
 }
 
-fn check_branch(branch: Option<&str>) -> ApiResult<String> {
-    let branch = branch.unwrap_or("main").trim();
-    let valid = !branch.is_empty()
-        && branch.len() <= 200
-        && !branch.contains("..")
-        && branch
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '-' | '_' | '.'));
-    if valid {
-        Ok(branch.to_owned())
-    } else {
-        Err(ApiError::Unprocessable(format!(
-            "base_branch `{}` is not a branch name",
-            branch.chars().take(80).collect::<String>()
-        )))
-    }
-}
-
-fn fix_error(error: FixError) -> ApiError {
-    match error {
-        FixError::Github(github) => github.into(),
-        FixError::Conflict(message) => ApiError::Conflict(message),
-        FixError::Patch(message) => ApiError::Unprocessable(message),
-    }
-}
-
 #[utoipa::path(post, path = "/api/incidents/{id}/fix-proposals", tag = "fix proposals",
     params(("id" = String, Path, description = "Incident id (`inc_…`)")),
     request_body = CreateFix,
@@ -168,151 +136,21 @@ async fn create_fix(
     Path(id): Path<String>,
     ApiJson(input): ApiJson<CreateFix>,
 ) -> ApiResult<(StatusCode, Json<FixOut>)> {
-    let incident_id = parse_id(Kind::Incident, &id)?;
-    let incident = deploys::get_incident(&state.store, &principal.tenant_id, &incident_id)
-        .await
-        .map_err(|error| not_found_as(error, "incident"))?;
-    let service = services::get(&state.store, &principal.tenant_id, &incident.service_id).await?;
-    let base_branch = check_branch(input.base_branch.as_deref())?;
-    let now = clock::now_ms();
-    let mut fix = FixProposal {
-        id: ids::new(Kind::FixProposal),
-        tenant_id: principal.tenant_id.clone(),
-        incident_id: incident.id.clone(),
-        service_id: service.id.clone(),
-        fix_type: input.fix_type.clone(),
-        status: String::new(),
-        commit_sha: None,
-        summary: String::new(),
-        patch: None,
-        confidence_score: None,
-        risk_assessment: None,
-        repository: service.repository.clone(),
-        base_branch,
-        head_branch: None,
-        pr_number: None,
-        pr_url: None,
-        rejection_reason: None,
-        last_error: None,
-        job_attempts: 0,
-        job_run_after: None,
-        job_lease_owner: None,
-        job_lease_until: None,
-        pr_checked_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    match input.fix_type.as_str() {
-        "revert" => {
-            let sha = input
-                .commit_sha
-                .as_deref()
-                .map(|sha| sha.trim().to_ascii_lowercase())
-                .filter(|sha| sha.len() >= 7 && is_sha(sha))
-                .ok_or_else(|| {
-                    ApiError::Unprocessable(
-                        "a revert needs commit_sha: 7 to 64 hex digits".to_owned(),
-                    )
-                })?;
-            let known =
-                match record::get_commit(&state.store, &principal.tenant_id, &service.id, &sha)
-                    .await
-                {
-                    Ok(commit) => Some(commit),
-                    Err(StoreError::NotFound) => None,
-                    Err(other) => return Err(other.into()),
-                };
-            let sha = known.as_ref().map_or(sha, |commit| commit.sha.clone());
-            let token = service
-                .github_token
-                .as_ref()
-                .map(|sealed| {
-                    state
-                        .cipher
-                        .open_str(&github_token_context(&service.id), sealed)
-                        .map_err(ApiError::internal)
-                })
-                .transpose()?
-                .ok_or_else(|| {
-                    ApiError::Unprocessable(
-                        "the service has no GitHub token to open the revert pull request with"
-                            .to_owned(),
-                    )
-                })?;
-            let opened = open_revert(
-                &state.github,
-                &token,
-                &service.repository,
-                &fix.base_branch,
-                &sha,
-                &fix.id,
-            )
-            .await
-            .map_err(fix_error)?;
-            let subject = known
-                .as_ref()
-                .and_then(|commit| commit.message.lines().next().map(str::to_owned))
-                .unwrap_or_default();
-            fix.summary = format!("Revert {}: {subject}", &sha[..7])
-                .trim_end_matches(": ")
-                .to_owned();
-            fix.commit_sha = Some(sha);
-            fix.status = "pr_created".to_owned();
-            fix.pr_number = Some(opened.number);
-            fix.pr_url = Some(opened.url);
-            fix.head_branch = Some(opened.branch);
-        }
-        "ai_fix" => {
-            let summary = required_text("summary", input.summary.as_deref().unwrap_or(""), 2_000)?;
-            let diff = input
-                .patch
-                .ok_or_else(|| ApiError::Unprocessable("an AI fix needs a patch".to_owned()))?;
-            if diff.len() > 1024 * 1024 {
-                return Err(ApiError::Unprocessable(
-                    "the patch must be at most 1 MiB".to_owned(),
-                ));
-            }
-            patch::parse(&diff).map_err(|why| ApiError::Unprocessable(format!("patch: {why}")))?;
-            let confidence = input
-                .confidence_score
-                .filter(|score| (0..=100).contains(score))
-                .ok_or_else(|| {
-                    ApiError::Unprocessable("confidence_score must be 0 to 100".to_owned())
-                })?;
-            let risk = input
-                .risk_assessment
-                .filter(|risk| ["low", "medium", "high"].contains(&risk.as_str()))
-                .ok_or_else(|| {
-                    ApiError::Unprocessable(
-                        "risk_assessment must be low, medium or high".to_owned(),
-                    )
-                })?;
-            fix.summary = summary;
-            fix.patch = Some(diff);
-            fix.confidence_score = Some(confidence);
-            fix.risk_assessment = Some(risk);
-            fix.status = "ready".to_owned();
-        }
-        other => {
-            return Err(ApiError::Unprocessable(format!(
-                "fix_type must be revert or ai_fix, not `{}`",
-                other.chars().take(40).collect::<String>()
-            )));
-        }
-    }
-    let mut tx = state.store.begin().await?;
-    fixes::insert_in(&mut tx, &fix).await?;
-    enqueue(
-        &mut tx,
+    let fix = proposals::propose(
+        &state,
         &principal.tenant_id,
-        "fix_proposal.generated",
-        &generated_data(&fix),
-        Audience::Subscribers,
+        &id,
+        NewFix {
+            fix_type: input.fix_type,
+            commit_sha: input.commit_sha,
+            base_branch: input.base_branch,
+            summary: input.summary,
+            patch: input.patch,
+            confidence_score: input.confidence_score,
+            risk_assessment: input.risk_assessment,
+        },
     )
     .await?;
-    tx.commit().await?;
-    state.outbound.wake();
-    tracing::info!(fix_id = %fix.id, fix_type = %fix.fix_type, "fix proposal created");
     Ok((StatusCode::CREATED, Json(fix.into())))
 }
 
@@ -368,13 +206,6 @@ async fn list_fixes(
     }))
 }
 
-async fn load(state: &AppState, principal: &Principal, id: &str) -> ApiResult<FixProposal> {
-    let id = parse_id(Kind::FixProposal, id)?;
-    fixes::get(&state.store, &principal.tenant_id, &id)
-        .await
-        .map_err(|error| not_found_as(error, "fix proposal"))
-}
-
 #[utoipa::path(get, path = "/api/fix-proposals/{id}", tag = "fix proposals",
     params(("id" = String, Path, description = "Fix proposal id (`fp_…`)")),
     responses((status = 200, body = FixOut), (status = 404, body = ErrorBody)),
@@ -384,55 +215,11 @@ async fn get_fix(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<FixOut>> {
-    Ok(Json(load(&state, &principal, &id).await?.into()))
-}
-
-/// Moves a `ready` AI fix to `to` and emits its event, in one transaction.
-async fn decide(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    to: &str,
-    reason: Option<&str>,
-) -> ApiResult<FixOut> {
-    let current = load(state, principal, id).await?;
-    let mut tx = state.store.begin().await?;
-    let Some(changed) = fixes::transition_in(
-        &mut tx,
-        &principal.tenant_id,
-        &current.id,
-        "ready",
-        to,
-        reason,
-        clock::now_ms(),
-    )
-    .await?
-    else {
-        drop(tx);
-        let now = fixes::get(&state.store, &principal.tenant_id, &current.id).await?;
-        let verb = if to == "applied" { "approve" } else { "reject" };
-        return Err(ApiError::Conflict(format!(
-            "cannot {verb} a fix proposal that is {} (only a ready AI fix can be)",
-            now.status
-        )));
-    };
-    let (event_type, data): (&str, Value) = if to == "applied" {
-        ("fix_proposal.applied", applied_data(&changed))
-    } else {
-        ("fix_proposal.rejected", rejected_data(&changed))
-    };
-    enqueue(
-        &mut tx,
-        &principal.tenant_id,
-        event_type,
-        &data,
-        Audience::Subscribers,
-    )
-    .await?;
-    tx.commit().await?;
-    state.outbound.wake();
-    tracing::info!(fix_id = %changed.id, status = to, "fix proposal decided");
-    Ok(changed.into())
+    Ok(Json(
+        proposals::load(&state, &principal.tenant_id, &id)
+            .await?
+            .into(),
+    ))
 }
 
 #[utoipa::path(post, path = "/api/fix-proposals/{id}/approve", tag = "fix proposals",
@@ -445,9 +232,8 @@ async fn approve_fix(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<FixOut>> {
-    decide(&state, &principal, &id, "applied", None)
-        .await
-        .map(Json)
+    let fix = proposals::approve(&state, &principal.tenant_id, &id).await?;
+    Ok(Json(fix.into()))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -472,13 +258,6 @@ async fn reject_fix(
     body: Bytes,
 ) -> ApiResult<Json<FixOut>> {
     let input: RejectFix = optional_json(&headers, &body)?;
-    let reason = input
-        .reason
-        .as_deref()
-        .map(|reason| check_text("reason", reason, 2_000))
-        .transpose()?
-        .filter(|reason| !reason.is_empty());
-    decide(&state, &principal, &id, "rejected", reason.as_deref())
-        .await
-        .map(Json)
+    let fix = proposals::reject(&state, &principal.tenant_id, &id, input.reason.as_deref()).await?;
+    Ok(Json(fix.into()))
 }

@@ -12,7 +12,9 @@
 //!   fallback: `merged` or `closed`.
 
 pub mod api;
+pub mod pages;
 pub mod patch;
+pub mod proposals;
 pub mod worker;
 
 use base64::Engine;

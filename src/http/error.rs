@@ -32,6 +32,10 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unprocessable(String),
+    /// Fields of a request that are not acceptable, each with why: all of them at once, so a
+    /// form shows every message beside its field. 422 like [`ApiError::Unprocessable`].
+    #[error("{}", join_fields(.0))]
+    Invalid(Vec<FieldError>),
     #[error("{0}")]
     TooManyRequests(String),
     #[error("{0}")]
@@ -46,6 +50,31 @@ pub enum ApiError {
     Internal(#[source] anyhow::Error),
 }
 
+/// One field of a request that is not acceptable, and why, in words for a person.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct FieldError {
+    /// The field's name in the request body.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+fn join_fields(fields: &[FieldError]) -> String {
+    fields
+        .iter()
+        .map(|field| field.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// The body of every error answer.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
@@ -53,6 +82,10 @@ pub struct ErrorBody {
     pub error: String,
     /// A stable machine-readable code, e.g. `not_found`, `invalid_body`.
     pub code: &'static str,
+    /// With `invalid_body`: each field that is not acceptable and why, when the operation
+    /// checks them all at once.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -67,7 +100,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable(_) | ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::DatabaseUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -88,7 +121,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RequestTimeout => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::Unprocessable(_) => "invalid_body",
+            ApiError::Unprocessable(_) | ApiError::Invalid(_) => "invalid_body",
             ApiError::TooManyRequests(_) => "rate_limited",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::DatabaseUnavailable => "database_unavailable",
@@ -141,6 +174,10 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: self.to_string(),
             code: self.code(),
+            fields: match self {
+                ApiError::Invalid(fields) => fields,
+                _ => Vec::new(),
+            },
         };
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::REQUEST_TIMEOUT {
@@ -190,6 +227,7 @@ pub fn json_error(status: StatusCode, message: String) -> Response {
     let body = ErrorBody {
         error: message,
         code: code_for(status),
+        fields: Vec::new(),
     };
     (status, axum::Json(body)).into_response()
 }

@@ -84,6 +84,7 @@ fn documented_routes() -> OpenApiRouter<AppState> {
         .merge(crate::record::api::router())
         .merge(crate::analysis::api::router())
         .merge(crate::record::deploys::router())
+        .merge(crate::record::forge::router())
         .merge(crate::incidents::api::router())
         .merge(crate::monitors::api::router())
         .merge(crate::fixes::api::router())

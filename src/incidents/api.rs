@@ -10,13 +10,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{SEVERITIES, TYPES, change_in, open_in, rank_suspects};
+use super::{NewIncident, Status};
 use crate::app::AppState;
-use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
+use crate::clock::rfc3339_ms;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::{ApiJson, ApiQuery, parse_id, required_text};
+use crate::http::extract::{ApiJson, ApiQuery, parse_id};
 use crate::http::paging::{PageQuery, next_cursor};
-use crate::ids::{self, Kind};
+use crate::ids::Kind;
 use crate::store::deploys::{self, Incident};
 use crate::store::services;
 use crate::tenancy::Principal;
@@ -121,58 +121,18 @@ async fn create_incident(
     principal: Principal,
     ApiJson(input): ApiJson<CreateIncident>,
 ) -> ApiResult<(StatusCode, Json<IncidentOut>)> {
-    let title = required_text("title", &input.title, 300)?;
-    if !SEVERITIES.contains(&input.severity.as_str()) {
-        return Err(ApiError::Unprocessable(format!(
-            "severity must be one of {}",
-            SEVERITIES.join(", ")
-        )));
-    }
-    if !TYPES.contains(&input.incident_type.as_str()) {
-        return Err(ApiError::Unprocessable(format!(
-            "type must be one of {}",
-            TYPES.join(", ")
-        )));
-    }
-    let service_id = parse_id(Kind::Service, &input.service_id)
-        .map_err(|error| ApiError::Unprocessable(format!("service_id: {error}")))?;
-    let now = clock::now_ms();
-    let started_at = match &input.started_at {
-        Some(text) => parse_rfc3339_ms(text).ok_or_else(|| {
-            ApiError::Unprocessable("started_at must be an RFC 3339 time".to_owned())
-        })?,
-        None => now,
-    };
-    if started_at > now + 60_000 {
-        return Err(ApiError::Unprocessable(
-            "started_at must not be in the future".to_owned(),
-        ));
-    }
-    let service = services::get(&state.store, &principal.tenant_id, &service_id)
-        .await
-        .map_err(|error| not_found_as(error, "service"))?;
-    let incident = Incident {
-        id: ids::new(Kind::Incident),
-        tenant_id: principal.tenant_id.clone(),
-        service_id: service.id.clone(),
-        title,
-        severity: input.severity,
-        incident_type: input.incident_type,
-        status: "open".to_owned(),
-        monitor: None,
-        monitor_id: None,
-        started_at,
-        acknowledged_at: None,
-        resolved_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    let suspects = rank_suspects(&state.store, &service.id, started_at).await?;
-    let mut tx = state.store.begin().await?;
-    open_in(&mut tx, &incident, &service.name, &suspects).await?;
-    tx.commit().await?;
-    state.outbound.wake();
-    tracing::info!(incident_id = %incident.id, suspects = suspects.len(), "incident opened");
+    let (incident, service) = super::open(
+        &state,
+        &principal.tenant_id,
+        NewIncident {
+            title: input.title,
+            severity: input.severity,
+            incident_type: input.incident_type,
+            service_id: input.service_id,
+            started_at: input.started_at,
+        },
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(out(incident, &service.name))))
 }
 
@@ -209,7 +169,7 @@ async fn list_incidents(
     ApiQuery(query): ApiQuery<IncidentQuery>,
 ) -> ApiResult<Json<IncidentPage>> {
     if let Some(status) = &query.status
-        && !["open", "acknowledged", "resolved"].contains(&status.as_str())
+        && Status::parse(status).is_none()
     {
         return Err(ApiError::BadRequest(
             "status must be open, acknowledged or resolved".to_owned(),
@@ -269,48 +229,6 @@ async fn get_incident(
     Ok(Json(out(incident, &service.name)))
 }
 
-/// Applies a status change and emits its event in one transaction; a change that does not apply
-/// to the incident's status is a 409 and emits nothing.
-async fn transition(
-    state: &AppState,
-    principal: &Principal,
-    id: &str,
-    from: &[&str],
-    to: &str,
-    event_type: &str,
-) -> ApiResult<IncidentOut> {
-    let current = load(state, principal, id).await?;
-    let service = services::get(&state.store, &principal.tenant_id, &current.service_id).await?;
-    let mut tx = state.store.begin().await?;
-    let Some(changed) = change_in(
-        &mut tx,
-        &principal.tenant_id,
-        &current.id,
-        from,
-        to,
-        event_type,
-        &service.name,
-    )
-    .await?
-    else {
-        drop(tx);
-        let now = deploys::get_incident(&state.store, &principal.tenant_id, &current.id).await?;
-        let verb = if to == "acknowledged" {
-            "acknowledge"
-        } else {
-            "resolve"
-        };
-        return Err(ApiError::Conflict(format!(
-            "cannot {verb} an incident that is {}",
-            now.status
-        )));
-    };
-    tx.commit().await?;
-    state.outbound.wake();
-    tracing::info!(incident_id = %changed.id, status = to, "incident changed");
-    Ok(out(changed, &service.name))
-}
-
 #[utoipa::path(post, path = "/api/incidents/{id}/acknowledge", tag = "incidents",
     params(("id" = String, Path, description = "Incident id (`inc_…`)")),
     responses((status = 200, description = "Acknowledged; `incident.acknowledged` is sent", body = IncidentOut),
@@ -322,16 +240,8 @@ async fn acknowledge_incident(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncidentOut>> {
-    transition(
-        &state,
-        &principal,
-        &id,
-        &["open"],
-        "acknowledged",
-        "incident.acknowledged",
-    )
-    .await
-    .map(Json)
+    let (incident, service) = super::acknowledge(&state, &principal.tenant_id, &id).await?;
+    Ok(Json(out(incident, &service.name)))
 }
 
 #[utoipa::path(post, path = "/api/incidents/{id}/resolve", tag = "incidents",
@@ -345,16 +255,8 @@ async fn resolve_incident(
     principal: Principal,
     Path(id): Path<String>,
 ) -> ApiResult<Json<IncidentOut>> {
-    transition(
-        &state,
-        &principal,
-        &id,
-        &["open", "acknowledged"],
-        "resolved",
-        "incident.resolved",
-    )
-    .await
-    .map(Json)
+    let (incident, service) = super::resolve(&state, &principal.tenant_id, &id).await?;
+    Ok(Json(out(incident, &service.name)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -15,7 +15,7 @@ use url::Url;
 use crate::app::AppState;
 use crate::clock;
 use crate::ids::{self, Kind};
-use crate::incidents::{change_in, open_in, rank_suspects};
+use crate::incidents::{Status, Transition, change_in, open_in, rank_suspects};
 use crate::store::deploys::{self, Incident};
 use crate::store::monitors::{self, Check, Monitor};
 use crate::store::{StoreResult, services};
@@ -181,7 +181,7 @@ pub async fn record(state: &AppState, claimed: &Monitor, outcome: &Outcome) -> S
     if let Some(open) = &monitor.open_incident_id {
         let still_open = deploys::get_incident(&state.store, &monitor.tenant_id, open)
             .await
-            .map(|incident| incident.status != "resolved")
+            .map(|incident| incident.status != Status::Resolved.as_str())
             .unwrap_or(false);
         if !still_open {
             monitor.open_incident_id = None;
@@ -210,7 +210,7 @@ pub async fn record(state: &AppState, claimed: &Monitor, outcome: &Outcome) -> S
                     severity: if failure == "latency" { "warning" } else { "critical" }
                         .to_owned(),
                     incident_type: failure.to_owned(),
-                    status: "open".to_owned(),
+                    status: Status::Open.as_str().to_owned(),
                     monitor: Some(
                         serde_json::json!({"id": monitor.id, "name": monitor.name, "url": monitor.url})
                             .to_string(),
@@ -243,9 +243,7 @@ pub async fn record(state: &AppState, claimed: &Monitor, outcome: &Outcome) -> S
                     &mut tx,
                     &monitor.tenant_id,
                     &incident_id,
-                    &["open", "acknowledged"],
-                    "resolved",
-                    "incident.resolved",
+                    Transition::Resolve,
                     &service.name,
                 )
                 .await?;

@@ -1,7 +1,5 @@
 //! `/api/services`: services, their push-webhook secret, and the commits pushes brought in.
 
-use std::collections::BTreeMap;
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -12,18 +10,16 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::commits::{self, WithBranches};
 use super::services::{self, IssuedSecret, NewService, ServiceChanges};
 use crate::app::AppState;
-use crate::clock::{self, parse_rfc3339_ms, rfc3339_ms};
-use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::clock::{self, rfc3339_ms};
+use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::{ApiJson, ApiQuery, optional_json};
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::Kind;
-use crate::inbound::forge::is_sha;
-use crate::store::record::{self, Commit, CommitFilter};
 use crate::store::services::Service;
 use crate::tenancy::Principal;
-use crate::tenancy::api::not_found_as;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -332,7 +328,7 @@ pub struct CommitOut {
     pub ingested_at: String,
 }
 
-fn commit_out(commit: Commit, branches: Vec<String>) -> CommitOut {
+fn commit_out(WithBranches { commit, branches }: WithBranches) -> CommitOut {
     let paths = |json: &str| serde_json::from_str::<Vec<String>>(json).unwrap_or_default();
     CommitOut {
         files: ChangedFiles {
@@ -359,21 +355,6 @@ fn commit_out(commit: Commit, branches: Vec<String>) -> CommitOut {
         risk_score: commit.risk_score,
         risk_level: commit.risk_level,
     }
-}
-
-async fn with_branches(state: &AppState, commits: Vec<Commit>) -> ApiResult<Vec<CommitOut>> {
-    let ids: Vec<String> = commits.iter().map(|commit| commit.id.clone()).collect();
-    let mut branches: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (commit_id, branch) in record::branches_of(&state.store, &ids).await? {
-        branches.entry(commit_id).or_default().push(branch);
-    }
-    Ok(commits
-        .into_iter()
-        .map(|commit| {
-            let of_commit = branches.remove(&commit.id).unwrap_or_default();
-            commit_out(commit, of_commit)
-        })
-        .collect())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -408,18 +389,6 @@ pub struct CommitQuery {
     cursor: Option<String>,
 }
 
-fn time_param(name: &str, value: Option<&str>) -> ApiResult<Option<i64>> {
-    value
-        .map(|text| {
-            parse_rfc3339_ms(text).ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "{name} must be an RFC 3339 time such as 2026-03-02T10:00:00Z"
-                ))
-            })
-        })
-        .transpose()
-}
-
 #[utoipa::path(get, path = "/api/services/{id}/commits", tag = "services",
     params(("id" = String, Path, description = "Service id (`svc_…`)"), CommitQuery),
     responses((status = 200, body = CommitPage), (status = 400, body = ErrorBody),
@@ -432,36 +401,17 @@ async fn list_commits(
     ApiQuery(query): ApiQuery<CommitQuery>,
 ) -> ApiResult<Json<CommitPage>> {
     let service = load(&state, &principal, &id).await?;
-    let since = time_param("since", query.since.as_deref())?;
-    let until = time_param("until", query.until.as_deref())?;
-    if let Some(risk) = &query.risk
-        && !["low", "medium", "high", "critical"].contains(&risk.as_str())
-    {
-        return Err(ApiError::BadRequest(
-            "risk must be low, medium, high or critical".to_owned(),
-        ));
-    }
-    let page = PageQuery::new(query.limit, query.cursor.clone());
-    let limit = page.limit()?;
-    let cursor = page.cursor(Kind::Commit)?;
-    let rows = record::list_commits(
-        &state.store,
-        &principal.tenant_id,
-        &service.id,
-        &CommitFilter {
-            branch: query.branch.as_deref(),
-            author: query.author.as_deref(),
-            since,
-            until,
-            risk_level: query.risk.as_deref(),
-        },
-        cursor.as_deref(),
-        limit,
-    )
-    .await?;
-    let (rows, next_cursor) = next_cursor(rows, limit, |row| row.id.clone());
+    let filter = commits::Filter {
+        branch: query.branch,
+        author: query.author,
+        since: query.since,
+        until: query.until,
+        risk: query.risk,
+    };
+    let page = PageQuery::new(query.limit, query.cursor);
+    let (rows, next_cursor) = commits::list(&state, &service, &filter, &page).await?;
     Ok(Json(CommitPage {
-        data: with_branches(&state, rows).await?,
+        data: rows.into_iter().map(commit_out).collect(),
         next_cursor,
     }))
 }
@@ -478,15 +428,7 @@ async fn get_commit(
     Path((id, sha)): Path<(String, String)>,
 ) -> ApiResult<Json<CommitOut>> {
     let service = load(&state, &principal, &id).await?;
-    if sha.len() < 7 || !is_sha(&sha) {
-        return Err(ApiError::BadRequest(format!(
-            "`{}` is not a commit SHA (7 to 64 hex digits)",
-            sha.chars().take(80).collect::<String>()
-        )));
-    }
-    let commit = record::get_commit(&state.store, &principal.tenant_id, &service.id, &sha)
-        .await
-        .map_err(|error| not_found_as(error, "commit"))?;
-    let mut out = with_branches(&state, vec![commit]).await?;
-    Ok(Json(out.remove(0)))
+    Ok(Json(commit_out(
+        commits::get(&state, &service, &sha).await?,
+    )))
 }

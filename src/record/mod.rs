@@ -2,7 +2,9 @@
 //! secret) and the commits their pushes bring in.
 
 pub mod api;
+pub mod commits;
 pub mod deploys;
+pub mod forge;
 pub mod pages;
 pub mod services;
 

@@ -337,6 +337,158 @@ pub async fn get_issue(
     .ok_or(StoreError::NotFound)
 }
 
+/// Whose pull requests and issues a listing shows: one repository's (a service's), or those of
+/// every repository an integration received forge deliveries for.
+#[derive(Debug, Clone, Copy)]
+pub enum ForgeScope<'a> {
+    /// A repository key (`owner/name`, lowercased).
+    Repository(&'a str),
+    /// An integration id (`int_…`).
+    Integration(&'a str),
+}
+
+impl ForgeScope<'_> {
+    /// The two scope parameters the listing statements take: a repository key, or the pattern
+    /// an integration's inbound deliveries name it by in their targets.
+    fn binds(&self) -> (Option<String>, Option<String>) {
+        match self {
+            ForgeScope::Repository(key) => (Some(key.to_lowercase()), None),
+            ForgeScope::Integration(id) => (None, Some(format!("%\"{id}\"%"))),
+        }
+    }
+}
+
+/// The scope clause over `$2` (a repository key) or `$3` (an integration's targets pattern).
+macro_rules! forge_scope {
+    () => {
+        "(($2 IS NOT NULL AND repository_key = $2) OR ($3 IS NOT NULL AND repository_key IN \
+         (SELECT lower(d.repository) FROM inbound_deliveries d WHERE d.tenant_id = $1 \
+          AND d.targets LIKE $3 AND d.repository IS NOT NULL)))"
+    };
+}
+
+macro_rules! pull_request_columns {
+    () => {
+        "id, tenant_id, repository, repository_key, number, title, url, state, merged, \
+         merged_at, head_ref, head_sha, base_ref, base_sha, body, author, created_at, updated_at"
+    };
+}
+
+/// A scope's pull requests, newest first: `state` is `open`, `closed` (closed without merging),
+/// `merged`, or `None` for all.
+pub async fn list_pull_requests(
+    store: &Store,
+    tenant_id: &str,
+    scope: ForgeScope<'_>,
+    state: Option<&str>,
+    before_id: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<PullRequest>> {
+    let (repository, targets) = scope.binds();
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, PullRequest>(concat!(
+            "SELECT ", pull_request_columns!(), " FROM pull_requests \
+             WHERE tenant_id = $1 AND ", forge_scope!(), " \
+             AND ($4 IS NULL OR ($4 = 'merged' AND merged) OR ($4 = 'open' AND state = 'open') \
+                  OR ($4 = 'closed' AND state = 'closed' AND NOT merged)) \
+             AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(tenant_id)
+        .bind(repository.as_deref())
+        .bind(targets.as_deref())
+        .bind(state)
+        .bind(before_id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// A scope's pull requests numbered `number` (one per repository; several only for an
+/// integration that hears from several repositories), at most `limit`.
+pub async fn pull_requests_numbered(
+    store: &Store,
+    tenant_id: &str,
+    scope: ForgeScope<'_>,
+    number: i64,
+    limit: u32,
+) -> StoreResult<Vec<PullRequest>> {
+    let (repository, targets) = scope.binds();
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, PullRequest>(concat!(
+            "SELECT ", pull_request_columns!(), " FROM pull_requests \
+             WHERE tenant_id = $1 AND ", forge_scope!(), " AND number = $4 \
+             ORDER BY repository_key LIMIT $5"
+        ))
+        .bind(tenant_id)
+        .bind(repository.as_deref())
+        .bind(targets.as_deref())
+        .bind(number)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+macro_rules! issue_columns {
+    () => {
+        "id, tenant_id, repository, repository_key, number, title, url, state, labels, body, \
+         created_at, updated_at"
+    };
+}
+
+/// A scope's issues, newest first: `state` is `open`, `closed`, or `None` for all.
+pub async fn list_issues(
+    store: &Store,
+    tenant_id: &str,
+    scope: ForgeScope<'_>,
+    state: Option<&str>,
+    before_id: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<ForgeIssue>> {
+    let (repository, targets) = scope.binds();
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, ForgeIssue>(concat!(
+            "SELECT ", issue_columns!(), " FROM forge_issues \
+             WHERE tenant_id = $1 AND ", forge_scope!(), " AND ($4 IS NULL OR state = $4) \
+             AND ($5 IS NULL OR id < $5) ORDER BY id DESC LIMIT $6"
+        ))
+        .bind(tenant_id)
+        .bind(repository.as_deref())
+        .bind(targets.as_deref())
+        .bind(state)
+        .bind(before_id)
+        .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// A scope's issues numbered `number`, at most `limit` (see [`pull_requests_numbered`]).
+pub async fn issues_numbered(
+    store: &Store,
+    tenant_id: &str,
+    scope: ForgeScope<'_>,
+    number: i64,
+    limit: u32,
+) -> StoreResult<Vec<ForgeIssue>> {
+    let (repository, targets) = scope.binds();
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, ForgeIssue>(concat!(
+            "SELECT ", issue_columns!(), " FROM forge_issues \
+             WHERE tenant_id = $1 AND ", forge_scope!(), " AND number = $4 \
+             ORDER BY repository_key LIMIT $5"
+        ))
+        .bind(tenant_id)
+        .bind(repository.as_deref())
+        .bind(targets.as_deref())
+        .bind(number)
+        .bind(i64::from(limit))
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
 /// How many analysis jobs were ever queued for a commit, whatever became of them since: the
 /// analysis worker may have claimed or finished one by the time this is asked.
 pub async fn analysis_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64> {

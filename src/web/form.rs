@@ -56,8 +56,18 @@ impl FormErrors {
         if matches!(error, ApiError::Internal(_)) {
             return Err(error);
         }
-        let message = error.to_string();
         let mut errors = FormErrors::default();
+        if let ApiError::Invalid(invalid) = error {
+            for field in invalid {
+                if fields.contains(&field.field) {
+                    errors.fields.insert(field.field.to_owned(), field.message);
+                } else {
+                    errors.general = Some(field.message);
+                }
+            }
+            return Ok(errors);
+        }
+        let message = error.to_string();
         // The longest field name first, so `event_types` wins over `event`.
         let mut candidates = fields.to_vec();
         candidates.sort_by_key(|field| std::cmp::Reverse(field.len()));
@@ -81,6 +91,11 @@ impl FormErrors {
 
     pub fn has(&self, field: &str) -> bool {
         self.fields.contains_key(field)
+    }
+
+    /// Whether there is anything to show.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty() && self.general.is_none()
     }
 }
 

@@ -10,13 +10,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::services::{self, IssuedSecret, NewService, ServiceChanges};
 use crate::app::AppState;
 use crate::http::error::ApiError;
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::Kind;
 use crate::inbound::kept;
 use crate::people::SignedIn;
+use crate::record::services::{self, IssuedSecret, NewService, ServiceChanges};
 use crate::store::inbound::InboundDelivery;
 use crate::store::services::Service;
 use crate::web::{
@@ -173,6 +173,7 @@ fn inbound_row(delivery: InboundDelivery) -> InboundRow {
 struct ServicePage {
     chrome: Chrome,
     service: Service,
+    tab: &'static str,
     payload_url: String,
     secret_created: String,
     previous_until: Option<String>,
@@ -235,6 +236,7 @@ async fn service_view(
             .map(crate::crypto::fingerprint)
             .unwrap_or_default(),
         service,
+        tab: "overview",
     })
 }
 

@@ -1,0 +1,8 @@
+//! placeholder
+use axum::Router;
+
+use crate::app::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+}
