@@ -167,6 +167,10 @@ pub struct FixQuery {
     /// Only this incident's proposals (`inc_…`).
     #[param(pattern = r"^inc_[0-9a-f]{32}$")]
     incident_id: Option<String>,
+    /// Only proposals in this status: `pr_created`, `ready`, `applied`, `rejected`, `merged`,
+    /// `closed` or `failed`.
+    #[param(pattern = r"^(?:pr_created|ready|applied|rejected|merged|closed|failed)$")]
+    status: Option<String>,
     /// Items per page, 1 to 250 (default 50).
     #[param(minimum = 1, maximum = 250)]
     limit: Option<u32>,
@@ -188,6 +192,11 @@ async fn list_fixes(
         .as_deref()
         .map(|id| parse_id(Kind::Incident, id))
         .transpose()?;
+    let status = query
+        .status
+        .as_deref()
+        .map(super::proposals::check_status)
+        .transpose()?;
     let page = PageQuery::new(query.limit, query.cursor.clone());
     let limit = page.limit()?;
     let cursor = page.cursor(Kind::FixProposal)?;
@@ -195,6 +204,7 @@ async fn list_fixes(
         &state.store,
         &principal.tenant_id,
         incident_id.as_deref(),
+        status,
         cursor.as_deref(),
         limit,
     )

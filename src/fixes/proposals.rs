@@ -17,6 +17,32 @@ use crate::store::fixes::{self, FixProposal};
 use crate::store::{StoreError, record, services};
 use crate::tenancy::api::not_found_as;
 
+/// Every status a fix proposal can be in, in the order of its life.
+pub const STATUSES: [&str; 7] = [
+    "ready",
+    "applied",
+    "pr_created",
+    "merged",
+    "closed",
+    "rejected",
+    "failed",
+];
+
+/// A status to filter by, checked.
+pub fn check_status(status: &str) -> ApiResult<&str> {
+    STATUSES
+        .iter()
+        .find(|known| **known == status)
+        .copied()
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status must be one of {}, not `{}`",
+                STATUSES.join(", "),
+                status.chars().take(40).collect::<String>()
+            ))
+        })
+}
+
 /// A fix proposal as asked for, before it is checked.
 #[derive(Debug, Clone, Default)]
 pub struct NewFix {

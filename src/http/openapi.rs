@@ -37,6 +37,10 @@ fn cursor_prefix(path: &str) -> Option<&'static str> {
         "/api/services" => "svc",
         "/api/services/{id}/commits" => "cmt",
         "/api/services/{id}/deploys" => "dep",
+        "/api/services/{id}/pull-requests" => "pr",
+        "/api/services/{id}/issues" => "iss",
+        "/api/v1/integrations/{id}/pull-requests" => "pr",
+        "/api/v1/integrations/{id}/issues" => "iss",
         "/api/deploys" => "dep",
         "/api/experiments" => "exp",
         "/api/experiments/{id}/activity" => "act",
@@ -58,6 +62,8 @@ fn path_parameter_schema(name: &str, description: &str) -> Option<Value> {
             "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$"
         })),
         "sha" => Some(json!({"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"})),
+        // A pull request's or an issue's number in its repository.
+        "number" => Some(json!({"type": "integer", "format": "int64", "minimum": 1})),
         // A custom event type's name (built-in names follow the same rule).
         "name" => Some(json!({
             "type": "string", "maxLength": 128,

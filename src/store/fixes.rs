@@ -100,17 +100,19 @@ pub async fn list(
     store: &Store,
     tenant_id: &str,
     incident_id: Option<&str>,
+    status: Option<&str>,
     before_id: Option<&str>,
     limit: u32,
 ) -> StoreResult<Vec<FixProposal>> {
     Ok(dispatch!(store, pool => {
         sqlx::query_as::<_, FixProposal>(concat!(
             "SELECT ", fix_columns!(), " FROM fix_proposals WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR incident_id = $2) AND ($3 IS NULL OR id < $3) \
-             ORDER BY id DESC LIMIT $4"
+             AND ($2 IS NULL OR incident_id = $2) AND ($3 IS NULL OR status = $3) \
+             AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
         ))
         .bind(tenant_id)
         .bind(incident_id)
+        .bind(status)
         .bind(before_id)
         .bind(i64::from(limit) + 1)
         .fetch_all(pool)

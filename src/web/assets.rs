@@ -28,6 +28,11 @@ const FILES: &[(&str, &[u8], &str)] = &[
         "text/javascript; charset=utf-8",
     ),
     (
+        "favicon.svg",
+        include_bytes!("../../static/favicon.svg"),
+        "image/svg+xml",
+    ),
+    (
         "htmx.min.js",
         include_bytes!("../../static/htmx.min.js"),
         "text/javascript; charset=utf-8",

@@ -34,6 +34,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", get(home))
         .route("/static/{file}", get(assets::serve))
+        .route("/favicon.ico", get(favicon))
         .merge(crate::people::pages::router())
         .merge(crate::outbound::pages::router())
         .merge(crate::record::pages::router())
@@ -43,6 +44,11 @@ pub fn router() -> Router<AppState> {
         .merge(crate::tenancy::pages::router())
         .merge(crate::hooks::pages::router())
         .layer(middleware::from_fn(security_headers))
+}
+
+/// Browsers ask for `/favicon.ico` on their own: the icon is the embedded SVG.
+async fn favicon() -> Redirect {
+    Redirect::permanent(assets::url("favicon.svg"))
 }
 
 async fn home(viewer: Option<Viewer>) -> Redirect {
@@ -87,6 +93,8 @@ pub struct CursorQuery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Section {
     Services,
+    Incidents,
+    FixProposals,
     Webhooks,
     EventTypes,
     Tokens,
@@ -145,6 +153,8 @@ impl Chrome {
     pub fn at(&self, name: &str) -> bool {
         let current = match self.section {
             Section::Services => "services",
+            Section::Incidents => "incidents",
+            Section::FixProposals => "fix-proposals",
             Section::Webhooks => "webhooks",
             Section::EventTypes => "event-types",
             Section::Tokens => "tokens",
@@ -161,6 +171,10 @@ impl Chrome {
 
     pub fn js(&self) -> &'static str {
         assets::url("app.js")
+    }
+
+    pub fn favicon(&self) -> &'static str {
+        assets::url("favicon.svg")
     }
 
     pub fn htmx(&self) -> &'static str {

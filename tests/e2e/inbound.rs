@@ -742,6 +742,56 @@ async fn integrations_record_pull_requests_issues_and_experiment_links(backend: 
     assert_eq!(issue.labels, r#"["experiment","bug"]"#);
     assert_eq!(issue.state, "open");
 
+    // The same pull requests and issues through the read API, per integration and per service.
+    let base = format!("/api/v1/integrations/{integration}");
+    let (status, prs) = json_of(app.get(&format!("{base}/pull-requests")).await).await;
+    assert_eq!(status, 200, "{prs}");
+    assert_eq!(prs["data"].as_array().unwrap().len(), 1);
+    assert_eq!(prs["data"][0]["number"], 42);
+    assert_eq!(prs["data"][0]["state"], "merged");
+    assert_eq!(prs["data"][0]["head_ref"], "feature/pay");
+    assert_eq!(prs["next_cursor"], Value::Null);
+    let (_, open) = json_of(app.get(&format!("{base}/pull-requests?state=open")).await).await;
+    assert_eq!(open["data"], json!([]));
+    let (status, one) = json_of(app.get(&format!("{base}/pull-requests/42")).await).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["url"], "https://github.com/acme/checkout/pull/42");
+    let (status, issues) = json_of(app.get(&format!("{base}/issues?state=open")).await).await;
+    assert_eq!(status, 200, "{issues}");
+    assert_eq!(issues["data"][0]["labels"], json!(["experiment", "bug"]));
+    let (status, _) = json_of(app.get(&format!("{base}/issues/101")).await).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.get(&format!("{base}/issues/999")).await.status(), 404);
+    assert_eq!(
+        app.get(&format!("{base}/pull-requests/x1")).await.status(),
+        400
+    );
+    assert_eq!(
+        app.get(&format!("{base}/pull-requests?state=draft"))
+            .await
+            .status(),
+        400
+    );
+    let (service, _) = service_with_secret(&app, "Checkout", REPOSITORY, false).await;
+    let (status, prs) = json_of(
+        app.get(&format!(
+            "/api/services/{service}/pull-requests?state=merged"
+        ))
+        .await,
+    )
+    .await;
+    assert_eq!(status, 200, "{prs}");
+    assert_eq!(
+        prs["data"][0]["number"], 42,
+        "a service sees its repository's"
+    );
+    let (status, issue) = json_of(
+        app.get(&format!("/api/services/{service}/issues/101"))
+            .await,
+    )
+    .await;
+    assert_eq!((status, issue["state"].as_str()), (200, Some("open")));
+
     let (status, activity) = json_of(
         app.get(&format!("/api/experiments/{experiment}/activity"))
             .await,

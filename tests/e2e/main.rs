@@ -18,6 +18,7 @@ mod outage;
 mod outbound;
 mod receivers;
 mod record;
+mod record_ui;
 mod secrets;
 mod store;
 mod ui;

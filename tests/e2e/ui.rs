@@ -18,7 +18,7 @@ use crate::support::receiver::{Answer, Receiver};
 use crate::support::{Backend, TestApp, json_of};
 
 const WAIT: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 on_both_backends!(
     people_sign_in_through_the_setup_link_and_out_again,
@@ -33,7 +33,7 @@ on_both_backends!(
 );
 
 /// Creates the first admin through the setup link; the browser is left signed in.
-async fn admin_browser(app: &TestApp) -> Browser {
+pub async fn admin_browser(app: &TestApp) -> Browser {
     let browser = Browser::start(&app.base_url).await;
     browser.open(&format!("/setup/{}", app.setup_code)).await;
     assert_eq!(browser.text("h1").await, "Create the first admin");

@@ -277,6 +277,34 @@ impl Browser {
         let _ = self.driver.kill().await;
     }
 
+    /// Reopens the current page `width` pixels wide and checks nothing on it is wider than the
+    /// screen (tables scroll inside their own box), then restores the desktop width.
+    pub async fn assert_fits(&self, width: u32) {
+        self.client.set_window_size(width, 900).await.unwrap();
+        let overflow = self
+            .execute(
+                "return Math.max(document.documentElement.scrollWidth, document.body.scrollWidth) \
+                 - document.documentElement.clientWidth",
+            )
+            .await;
+        let url = self.client.current_url().await.unwrap();
+        // The outermost elements that stick out, to say what to mend.
+        let culprits = self
+            .execute(
+                "const w = document.documentElement.clientWidth; \
+                 return Array.from(document.querySelectorAll('body *')) \
+                   .filter(e => e.getBoundingClientRect().right > w + 1 && \
+                     !(e.parentElement && e.parentElement.getBoundingClientRect().right > w + 1)) \
+                   .slice(0, 5).map(e => e.outerHTML.slice(0, 160))",
+            )
+            .await;
+        self.client.set_window_size(1280, 900).await.unwrap();
+        assert!(
+            overflow.as_i64().unwrap_or(i64::MAX) <= 0,
+            "{url} is {overflow} px wider than a {width} px screen: {culprits:#}"
+        );
+    }
+
     pub async fn execute(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()
     }
