@@ -832,6 +832,65 @@ async fn every_main_page_renders_over_realistic_data() {
     let (_, inbound) = json_of(app.get("/api/inbound-deliveries").await).await;
     let inbound_id = inbound["data"][0]["id"].as_str().unwrap().to_owned();
 
+    // The engineering record: analysed commits, a deploy, a pull request, an incident with its
+    // suspects and an AI fix waiting for a decision.
+    const SHA_C: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    crate::support::eventually(WAIT, "the pushed commits analysed", || async {
+        let (_, commits) = json_of(
+            app.get(&format!("/api/services/{service_id}/commits"))
+                .await,
+        )
+        .await;
+        let commits = commits["data"].as_array().unwrap().clone();
+        (!commits.is_empty()
+            && commits
+                .iter()
+                .all(|commit| commit["analysis_status"] == "done"))
+        .then_some(())
+    })
+    .await;
+    let (status, deploy) = json_of(
+        app.post_json(
+            "/api/deploys",
+            &json!({"service_id": service_id, "commit_sha": SHA_C, "branch": "main",
+                    "environment": "production", "deployed_by": "jane"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{deploy}");
+    let deploy_id = deploy["id"].as_str().unwrap().to_owned();
+    let pr = GithubDelivery::new(
+        "pull_request",
+        "demo-3",
+        fixture("github/pull_request_opened.json"),
+        &secret,
+    );
+    assert_eq!(pr.send(&app, "/api/github/webhook").await.0, 200);
+    let (status, incident) = json_of(
+        app.post_json(
+            "/api/incidents",
+            &json!({"title": "Checkout returns 502 for card payments", "severity": "critical",
+                    "type": "availability", "service_id": service_id}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{incident}");
+    let incident_id = incident["id"].as_str().unwrap().to_owned();
+    let (status, fix) = json_of(
+        app.post_json(
+            &format!("/api/incidents/{incident_id}/fix-proposals"),
+            &json!({"fix_type": "ai_fix", "summary": "Retry the card gateway once on a 502",
+                    "patch": "--- a/src/pay.rs\n+++ b/src/pay.rs\n@@ -1,3 +1,4 @@\n fn charge(card: &Card) -> Result<()> {\n-    gateway.charge(card)\n+    gateway.charge(card)\n+        .or_else(|_| gateway.charge(card))\n }\n",
+                    "confidence_score": 72, "risk_assessment": "low"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 201, "{fix}");
+    let fix_id = fix["id"].as_str().unwrap().to_owned();
+
     let shots = std::env::var_os("HOOKLINE_SCREENSHOTS").map(std::path::PathBuf::from);
     for (path, file) in [
         ("/org/webhooks".to_owned(), "webhooks.png"),
@@ -850,6 +909,22 @@ async fn every_main_page_renders_over_realistic_data() {
             format!("/acme/checkout/-/settings/hooks/{hook_id}"),
             "repository-hook.png",
         ),
+        (format!("/services/{service_id}/commits"), "commits.png"),
+        (
+            format!("/services/{service_id}/commits/{SHA_C}"),
+            "commit.png",
+        ),
+        (format!("/services/{service_id}/deploys"), "deploys.png"),
+        (format!("/deploys/{deploy_id}"), "deploy.png"),
+        (
+            format!("/services/{service_id}/pull-requests"),
+            "pull-requests.png",
+        ),
+        ("/incidents".to_owned(), "incidents.png"),
+        (format!("/incidents/{incident_id}"), "incident.png"),
+        ("/incidents/new".to_owned(), "incident-new.png"),
+        ("/fix-proposals".to_owned(), "fix-proposals.png"),
+        (format!("/fix-proposals/{fix_id}"), "fix-proposal.png"),
         ("/org/tokens".to_owned(), "tokens.png"),
         ("/org/users".to_owned(), "users.png"),
         ("/account".to_owned(), "account.png"),
@@ -859,9 +934,25 @@ async fn every_main_page_renders_over_realistic_data() {
         if let Some(dir) = &shots {
             browser.screenshot(&dir.join(file)).await;
         }
+        browser.assert_fits(390).await;
     }
     let text = browser.page_text().await;
     assert!(text.contains("Not found"), "{text}");
+    if let Some(dir) = &shots {
+        // The two pages the README shows, as a phone shows them.
+        for (path, file) in [
+            (
+                format!("/services/{service_id}/commits/{SHA_C}"),
+                "commit-phone.png",
+            ),
+            (format!("/incidents/{incident_id}"), "incident-phone.png"),
+        ] {
+            browser.client.set_window_size(390, 1400).await.unwrap();
+            browser.open(&path).await;
+            browser.screenshot(&dir.join(file)).await;
+        }
+        browser.client.set_window_size(1280, 900).await.unwrap();
+    }
     browser.open(&format!("/org/webhooks/{crm}")).await;
     assert!(browser.page_text().await.contains("CRM sync"));
     browser.open("/org/webhooks").await;
