@@ -3,6 +3,7 @@
 //! through an integration.
 
 pub mod api;
+pub mod pages;
 
 /// Statuses an experiment can have.
 pub const STATUSES: [&str; 5] = ["draft", "active", "paused", "completed", "archived"];

@@ -6,6 +6,7 @@
 //! through the same feature function its JSON API calls.
 
 pub mod assets;
+pub mod chart;
 pub mod form;
 pub mod session;
 pub mod sparkline;
@@ -41,6 +42,9 @@ pub fn router() -> Router<AppState> {
         .merge(crate::analysis::pages::router())
         .merge(crate::incidents::pages::router())
         .merge(crate::fixes::pages::router())
+        .merge(crate::monitors::pages::router())
+        .merge(crate::experiments::pages::router())
+        .merge(crate::integrations::pages::router())
         .merge(crate::tenancy::pages::router())
         .merge(crate::hooks::pages::router())
         .layer(middleware::from_fn(security_headers))
@@ -94,7 +98,10 @@ pub struct CursorQuery {
 pub enum Section {
     Services,
     Incidents,
+    Monitors,
     FixProposals,
+    Experiments,
+    Integrations,
     Webhooks,
     EventTypes,
     Tokens,
@@ -154,7 +161,10 @@ impl Chrome {
         let current = match self.section {
             Section::Services => "services",
             Section::Incidents => "incidents",
+            Section::Monitors => "monitors",
             Section::FixProposals => "fix-proposals",
+            Section::Experiments => "experiments",
+            Section::Integrations => "integrations",
             Section::Webhooks => "webhooks",
             Section::EventTypes => "event-types",
             Section::Tokens => "tokens",
