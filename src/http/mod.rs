@@ -117,9 +117,20 @@ pub fn router(state: AppState, role: Role) -> Router {
                 crate::web::not_found_page()
             }
         })
-        .method_not_allowed_fallback(|| async {
-            ApiError::MethodNotAllowed("method not allowed on this route".to_owned())
-        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                if uri.path().starts_with("/api/") || uri.path() == "/api" {
+                    ApiError::MethodNotAllowed("method not allowed on this route".to_owned())
+                        .into_response()
+                } else {
+                    crate::web::form_address(&method, uri.path())
+                }
+            },
+        )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::with_navigation,
+        ))
         .layer(DefaultBodyLimit::max(state.config.http.max_body_bytes))
         .layer(middleware::from_fn(record_metrics))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -34,6 +34,8 @@ pub fn router() -> Router<AppState> {
         .route("/org/webhooks/{id}/activate", post(activate))
         .route("/org/webhooks/{id}/deactivate", post(deactivate))
         .route("/org/webhooks/{id}/rotate", post(rotate))
+        .route("/org/webhooks/{id}/created", get(created_page))
+        .route("/org/webhooks/{id}/rotated", get(rotated_page))
         .route("/org/webhooks/{id}/delete", get(delete_page).post(delete))
         .route("/org/webhooks/{id}/recover", post(recover))
         .route("/org/deliveries/{id}", get(delivery_page))
@@ -283,7 +285,56 @@ struct CreatedPage {
     chrome: Chrome,
     id: String,
     name: String,
+    /// Shown on the first visit after the form only.
+    secret: Option<String>,
+}
+
+/// What a new or rotated endpoint's page shows once, carried across the redirect.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct IssuedSecret {
     secret: String,
+    /// When the replaced secret stops signing (after a rotation).
+    previous_until: Option<i64>,
+}
+
+fn carry_secret(
+    state: &AppState,
+    viewer: &SignedIn,
+    to: &str,
+    flash: &str,
+    purpose: &str,
+    issued: &IssuedSecret,
+) -> Response {
+    let value = serde_json::to_string(issued).unwrap_or_default();
+    crate::web::once::redirect(state, viewer, to, flash, purpose, &value)
+}
+
+fn carried_secret(
+    state: &AppState,
+    viewer: &SignedIn,
+    headers: &HeaderMap,
+    purpose: &str,
+) -> Option<IssuedSecret> {
+    crate::web::once::take(state, viewer, headers, purpose)
+        .and_then(|value| serde_json::from_str(&value).ok())
+}
+
+async fn created_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    let endpoint = endpoints::load(&state, &viewer.user.tenant_id, &id).await?;
+    let issued = carried_secret(&state, &viewer, &headers, &format!("endpoint-secret:{id}"));
+    let mut chrome = chrome(&viewer, &headers, "Endpoint added");
+    chrome.clear_once = issued.is_some();
+    Ok(render(&CreatedPage {
+        chrome,
+        id: endpoint.id,
+        name: endpoint.name,
+        secret: issued.map(|issued| issued.secret),
+    }))
 }
 
 async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfForm) -> PageResult {
@@ -301,13 +352,15 @@ async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfFo
         Err(error) => Err(error),
     };
     match created {
-        Ok((endpoint, secret)) => Ok(render_with(
-            StatusCode::CREATED,
-            &CreatedPage {
-                chrome: chrome(&viewer, &HeaderMap::new(), "Endpoint added"),
-                id: endpoint.id,
-                name: endpoint.name,
+        Ok((endpoint, secret)) => Ok(carry_secret(
+            &state,
+            &viewer,
+            &format!("/org/webhooks/{}/created", endpoint.id),
+            "Endpoint added.",
+            &format!("endpoint-secret:{}", endpoint.id),
+            &IssuedSecret {
                 secret,
+                previous_until: None,
             },
         )),
         Err(error) => {
@@ -705,8 +758,32 @@ struct RotatedPage {
     chrome: Chrome,
     id: String,
     name: String,
-    secret: String,
+    /// Shown on the first visit after the form only.
+    secret: Option<String>,
     previous_until: String,
+}
+
+async fn rotated_page(
+    State(state): State<AppState>,
+    Viewer(viewer): Viewer,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> PageResult {
+    let endpoint = endpoints::load(&state, &viewer.user.tenant_id, &id).await?;
+    let issued = carried_secret(&state, &viewer, &headers, &format!("rotated-secret:{id}"));
+    let mut chrome = chrome(&viewer, &headers, "Secret rotated");
+    chrome.clear_once = issued.is_some();
+    Ok(render(&RotatedPage {
+        chrome,
+        id: endpoint.id,
+        name: endpoint.name,
+        previous_until: issued
+            .as_ref()
+            .and_then(|issued| issued.previous_until)
+            .map(when)
+            .unwrap_or_default(),
+        secret: issued.map(|issued| issued.secret),
+    }))
 }
 
 async fn rotate(
@@ -729,13 +806,17 @@ async fn rotate(
         }
         Err(error) => return Err(error.into()),
     };
-    Ok(render(&RotatedPage {
-        chrome: chrome(&viewer, &HeaderMap::new(), "Secret rotated"),
-        id: endpoint.id,
-        name: endpoint.name,
-        secret: rotated.secret,
-        previous_until: when(rotated.previous_until),
-    }))
+    Ok(carry_secret(
+        &state,
+        &viewer,
+        &format!("/org/webhooks/{}/rotated", endpoint.id),
+        "Signing secret rotated.",
+        &format!("rotated-secret:{}", endpoint.id),
+        &IssuedSecret {
+            secret: rotated.secret,
+            previous_until: Some(rotated.previous_until),
+        },
+    ))
 }
 
 #[derive(Template)]

@@ -382,6 +382,16 @@ async fn user_rows(
     ))
 }
 
+/// An invitation just made, carried across the redirect to be shown once.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Invited {
+    email: String,
+    link: String,
+    until: String,
+}
+
+const INVITED: &str = "invitation";
+
 async fn users_page(
     State(state): State<AppState>,
     Admin(viewer): Admin,
@@ -389,15 +399,25 @@ async fn users_page(
     Query(query): Query<CursorQuery>,
 ) -> PageResult {
     let (users, next_cursor) = user_rows(&state, &viewer, query.cursor).await?;
+    let invited: Option<Invited> = crate::web::once::take(&state, &viewer, &headers, INVITED)
+        .and_then(|value| serde_json::from_str(&value).ok());
+    let mut chrome = Chrome::new(&viewer, &headers, "Users", Section::Users);
+    chrome.clear_once = invited.is_some();
     Ok(render(&UsersPage {
-        chrome: Chrome::new(&viewer, &headers, "Users", Section::Users),
+        chrome,
         users,
         next_cursor,
         errors: FormErrors::default(),
         email: String::new(),
-        invited_link: None,
-        invited_email: String::new(),
-        invited_until: String::new(),
+        invited_email: invited
+            .as_ref()
+            .map(|invited| invited.email.clone())
+            .unwrap_or_default(),
+        invited_until: invited
+            .as_ref()
+            .map(|invited| invited.until.clone())
+            .unwrap_or_default(),
+        invited_link: invited.map(|invited| invited.link),
     }))
 }
 
@@ -412,47 +432,48 @@ async fn invite(
     } else {
         Role::Member
     };
-    let outcome = super::invite(
+    match super::invite(
         &state.store,
         &viewer.user.tenant_id,
         form.get("email"),
         role,
     )
-    .await;
-    let (errors, invited) = match outcome {
-        Ok((user, link)) => (FormErrors::default(), Some((user, link))),
-        Err(error) => (FormErrors::from_api(error, &["email"])?, None),
-    };
-    let (users, next_cursor) = user_rows(&state, &viewer, None).await?;
-    let status = if invited.is_some() {
-        StatusCode::OK
-    } else {
-        StatusCode::UNPROCESSABLE_ENTITY
-    };
-    let base_url = crate::web::public_base(&state, &headers);
-    Ok(render_with(
-        status,
-        &UsersPage {
-            chrome: Chrome::new(&viewer, &HeaderMap::new(), "Users", Section::Users),
-            users,
-            next_cursor,
-            email: if invited.is_some() {
-                String::new()
-            } else {
-                form.get("email").to_owned()
-            },
-            errors,
-            invited_link: invited.as_ref().map(|(_, link)| link.url(&base_url)),
-            invited_email: invited
-                .as_ref()
-                .map(|(user, _)| user.email.clone())
-                .unwrap_or_default(),
-            invited_until: invited
-                .as_ref()
-                .map(|(_, link)| when(link.expires_at))
-                .unwrap_or_default(),
-        },
-    ))
+    .await
+    {
+        Ok((user, link)) => {
+            let base_url = crate::web::public_base(&state, &headers);
+            let invited = Invited {
+                email: user.email.clone(),
+                link: link.url(&base_url),
+                until: when(link.expires_at),
+            };
+            Ok(crate::web::once::redirect(
+                &state,
+                &viewer,
+                "/org/users",
+                &format!("{} is invited.", user.email),
+                INVITED,
+                &serde_json::to_string(&invited).unwrap_or_default(),
+            ))
+        }
+        Err(error) => {
+            let errors = FormErrors::from_api(error, &["email"])?;
+            let (users, next_cursor) = user_rows(&state, &viewer, None).await?;
+            Ok(render_with(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &UsersPage {
+                    chrome: Chrome::new(&viewer, &HeaderMap::new(), "Users", Section::Users),
+                    users,
+                    next_cursor,
+                    email: form.get("email").to_owned(),
+                    errors,
+                    invited_link: None,
+                    invited_email: String::new(),
+                    invited_until: String::new(),
+                },
+            ))
+        }
+    }
 }
 
 async fn remove(

@@ -143,6 +143,27 @@ pub async fn list(
     }))
 }
 
+/// The newest deploy of a service to each environment (deploys without one count as one
+/// environment), by environment name.
+pub async fn latest_per_environment(
+    store: &Store,
+    tenant_id: &str,
+    service_id: &str,
+) -> StoreResult<Vec<Deploy>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, Deploy>(concat!(
+            "SELECT ", deploy_columns!(), " FROM deploys WHERE id IN \
+             (SELECT max(id) FROM deploys WHERE tenant_id = $1 AND service_id = $2 \
+              GROUP BY environment) \
+             ORDER BY environment"
+        ))
+        .bind(tenant_id)
+        .bind(service_id)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
 /// The latest `limit` deploys of a service at or before `at`, newest first.
 pub async fn latest_before(
     store: &Store,
@@ -266,6 +287,26 @@ pub async fn list_incidents(
         .bind(service_id)
         .bind(before_id)
         .bind(i64::from(limit) + 1)
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
+/// A service's incidents not resolved yet, newest first, at most `limit`.
+pub async fn unresolved_incidents(
+    store: &Store,
+    tenant_id: &str,
+    service_id: &str,
+    limit: u32,
+) -> StoreResult<Vec<Incident>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, Incident>(concat!(
+            "SELECT ", incident_columns!(), " FROM incidents WHERE tenant_id = $1 \
+             AND service_id = $2 AND status <> 'resolved' ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(tenant_id)
+        .bind(service_id)
+        .bind(i64::from(limit))
         .fetch_all(pool)
         .await?
     }))

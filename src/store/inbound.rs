@@ -367,6 +367,28 @@ pub async fn list(
     }))
 }
 
+/// The deliveries kept for a service or integration since `since` (ms), counted by hour (as
+/// hours since the epoch) and result.
+pub async fn hourly_results(
+    store: &Store,
+    tenant_id: &str,
+    target: &str,
+    since: i64,
+) -> StoreResult<Vec<(i64, String, i64)>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, (i64, String, i64)>(
+            "SELECT received_at / 3600000 AS hour, result, COUNT(*) AS deliveries \
+             FROM inbound_deliveries WHERE tenant_id = $1 AND id >= $2 AND targets LIKE $3 \
+             GROUP BY 1, 2",
+        )
+        .bind(tenant_id)
+        .bind(crate::ids::first_at(crate::ids::Kind::InboundDelivery, since))
+        .bind(format!("%\"{target}\"%"))
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
 pub async fn get(store: &Store, tenant_id: &str, id: &str) -> StoreResult<InboundDelivery> {
     dispatch!(store, pool => {
         sqlx::query_as::<_, InboundDelivery>(concat!(

@@ -489,6 +489,29 @@ pub async fn issues_numbered(
     }))
 }
 
+/// Commits of a service received since `since` (ms), counted by the day (UTC, as days since
+/// the epoch) of their own timestamp and by risk level (`""` while not analysed).
+pub async fn risk_by_day(
+    store: &Store,
+    tenant_id: &str,
+    service_id: &str,
+    since: i64,
+) -> StoreResult<Vec<(i64, String, i64)>> {
+    Ok(dispatch!(store, pool => {
+        sqlx::query_as::<_, (i64, String, i64)>(
+            "SELECT COALESCE(committed_at, created_at) / 86400000 AS day, \
+             COALESCE(risk_level, '') AS level, COUNT(*) AS commits FROM commits \
+             WHERE tenant_id = $1 AND service_id = $2 AND id >= $3 \
+             GROUP BY 1, 2",
+        )
+        .bind(tenant_id)
+        .bind(service_id)
+        .bind(ids::first_at(Kind::Commit, since))
+        .fetch_all(pool)
+        .await?
+    }))
+}
+
 /// How many analysis jobs were ever queued for a commit, whatever became of them since: the
 /// analysis worker may have claimed or finished one by the time this is asked.
 pub async fn analysis_jobs_of(store: &Store, commit_id: &str) -> StoreResult<i64> {

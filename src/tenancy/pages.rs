@@ -73,6 +73,15 @@ async fn token_rows(
     Ok((rows, next))
 }
 
+/// A token just created, carried across the redirect to be shown once.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Created {
+    name: String,
+    secret: String,
+}
+
+const CREATED_TOKEN: &str = "api-token";
+
 async fn tokens_page(
     State(state): State<AppState>,
     Admin(viewer): Admin,
@@ -80,49 +89,59 @@ async fn tokens_page(
     Query(query): Query<CursorQuery>,
 ) -> PageResult {
     let (tokens, next_cursor) = token_rows(&state, &viewer, query.cursor).await?;
+    let created: Option<Created> = crate::web::once::take(&state, &viewer, &headers, CREATED_TOKEN)
+        .and_then(|value| serde_json::from_str(&value).ok());
+    let mut chrome = Chrome::new(&viewer, &headers, "API tokens", Section::Tokens);
+    chrome.clear_once = created.is_some();
     Ok(render(&TokensPage {
-        chrome: Chrome::new(&viewer, &headers, "API tokens", Section::Tokens),
+        chrome,
         tokens,
         next_cursor,
         name: String::new(),
         errors: FormErrors::default(),
-        created_secret: None,
-        created_name: String::new(),
+        created_name: created
+            .as_ref()
+            .map(|created| created.name.clone())
+            .unwrap_or_default(),
+        created_secret: created.map(|created| created.secret),
     }))
 }
 
 async fn create(State(state): State<AppState>, CsrfForm { viewer, form }: CsrfForm) -> PageResult {
     crate::web::require_admin(&viewer)?;
-    let outcome =
-        crate::tenancy::create_token(&state.store, &viewer.user.tenant_id, form.get("name")).await;
-    let (status, errors, issued) = match outcome {
-        Ok(issued) => (StatusCode::CREATED, FormErrors::default(), Some(issued)),
-        Err(error) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            FormErrors::from_api(error, &["name"])?,
-            None,
-        ),
-    };
-    let (tokens, next_cursor) = token_rows(&state, &viewer, None).await?;
-    Ok(render_with(
-        status,
-        &TokensPage {
-            chrome: Chrome::new(&viewer, &HeaderMap::new(), "API tokens", Section::Tokens),
-            tokens,
-            next_cursor,
-            name: if issued.is_some() {
-                String::new()
-            } else {
-                form.get("name").to_owned()
-            },
-            errors,
-            created_name: issued
-                .as_ref()
-                .map(|issued| issued.token.name.clone())
-                .unwrap_or_default(),
-            created_secret: issued.map(|issued| issued.secret),
-        },
-    ))
+    match crate::tenancy::create_token(&state.store, &viewer.user.tenant_id, form.get("name")).await
+    {
+        Ok(issued) => {
+            let created = Created {
+                name: issued.token.name.clone(),
+                secret: issued.secret,
+            };
+            Ok(crate::web::once::redirect(
+                &state,
+                &viewer,
+                "/org/tokens",
+                &format!("Token {} created.", created.name),
+                CREATED_TOKEN,
+                &serde_json::to_string(&created).unwrap_or_default(),
+            ))
+        }
+        Err(error) => {
+            let errors = FormErrors::from_api(error, &["name"])?;
+            let (tokens, next_cursor) = token_rows(&state, &viewer, None).await?;
+            Ok(render_with(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &TokensPage {
+                    chrome: Chrome::new(&viewer, &HeaderMap::new(), "API tokens", Section::Tokens),
+                    tokens,
+                    next_cursor,
+                    name: form.get("name").to_owned(),
+                    errors,
+                    created_name: String::new(),
+                    created_secret: None,
+                },
+            ))
+        }
+    }
 }
 
 async fn revoke(

@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod chart;
 pub mod form;
+pub mod once;
 pub mod session;
 pub mod sparkline;
 
@@ -121,6 +122,8 @@ pub struct Chrome {
     pub csrf: String,
     pub flash: Option<String>,
     pub signed_in: bool,
+    /// The page shows a one-time value ([`once`]): its answer clears the cookie that carried it.
+    pub clear_once: bool,
 }
 
 impl Chrome {
@@ -139,6 +142,7 @@ impl Chrome {
             csrf: viewer.csrf_token.clone(),
             flash: read_flash(headers),
             signed_in: true,
+            clear_once: false,
         }
     }
 
@@ -153,6 +157,7 @@ impl Chrome {
             csrf: String::new(),
             flash: read_flash(headers),
             signed_in: false,
+            clear_once: false,
         }
     }
 
@@ -231,6 +236,11 @@ pub fn render_with(status: StatusCode, page: &impl Page) -> Response {
             {
                 response.headers_mut().append(header::SET_COOKIE, cleared);
             }
+            if chrome.clear_once {
+                response
+                    .headers_mut()
+                    .append(header::SET_COOKIE, once::cleared());
+            }
             response
         }
         Err(error) => PageError::Api(ApiError::internal(error)).into_response(),
@@ -272,6 +282,57 @@ struct ErrorPage {
 }
 
 pages!(ErrorPage);
+
+/// What an error page said, kept on its answer so [`with_navigation`] can draw it again inside
+/// the navigation of the person who asked.
+#[derive(Debug, Clone)]
+struct ErrorInfo {
+    status: StatusCode,
+    heading: &'static str,
+    message: String,
+}
+
+fn error_page(chrome: Chrome, info: &ErrorInfo) -> Response {
+    let mut response = render_with(
+        info.status,
+        &ErrorPage {
+            chrome,
+            status: info.status.as_u16(),
+            heading: info.heading,
+            message: info.message.clone(),
+        },
+    );
+    response.extensions_mut().insert(info.clone());
+    response
+}
+
+/// Error pages keep the navigation for a signed-in person: a page that failed before it knew
+/// who asked (an unknown address, a malformed id) is drawn again with their session's chrome.
+pub async fn with_navigation(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let headers = request.headers().clone();
+    let response = next.run(request).await;
+    let Some(info) = response.extensions().get::<ErrorInfo>().cloned() else {
+        return response;
+    };
+    if session::cookie(&headers, session::SESSION_COOKIE).is_none() {
+        return response;
+    }
+    let (mut parts, ()) = axum::http::Request::new(()).into_parts();
+    parts.headers = headers;
+    match session::signed_in(&parts, &state).await {
+        Ok(Some(viewer)) => {
+            let mut chrome = Chrome::new(&viewer, &parts.headers, info.heading, Section::None);
+            // The flash belongs to the next real page.
+            chrome.flash = None;
+            error_page(chrome, &info)
+        }
+        _ => response,
+    }
+}
 
 /// Why a page could not be shown; rendered as an HTML page with the matching status. 500s say
 /// nothing of their cause (it is logged once, as the API does).
@@ -320,16 +381,33 @@ impl IntoResponse for PageError {
                 (status, heading, error.to_string())
             }
         };
-        render_with(
-            status,
-            &ErrorPage {
-                chrome: Chrome::anonymous(&HeaderMap::new(), heading),
-                status: status.as_u16(),
+        error_page(
+            Chrome::anonymous(&HeaderMap::new(), heading),
+            &ErrorInfo {
+                status,
                 heading,
                 message,
             },
         )
     }
+}
+
+/// A page address that only takes a form (`…/secret`, `…/acknowledge`), opened as a page — from
+/// the address bar after the form, say — leads to the page the form was on; other methods get
+/// an HTML page saying what is allowed.
+pub fn form_address(method: &axum::http::Method, path: &str) -> Response {
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        let parent = path.trim_end_matches('/').rsplit_once('/').map(|(p, _)| p);
+        let to = match parent {
+            Some("") | None => "/",
+            Some(parent) => parent,
+        };
+        return Redirect::to(to).into_response();
+    }
+    PageError::Api(ApiError::MethodNotAllowed(
+        "This address does not take that request.".to_owned(),
+    ))
+    .into_response()
 }
 
 /// The answer for an unknown path outside the API: an HTML 404.

@@ -43,7 +43,10 @@ pub fn cleared_session_cookie() -> String {
     format!("{SESSION_COOKIE}=; Path=/; Max-Age=0; HttpOnly; SameSite=Lax")
 }
 
-async fn signed_in(parts: &Parts, state: &AppState) -> Result<Option<SignedIn>, PageError> {
+pub(crate) async fn signed_in(
+    parts: &Parts,
+    state: &AppState,
+) -> Result<Option<SignedIn>, PageError> {
     let Some(value) = cookie(&parts.headers, SESSION_COOKIE) else {
         return Ok(None);
     };

@@ -338,11 +338,21 @@ async fn a_service_is_connected_to_github_from_its_settings(backend: Backend) {
     );
     assert_eq!(new.send(&app, "/api/github/webhook").await.0, 200);
 
-    // The auto-analyze toggle is the API's field.
+    // The auto-analyze box is the API's field, saved with the rest of the settings (one Save).
     browser.open(&service_path).await;
+    assert_eq!(
+        browser
+            .execute("return document.querySelectorAll('main button[type=submit]').length")
+            .await,
+        json!(2),
+        "Rotate secret and the settings' one Save: {}",
+        browser.page_text().await
+    );
     browser.click("#auto_analyze").await;
     browser
-        .submit("form input[value='auto_analyze'] ~ button")
+        .submit(&format!(
+            "main form.card[action='/services/{service_id}'] button[type=submit]"
+        ))
         .await;
     assert!(browser.page_text().await.contains("Service saved."));
     let (_, service) = json_of(app.get(&format!("/api/services/{service_id}")).await).await;

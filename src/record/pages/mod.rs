@@ -1,7 +1,7 @@
 //! The record's pages: services and their settings, a service's deploys, and the pull requests
 //! and issues of a service or an integration. Each calls the same feature functions as the API.
 
-mod deploys;
+pub(crate) mod deploys;
 mod forge;
 mod services;
 

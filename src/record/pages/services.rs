@@ -15,14 +15,20 @@ use crate::http::error::ApiError;
 use crate::http::paging::{PageQuery, next_cursor};
 use crate::ids::Kind;
 use crate::inbound::kept;
+use crate::incidents::pages::IncidentRow;
 use crate::people::SignedIn;
+use crate::record::pages::deploys::{DeployRow, environment_name};
 use crate::record::services::{self, IssuedSecret, NewService, ServiceChanges};
 use crate::store::inbound::InboundDelivery;
 use crate::store::services::Service;
+use crate::store::{deploys, inbound, record};
+use crate::web::chart::{self, Bar, BarChart, Series};
+use crate::web::once;
 use crate::web::{
     Chrome, CsrfForm, CursorQuery, FormErrors, PageResult, Section, Viewer, pretty_json,
     public_base, redirect_with_flash, render, render_with, when,
 };
+use axum::response::Response;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -189,6 +195,181 @@ struct ServicePage {
     repository_key: String,
     /// Repository hooks exist for `owner/name` repositories (not GitLab subgroups yet).
     hooks_available: bool,
+    overview: Overview,
+}
+
+/// The state of a service at a glance: where it is deployed, what is on fire, how risky its
+/// recent commits are, and whether GitHub's deliveries get through.
+struct Overview {
+    deploys: Vec<(String, DeployRow)>,
+    incidents: Vec<IncidentRow>,
+    risk_chart: String,
+    risk_legend: String,
+    commits_this_week: i64,
+    inbound_chart: String,
+    inbound_legend: String,
+    inbound_summary: String,
+}
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+const RISK_SERIES: [Series; 5] = [
+    Series {
+        name: "low",
+        colour: "#12b76a",
+    },
+    Series {
+        name: "medium",
+        colour: "#f79009",
+    },
+    Series {
+        name: "high",
+        colour: "#f04438",
+    },
+    Series {
+        name: "critical",
+        colour: "#7a271a",
+    },
+    Series {
+        name: "not analysed",
+        colour: "#d0d5dd",
+    },
+];
+
+const INBOUND_SERIES: [Series; 3] = [
+    Series {
+        name: "processed",
+        colour: "#12b76a",
+    },
+    Series {
+        name: "ignored",
+        colour: "#98a2b3",
+    },
+    Series {
+        name: "failed",
+        colour: "#f04438",
+    },
+];
+
+/// `Mon 7` for a day counted from the epoch.
+fn day_label(day: i64) -> String {
+    let date = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(day);
+    format!("{} {}", &date.weekday().to_string()[..3], date.day())
+}
+
+async fn overview(state: &AppState, service: &Service) -> PageResult<Overview> {
+    let tenant_id = &service.tenant_id;
+    let now = crate::clock::now_ms();
+    let deploys = deploys::latest_per_environment(&state.store, tenant_id, &service.id)
+        .await?
+        .iter()
+        .map(|deploy| (environment_name(deploy), DeployRow::of(deploy)))
+        .collect();
+    let incidents = deploys::unresolved_incidents(&state.store, tenant_id, &service.id, 5)
+        .await?
+        .iter()
+        .map(|incident| IncidentRow::of(incident, &service.name))
+        .collect();
+
+    let today = now / DAY_MS;
+    let days: Vec<i64> = (today - 6..=today).collect();
+    let counted =
+        record::risk_by_day(&state.store, tenant_id, &service.id, (today - 6) * DAY_MS).await?;
+    let mut risk_bars: Vec<Bar> = days
+        .iter()
+        .map(|day| Bar {
+            label: day_label(*day),
+            values: vec![0.0; RISK_SERIES.len()],
+            marked: false,
+        })
+        .collect();
+    let mut commits_this_week = 0;
+    for (day, level, commits) in counted {
+        let Some(bar) = days.iter().position(|d| *d == day) else {
+            continue; // committed before the week, received within it
+        };
+        let series = match level.as_str() {
+            "low" => 0,
+            "medium" => 1,
+            "high" => 2,
+            "critical" => 3,
+            _ => 4,
+        };
+        risk_bars[bar].values[series] += commits as f64;
+        commits_this_week += commits;
+    }
+    let risky: f64 = risk_bars
+        .iter()
+        .map(|bar| bar.values[2] + bar.values[3])
+        .sum();
+    let risk_chart = chart::stacked_bars(&BarChart {
+        id: "risk-by-day",
+        title: "Commits of the last 7 days by risk",
+        y_label: "commits",
+        series: &RISK_SERIES,
+        bars: &risk_bars,
+        summary: format!(
+            "{commits_this_week} commit(s) in the last 7 days, {risky} of them high or critical risk"
+        ),
+    });
+
+    let hour_now = now / HOUR_MS;
+    let hours: Vec<i64> = (hour_now - 23..=hour_now).collect();
+    let counted = inbound::hourly_results(
+        &state.store,
+        tenant_id,
+        &service.id,
+        (hour_now - 23) * HOUR_MS,
+    )
+    .await?;
+    let mut inbound_bars: Vec<Bar> = hours
+        .iter()
+        .map(|hour| Bar {
+            label: format!("{:02}h", hour % 24),
+            values: vec![0.0; INBOUND_SERIES.len()],
+            marked: false,
+        })
+        .collect();
+    let mut totals = [0i64; 3];
+    for (hour, result, deliveries) in counted {
+        let Some(bar) = hours.iter().position(|h| *h == hour) else {
+            continue;
+        };
+        let series = match result.as_str() {
+            "processed" => 0,
+            "ignored" => 1,
+            _ => 2,
+        };
+        inbound_bars[bar].values[series] += deliveries as f64;
+        inbound_bars[bar].marked |= series == 2;
+        totals[series] += deliveries;
+    }
+    let inbound_summary = format!(
+        "{} received in the last 24 hours: {} processed, {} ignored, {} failed",
+        totals.iter().sum::<i64>(),
+        totals[0],
+        totals[1],
+        totals[2]
+    );
+    let inbound_chart = chart::stacked_bars(&BarChart {
+        id: "inbound-by-hour",
+        title: "Inbound deliveries per hour (UTC), last 24 hours",
+        y_label: "deliveries",
+        series: &INBOUND_SERIES,
+        bars: &inbound_bars,
+        summary: inbound_summary.clone(),
+    });
+    Ok(Overview {
+        deploys,
+        incidents,
+        risk_chart,
+        risk_legend: chart::legend(&RISK_SERIES),
+        commits_this_week,
+        inbound_chart,
+        inbound_legend: chart::legend(&INBOUND_SERIES),
+        inbound_summary,
+    })
 }
 
 #[derive(Deserialize)]
@@ -211,7 +392,9 @@ async fn service_view(
     )
     .await?;
     let now = crate::clock::now_ms();
+    let overview = overview(state, &service).await?;
     Ok(ServicePage {
+        overview,
         chrome: chrome(viewer, headers, service.name.clone()),
         payload_url: format!("{}/api/github/webhook", public_base(state, headers)),
         secret_created: service
@@ -248,9 +431,12 @@ async fn service_page(
     Query(query): Query<InboundQuery>,
 ) -> PageResult {
     let service = services::load(&state, &viewer.user.tenant_id, &id).await?;
-    Ok(render(
-        &service_view(&state, &viewer, &headers, service, query.cursor).await?,
-    ))
+    let mut page = service_view(&state, &viewer, &headers, service, query.cursor).await?;
+    if let Some(secret) = once::take(&state, &viewer, &headers, &format!("push-secret:{id}")) {
+        page.shown_secret = Some(secret);
+        page.chrome.clear_once = true;
+    }
+    Ok(render(&page))
 }
 
 async fn update(
@@ -260,26 +446,19 @@ async fn update(
     CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
     let tenant_id = &viewer.user.tenant_id;
-    // The settings form sends every field; the toggle form sends only `auto_analyze`.
-    let changes = if form.get("form") == "auto_analyze" {
-        ServiceChanges {
-            auto_analyze: Some(form.get("auto_analyze") == "on"),
-            ..ServiceChanges::default()
-        }
-    } else {
-        let token = form.get("github_token").trim();
-        ServiceChanges {
-            name: Some(form.get("name").to_owned()),
-            repository: Some(form.get("repository").to_owned()),
-            github_token: if form.checked("remove_github_token") {
-                Some(None)
-            } else if token.is_empty() {
-                None
-            } else {
-                Some(Some(token.to_owned()))
-            },
-            auto_analyze: None,
-        }
+    // One settings form sends every field, the auto-analyze box included.
+    let token = form.get("github_token").trim();
+    let changes = ServiceChanges {
+        name: Some(form.get("name").to_owned()),
+        repository: Some(form.get("repository").to_owned()),
+        github_token: if form.checked("remove_github_token") {
+            Some(None)
+        } else if token.is_empty() {
+            None
+        } else {
+            Some(Some(token.to_owned()))
+        },
+        auto_analyze: Some(form.checked("auto_analyze")),
     };
     match services::update(&state, tenant_id, &id, changes).await {
         Ok(service) => Ok(redirect_with_flash(
@@ -298,27 +477,25 @@ async fn update(
     }
 }
 
-async fn show_secret(
-    state: &AppState,
-    viewer: &SignedIn,
-    headers: &HeaderMap,
-    id: &str,
-    issued: IssuedSecret,
-) -> PageResult {
-    let service = services::load(state, &viewer.user.tenant_id, id).await?;
-    let mut page = service_view(state, viewer, headers, service, None).await?;
-    page.shown_secret = Some(issued.secret);
-    Ok(render(&page))
+/// Where a new push secret goes: the service's page shows it once.
+fn show_secret(state: &AppState, viewer: &SignedIn, id: &str, issued: IssuedSecret) -> Response {
+    once::redirect(
+        state,
+        viewer,
+        &format!("/services/{id}"),
+        "New webhook secret: copy it now into GitHub's webhook settings.",
+        &format!("push-secret:{id}"),
+        &issued.secret,
+    )
 }
 
 async fn generate_secret(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     CsrfForm { viewer, .. }: CsrfForm,
 ) -> PageResult {
     match services::generate_secret(&state, &viewer.user.tenant_id, &id).await {
-        Ok(issued) => show_secret(&state, &viewer, &headers, &id, issued).await,
+        Ok(issued) => Ok(show_secret(&state, &viewer, &id, issued)),
         Err(ApiError::Conflict(message)) => {
             Ok(redirect_with_flash(&format!("/services/{id}"), &message))
         }
@@ -328,7 +505,6 @@ async fn generate_secret(
 
 async fn rotate_secret(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     CsrfForm { viewer, form }: CsrfForm,
 ) -> PageResult {
@@ -353,7 +529,7 @@ async fn rotate_secret(
     )
     .await
     {
-        Ok(issued) => show_secret(&state, &viewer, &headers, &id, issued).await,
+        Ok(issued) => Ok(show_secret(&state, &viewer, &id, issued)),
         Err(ApiError::Conflict(message) | ApiError::Unprocessable(message)) => {
             Ok(redirect_with_flash(&format!("/services/{id}"), &message))
         }
