@@ -68,6 +68,10 @@ async fn a_push_becomes_commits_a_deploy_and_a_resolved_incident_in_the_browser(
     let service = service_path.rsplit('/').next().unwrap().to_owned();
     browser.submit("form[action$='/secret'] button").await;
     let secret = browser.value("#push-secret").await;
+    // The secret shows once: a reload of the page the form led to shows it no more.
+    browser.client.refresh().await.unwrap();
+    browser.check_page().await;
+    assert!(!browser.page_text().await.contains(&secret));
     let (status, body, _) = GithubDelivery::new(
         "push",
         "record-ui-push",
@@ -484,6 +488,24 @@ async fn incidents_opened_by_hand_and_ai_fixes_decided_in_the_browser(backend: B
             .await
             .unwrap();
         assert_eq!(browser.text("h1").await, "Not found", "{path}");
+        assert!(
+            browser.text("header nav").await.contains("Incidents"),
+            "{path}: the error page keeps the navigation"
+        );
+    }
+    // A form's address opened as a page leads back to the page the form was on.
+    for (address, page) in [
+        (
+            format!("/incidents/{incident}/acknowledge"),
+            format!("/incidents/{incident}"),
+        ),
+        (
+            format!("/services/{service}/secret/rotate"),
+            format!("/services/{service}"),
+        ),
+    ] {
+        browser.open(&address).await;
+        assert_eq!(browser.path().await, page);
     }
     let _: Value = browser.execute("return 1").await;
     browser.close().await;

@@ -487,6 +487,58 @@ impl Session {
         let response = request.send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
     }
+
+    /// Posts a form and follows its redirect once as a browser would, with the cookies the
+    /// answer set (a one-time value among them): the post's status, the page it led to, and
+    /// that page fetched a second time (a reload).
+    async fn post_and_follow(
+        &self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, String, String) {
+        let response = no_redirects()
+            .post(app.url(path))
+            .header(COOKIE, &self.cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form_body(form))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+        let mut cookies = vec![self.cookie.clone()];
+        for value in response.headers().get_all(SET_COOKIE) {
+            let pair = value
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_owned();
+            if !pair.ends_with('=') {
+                cookies.push(pair);
+            }
+        }
+        let page = no_redirects()
+            .get(app.url(&location))
+            .header(COOKIE, cookies.join("; "))
+            .send()
+            .await
+            .unwrap();
+        let cleared = page
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|value| value.to_str().unwrap().starts_with("hookline_once=;"));
+        let html = page.text().await.unwrap();
+        assert!(
+            cleared || !html.contains("secret-once"),
+            "a page showing a one-time value clears it"
+        );
+        let (_, again) = self.get(app, &location).await;
+        (status, html, again)
+    }
 }
 
 async fn endpoint_count(app: &TestApp) -> usize {
@@ -533,16 +585,23 @@ async fn forms_without_this_sessions_csrf_token_change_nothing(backend: Backend)
         assert!(html.contains("<title>Forbidden"), "{why}: a page, not JSON");
         assert_eq!(endpoint_count(&app).await, 0, "{why} changed something");
     }
-    let (status, _) = ada
-        .post(
+    let (status, created, reloaded) = ada
+        .post_and_follow(
             &app,
             "/org/webhooks",
             &[("csrf", &ada_csrf), ("name", "hook"), ("url", &url)],
-            Some(&origin),
         )
         .await;
-    assert_eq!(status, 201, "the same form with this session's token works");
-    assert_eq!(endpoint_count(&app).await, 1);
+    assert_eq!(status, 303, "the same form with this session's token works");
+    assert!(
+        created.contains("whsec_"),
+        "the secret shows once: {created}"
+    );
+    assert!(
+        !reloaded.contains("whsec_") && reloaded.contains("shown once"),
+        "and never again: {reloaded}"
+    );
+    assert_eq!(endpoint_count(&app).await, 1, "reloading created nothing");
 
     // A rotate form sent twice (a reload, a double click) rotates once.
     let (_, page) = json_of(app.get("/api/webhooks/endpoints").await).await;
@@ -550,22 +609,27 @@ async fn forms_without_this_sessions_csrf_token_change_nothing(backend: Backend)
     let (_, html) = ada.get(&app, &format!("/org/webhooks/{endpoint_id}")).await;
     let start = html.find("name=\"replacing\" value=\"").unwrap() + 24;
     let replacing = html[start..start + 16].to_owned();
-    let rotate = |replacing: String| {
-        let (ada, app, csrf, endpoint_id) = (&ada, &app, &ada_csrf, &endpoint_id);
-        async move {
-            ada.post(
-                app,
-                &format!("/org/webhooks/{endpoint_id}/rotate"),
-                &[("csrf", csrf), ("replacing", &replacing)],
-                None,
-            )
-            .await
-        }
-    };
-    let (status, html) = rotate(replacing.clone()).await;
-    assert_eq!(status, 200);
-    assert!(html.contains("whsec_"));
-    let (status, _) = rotate(replacing).await;
+    let (status, html, reloaded) = ada
+        .post_and_follow(
+            &app,
+            &format!("/org/webhooks/{endpoint_id}/rotate"),
+            &[("csrf", &ada_csrf), ("replacing", &replacing)],
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(
+        html.contains("whsec_") && html.contains("keeps signing"),
+        "{html}"
+    );
+    assert!(!reloaded.contains("whsec_"), "{reloaded}");
+    let (status, _) = ada
+        .post(
+            &app,
+            &format!("/org/webhooks/{endpoint_id}/rotate"),
+            &[("csrf", &ada_csrf), ("replacing", &replacing)],
+            None,
+        )
+        .await;
     assert_eq!(
         status, 303,
         "the second send shows the endpoint again, rotating nothing"
