@@ -11,6 +11,28 @@ pub struct BuiltIn {
     pub name: &'static str,
     pub description: &'static str,
     pub schema: fn() -> Value,
+    /// A realistic `data`, as the catalog shows it (the source documents' own examples).
+    pub example: fn() -> Value,
+}
+
+fn example_service() -> Value {
+    json!({"id": "svc_01a2b3c4d5e6f708192a3b4c5d6e7f80", "name": "Payments API"})
+}
+
+fn example_incident(status: &str) -> Value {
+    let mut data = json!({
+        "incident_id": "inc_01a2b3c4d5e6f708192a3b4c5d6e7f81",
+        "title": "payments-api health check failing",
+        "severity": "critical", "type": "availability", "status": status,
+        "started_at": "2026-03-21T14:28:00.000Z", "service": example_service(),
+        "monitor": {"id": "mon_01a2b3c4d5e6f708192a3b4c5d6e7f82", "name": "Health Check",
+                    "url": "https://api.example.com/health"}
+    });
+    if status == "resolved" {
+        data["resolved_at"] = json!("2026-03-21T14:58:00.000Z");
+        data["duration_seconds"] = json!(1800);
+    }
+    data
 }
 
 fn nullable(schema: Value) -> Value {
@@ -84,16 +106,19 @@ pub const BUILT_IN: &[BuiltIn] = &[
         name: "incident.opened",
         description: "A new incident has been created",
         schema: || incident_schema("open", false),
+        example: || example_incident("open"),
     },
     BuiltIn {
         name: "incident.acknowledged",
         description: "An incident has been acknowledged",
         schema: || incident_schema("acknowledged", false),
+        example: || example_incident("acknowledged"),
     },
     BuiltIn {
         name: "incident.resolved",
         description: "An incident has been resolved",
         schema: || incident_schema("resolved", true),
+        example: || example_incident("resolved"),
     },
     BuiltIn {
         name: "deploy.ingested",
@@ -116,6 +141,11 @@ pub const BUILT_IN: &[BuiltIn] = &[
                     "deployed_by",
                 ],
             )
+        },
+        example: || {
+            json!({"deploy_id": "dep_01a2b3c4d5e6f708192a3b4c5d6e7f83",
+                   "commit_sha": "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0", "branch": "main",
+                   "environment": "production", "deployed_by": "jane"})
         },
     },
     BuiltIn {
@@ -143,6 +173,12 @@ pub const BUILT_IN: &[BuiltIn] = &[
                 ],
             )
         },
+        example: || {
+            json!({"proposal_id": "fp_01a2b3c4d5e6f708192a3b4c5d6e7f84",
+                   "incident_id": "inc_01a2b3c4d5e6f708192a3b4c5d6e7f81", "fix_type": "ai_fix",
+                   "status": "ready", "confidence_score": 78, "risk_assessment": "medium",
+                   "summary": "Fix null pointer in payment handler by adding null check"})
+        },
     },
     BuiltIn {
         name: "fix_proposal.applied",
@@ -156,6 +192,10 @@ pub const BUILT_IN: &[BuiltIn] = &[
                 }),
                 &["proposal_id", "incident_id", "fix_type"],
             )
+        },
+        example: || {
+            json!({"proposal_id": "fp_01a2b3c4d5e6f708192a3b4c5d6e7f84",
+                   "incident_id": "inc_01a2b3c4d5e6f708192a3b4c5d6e7f81", "fix_type": "ai_fix"})
         },
     },
     BuiltIn {
@@ -172,6 +212,11 @@ pub const BUILT_IN: &[BuiltIn] = &[
                 &["proposal_id", "incident_id", "fix_type", "reason"],
             )
         },
+        example: || {
+            json!({"proposal_id": "fp_01a2b3c4d5e6f708192a3b4c5d6e7f84",
+                   "incident_id": "inc_01a2b3c4d5e6f708192a3b4c5d6e7f81", "fix_type": "ai_fix",
+                   "reason": "Fix does not address the root cause"})
+        },
     },
     BuiltIn {
         name: "test.ping",
@@ -184,6 +229,10 @@ pub const BUILT_IN: &[BuiltIn] = &[
                 }),
                 &["message", "endpoint_id"],
             )
+        },
+        example: || {
+            json!({"message": "Webhook endpoint test",
+                   "endpoint_id": "wh_01a2b3c4d5e6f708192a3b4c5d6e7f85"})
         },
     },
 ];
@@ -492,6 +541,20 @@ pub fn example_for(schema: &Value) -> Value {
     }
 }
 
+/// A realistic `data` for an event type: a built-in type's documented example, the first of a
+/// custom schema's own `examples`, or one made from the schema.
+pub fn example_data(name: &str, schema: &Value) -> Value {
+    if let Some(built_in) = BUILT_IN.iter().find(|kind| kind.name == name) {
+        return (built_in.example)();
+    }
+    schema
+        .get("examples")
+        .and_then(Value::as_array)
+        .and_then(|examples| examples.first())
+        .cloned()
+        .unwrap_or_else(|| example_for(schema))
+}
+
 /// The whole body an endpoint receives for an event of `name` whose data fits `schema`.
 pub fn example_envelope(tenant_id: &str, name: &str, schema: &Value) -> Value {
     json!({
@@ -500,7 +563,7 @@ pub fn example_envelope(tenant_id: &str, name: &str, schema: &Value) -> Value {
         "version": super::ENVELOPE_VERSION,
         "created_at": "2026-03-21T14:30:00.000Z",
         "tenant_id": tenant_id,
-        "data": example_for(schema),
+        "data": example_data(name, schema),
     })
 }
 
@@ -511,6 +574,17 @@ mod example_tests {
     #[test]
     fn examples_fit_their_built_in_schemas() {
         for kind in BUILT_IN {
+            let example = (kind.example)();
+            assert!(
+                validate_built_in(kind.name, &example).is_some_and(|verdict| verdict.is_ok()),
+                "the documented example for {} does not fit its schema: {example}",
+                kind.name
+            );
+            assert!(
+                !example.to_string().contains("\"string\""),
+                "{}: a realistic example",
+                kind.name
+            );
             let example = example_for(&(kind.schema)());
             assert!(
                 validate_built_in(kind.name, &example).is_some_and(|verdict| verdict.is_ok()),
