@@ -3,7 +3,6 @@
 //! through an integration.
 
 pub mod api;
-pub mod pages;
 
 /// Statuses an experiment can have.
 pub const STATUSES: [&str; 5] = ["draft", "active", "paused", "completed", "archived"];

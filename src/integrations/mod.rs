@@ -3,7 +3,6 @@
 //! rest; the token is never returned and the secret only masked.
 
 pub mod api;
-pub mod pages;
 
 use crate::crypto::{Cipher, CryptoError};
 use crate::store::integrations::Integration;

@@ -5,7 +5,6 @@
 //! passes in a row resolve it. A monitor has at most one open incident at a time.
 
 pub mod api;
-pub mod pages;
 
 use std::time::{Duration, Instant};
 

@@ -555,9 +555,9 @@ mod tests {
 
     #[test]
     fn a_number_several_repositories_share_needs_the_repository() {
-        let rows = vec!["acme/api".to_owned(), "acme/web".to_owned()];
-        fn key(row: &String) -> &str {
-            row.as_str()
+        let rows = vec!["acme/api", "acme/web"];
+        fn key<'a>(row: &'a &str) -> &'a str {
+            row
         }
         assert!(matches!(
             one_numbered(rows.clone(), None, key, "issue"),

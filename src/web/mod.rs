@@ -43,9 +43,6 @@ pub fn router() -> Router<AppState> {
         .merge(crate::analysis::pages::router())
         .merge(crate::incidents::pages::router())
         .merge(crate::fixes::pages::router())
-        .merge(crate::monitors::pages::router())
-        .merge(crate::experiments::pages::router())
-        .merge(crate::integrations::pages::router())
         .merge(crate::tenancy::pages::router())
         .merge(crate::hooks::pages::router())
         .layer(middleware::from_fn(security_headers))
@@ -99,10 +96,7 @@ pub struct CursorQuery {
 pub enum Section {
     Services,
     Incidents,
-    Monitors,
     FixProposals,
-    Experiments,
-    Integrations,
     Webhooks,
     EventTypes,
     Tokens,
@@ -166,10 +160,7 @@ impl Chrome {
         let current = match self.section {
             Section::Services => "services",
             Section::Incidents => "incidents",
-            Section::Monitors => "monitors",
             Section::FixProposals => "fix-proposals",
-            Section::Experiments => "experiments",
-            Section::Integrations => "integrations",
             Section::Webhooks => "webhooks",
             Section::EventTypes => "event-types",
             Section::Tokens => "tokens",

@@ -1,9 +1,0 @@
-//! The pages of monitors (to come).
-
-use axum::Router;
-
-use crate::app::AppState;
-
-pub fn router() -> Router<AppState> {
-    Router::new()
-}
