@@ -63,7 +63,7 @@ fn path_parameter_schema(name: &str, description: &str) -> Option<Value> {
         })),
         "sha" => Some(json!({"type": "string", "pattern": "^[0-9a-fA-F]{7,40}$"})),
         // A pull request's or an issue's number in its repository.
-        "number" => Some(json!({"type": "integer", "format": "int64", "minimum": 1})),
+        "number" => Some(json!({"type": "string", "pattern": "^[1-9][0-9]{0,17}$"})),
         // A custom event type's name (built-in names follow the same rule).
         "name" => Some(json!({
             "type": "string", "maxLength": 128,

@@ -414,7 +414,7 @@ async fn service_pull_requests(
 
 #[utoipa::path(get, path = "/api/services/{id}/pull-requests/{number}", tag = "services",
     params(("id" = String, Path, description = "Service id (`svc_…`)"),
-        ("number" = i64, Path, description = "The pull request's number in its repository")),
+        ("number" = String, Path, description = "The pull request's number in its repository")),
     responses((status = 200, body = PullRequestOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -445,7 +445,7 @@ async fn service_issues(
 
 #[utoipa::path(get, path = "/api/services/{id}/issues/{number}", tag = "services",
     params(("id" = String, Path, description = "Service id (`svc_…`)"),
-        ("number" = i64, Path, description = "The issue's number in its repository")),
+        ("number" = String, Path, description = "The issue's number in its repository")),
     responses((status = 200, body = IssueOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -476,7 +476,7 @@ async fn integration_pull_requests(
 
 #[utoipa::path(get, path = "/api/v1/integrations/{id}/pull-requests/{number}", tag = "integrations",
     params(("id" = String, Path, description = "Integration id (`int_…`)"),
-        ("number" = i64, Path, description = "The pull request's number in its repository"),
+        ("number" = String, Path, description = "The pull request's number in its repository"),
         RepositoryQuery),
     responses((status = 200, body = PullRequestOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
@@ -517,7 +517,7 @@ async fn integration_issues(
 
 #[utoipa::path(get, path = "/api/v1/integrations/{id}/issues/{number}", tag = "integrations",
     params(("id" = String, Path, description = "Integration id (`int_…`)"),
-        ("number" = i64, Path, description = "The issue's number in its repository"),
+        ("number" = String, Path, description = "The issue's number in its repository"),
         RepositoryQuery),
     responses((status = 200, body = IssueOut), (status = 400, body = ErrorBody),
         (status = 404, body = ErrorBody),
